@@ -1,0 +1,329 @@
+"""Typed helpers for the application's domains: SMS, OAuth, tasks, users, database.
+
+Metric names follow the specification. Closed label sets (statuses, outcomes)
+are checked: an unknown value is counted as ``<other>``. Open ones (providers,
+task types, queues, error types) go through the per-label cap. Values that only
+exist outside the process (queue lengths, pool usage, active integrations,
+sessions, user counts) are scrape-time gauges fed by a source function.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass
+from time import perf_counter
+from types import TracebackType
+from typing import Any, Literal, NamedTuple, Union
+
+from .factory import MetricFactory
+from .labels import OTHER, Family
+from .scrape import ScrapeTimeValues, read_value
+
+SMS_STATUSES = ("success", "failure")
+REFRESH_STATUSES = ("success", "failure")
+TASK_OUTCOMES = ("success", "failure", "timeout")
+VERIFICATION_STATUSES = ("sent", "verified", "failed", "expired")
+
+SMSStatus = Literal["success", "failure"]
+TaskOutcome = Literal["success", "failure", "timeout"]
+VerificationStatus = Literal["sent", "verified", "failed", "expired"]
+
+# Provider APIs answer in tens of milliseconds to seconds; 30 s is a timeout.
+SMS_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+OAUTH_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+# Background jobs range from milliseconds to minutes.
+TASK_BUCKETS = (0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 10.0, 30.0, 60.0, 300.0)
+
+Number = Union[int, float]
+Reader = Callable[[], Union[Any, Awaitable[Any]]]
+
+
+class PoolStats(NamedTuple):
+    size: int  # connections the pool may hold (pool size plus allowed overflow)
+    checked_out: int  # connections in use
+
+
+@dataclass(frozen=True)
+class SourceOptions:
+    timeout: float = 2.0
+    ttl: float = 5.0
+
+
+def _closed(value: str, allowed: Sequence[str]) -> str:
+    return value if value in allowed else OTHER
+
+
+class _Timer:
+    """Times a block (sync or async); ``on_exit(seconds, exc)`` records it."""
+
+    def __init__(self, on_exit: Callable[[float, BaseException | None], None]) -> None:
+        self._on_exit = on_exit
+        self._start = 0.0
+
+    def __enter__(self) -> _Timer:
+        self._start = perf_counter()
+        return self
+
+    def __exit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self._on_exit(perf_counter() - self._start, exc)
+
+    async def __aenter__(self) -> _Timer:
+        return self.__enter__()
+
+    async def __aexit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.__exit__(kind, exc, tb)
+
+
+class _Domain:
+    def __init__(self, values: ScrapeTimeValues, options: SourceOptions) -> None:
+        self._values = values
+        self._options = options
+
+    def _source(self, name: str, gauges: Sequence[str], fn: Callable[[], Awaitable[Any]]) -> None:
+        self._values.source(
+            name, fn, gauges, timeout=self._options.timeout, ttl=self._options.ttl
+        )
+
+
+class SMSMetrics(_Domain):
+    def __init__(
+        self,
+        factory: MetricFactory,
+        values: ScrapeTimeValues,
+        options: SourceOptions,
+        providers: Sequence[str],
+    ) -> None:
+        super().__init__(values, options)
+        self.messages: Family = factory.counter(
+            "sms_messages_total", "SMS messages processed, by outcome and provider.",
+            ("status", "provider"),
+        )
+        self.duration: Family = factory.histogram(
+            "sms_processing_duration_seconds",
+            "Time to hand one SMS to its provider, by provider.",
+            ("provider",), SMS_BUCKETS,
+        )
+        self.cost: Family = factory.counter(
+            "sms_cost_total", "Money spent on SMS, in the providers' billing currency.",
+            ("provider",),
+        )
+        values.gauge("sms_queue_length", "SMS messages waiting in the queue.")
+        for provider in providers:
+            for status in SMS_STATUSES:
+                self.messages.labels(status, provider)
+            self.duration.labels(provider)
+            self.cost.labels(provider)
+
+    def message(
+        self,
+        provider: str,
+        status: SMSStatus,
+        *,
+        cost: Number = 0.0,
+        duration_seconds: float | None = None,
+    ) -> None:
+        """Record one processed message: its outcome, its cost and how long the provider took."""
+        self.messages.labels(_closed(status, SMS_STATUSES), provider).inc()
+        if cost:
+            self.cost.labels(provider).inc(cost)
+        if duration_seconds is not None:
+            self.duration.labels(provider).observe(duration_seconds)
+
+    def queue_length_from(self, reader: Reader) -> None:
+        """``reader()`` (sync or async) returns the number of queued messages."""
+
+        async def read() -> dict[str, float]:
+            return {"sms_queue_length": float(await read_value(reader))}
+
+        self._source("sms_queue", ["sms_queue_length"], read)
+
+
+class OAuthMetrics(_Domain):
+    def __init__(
+        self,
+        factory: MetricFactory,
+        values: ScrapeTimeValues,
+        options: SourceOptions,
+        providers: Sequence[str],
+    ) -> None:
+        super().__init__(values, options)
+        self.refreshes: Family = factory.counter(
+            "oauth_token_refresh_total", "OAuth token refreshes, by provider and outcome.",
+            ("provider", "status"),
+        )
+        self.errors: Family = factory.counter(
+            "oauth_errors_total", "OAuth errors, by provider and error type.",
+            ("provider", "error_type"),
+        )
+        self.duration: Family = factory.histogram(
+            "oauth_operation_duration_seconds",
+            "Duration of OAuth operations (connect, refresh, revoke, ...), by provider.",
+            ("provider", "operation"), OAUTH_BUCKETS,
+        )
+        values.gauge(
+            "oauth_integrations_active", "Active OAuth integrations, by provider.", ("provider",)
+        )
+        values.gauge(
+            "oauth_connected_users", "Users with at least one active OAuth integration."
+        )
+        self._providers = tuple(providers)
+        for provider in providers:
+            for status in REFRESH_STATUSES:
+                self.refreshes.labels(provider, status)
+
+    def token_refresh(self, provider: str, success: bool) -> None:
+        self.refreshes.labels(provider, "success" if success else "failure").inc()
+
+    def error(self, provider: str, error_type: str) -> None:
+        self.errors.labels(provider, error_type).inc()
+
+    def observe_operation(self, provider: str, operation: str, seconds: float) -> None:
+        self.duration.labels(provider, operation).observe(seconds)
+
+    def time_operation(self, provider: str, operation: str) -> _Timer:
+        """``with``/``async with``: times the block as one operation, failed or not."""
+        child = self.duration.labels(provider, operation)
+        return _Timer(lambda seconds, exc: child.observe(seconds))
+
+    def active_integrations_from(self, reader: Reader) -> None:
+        """``reader()`` returns ``{provider: active integrations}``; known providers default to 0."""
+
+        async def read() -> dict[str, Any]:
+            counts = {p: 0.0 for p in self._providers}
+            counts.update(await read_value(reader))
+            return {"oauth_integrations_active": counts}
+
+        self._source("oauth_integrations", ["oauth_integrations_active"], read)
+
+    def connected_users_from(self, reader: Reader) -> None:
+        """``reader()`` returns the number of users with an active integration."""
+
+        async def read() -> dict[str, float]:
+            return {"oauth_connected_users": float(await read_value(reader))}
+
+        self._source("oauth_users", ["oauth_connected_users"], read)
+
+
+class TaskMetrics(_Domain):
+    def __init__(
+        self,
+        factory: MetricFactory,
+        values: ScrapeTimeValues,
+        options: SourceOptions,
+        task_types: Sequence[str],
+        queues: Sequence[str],
+    ) -> None:
+        super().__init__(values, options)
+        self.duration: Family = factory.histogram(
+            "task_execution_duration_seconds", "Background task run time, by task type.",
+            ("task_type",), TASK_BUCKETS,
+        )
+        self.executions: Family = factory.counter(
+            "task_executions_total", "Background task runs, by task type and outcome.",
+            ("task_type", "outcome"),
+        )
+        values.gauge("task_queue_length", "Tasks waiting, by queue.", ("queue",))
+        self._queues = tuple(queues)
+        for task_type in task_types:
+            self.duration.labels(task_type)
+            for outcome in TASK_OUTCOMES:
+                self.executions.labels(task_type, outcome)
+
+    def executed(self, task_type: str, outcome: TaskOutcome, seconds: float) -> None:
+        self.executions.labels(task_type, _closed(outcome, TASK_OUTCOMES)).inc()
+        self.duration.labels(task_type).observe(seconds)
+
+    def track(self, task_type: str) -> _Timer:
+        """``with``/``async with``: success unless the block raises; a TimeoutError is a timeout."""
+
+        def done(seconds: float, exc: BaseException | None) -> None:
+            if exc is None:
+                outcome = "success"
+            elif isinstance(exc, TimeoutError):
+                outcome = "timeout"
+            else:
+                outcome = "failure"
+            self.executed(task_type, outcome, seconds)  # type: ignore[arg-type]
+
+        return _Timer(done)
+
+    def queue_lengths_from(self, reader: Reader) -> None:
+        """``reader()`` returns ``{queue: waiting tasks}``; known queues default to 0."""
+
+        async def read() -> dict[str, Any]:
+            lengths = {q: 0.0 for q in self._queues}
+            lengths.update(await read_value(reader))
+            return {"task_queue_length": lengths}
+
+        self._source("task_queues", ["task_queue_length"], read)
+
+
+class UserMetrics(_Domain):
+    def __init__(
+        self, factory: MetricFactory, values: ScrapeTimeValues, options: SourceOptions
+    ) -> None:
+        super().__init__(values, options)
+        self.registrations: Family = factory.counter(
+            "user_registrations_total", "Users registered."
+        )
+        self.verifications: Family = factory.counter(
+            "phone_verifications_total",
+            "Phone verification steps: code sent, verified, failed or expired.",
+            ("status",),
+        )
+        values.gauge("active_sessions", "Sessions that have not expired.")
+        values.gauge("registered_users", "Users in the database.")
+        self.registrations.labels()
+        for status in VERIFICATION_STATUSES:
+            self.verifications.labels(status)
+
+    def registered(self) -> None:
+        self.registrations.labels().inc()
+
+    def phone_verification(self, status: VerificationStatus) -> None:
+        self.verifications.labels(_closed(status, VERIFICATION_STATUSES)).inc()
+
+    def active_sessions_from(self, reader: Reader) -> None:
+        async def read() -> dict[str, float]:
+            return {"active_sessions": float(await read_value(reader))}
+
+        self._source("active_sessions", ["active_sessions"], read)
+
+    def registered_users_from(self, reader: Reader) -> None:
+        async def read() -> dict[str, float]:
+            return {"registered_users": float(await read_value(reader))}
+
+        self._source("registered_users", ["registered_users"], read)
+
+
+class DatabaseMetrics(_Domain):
+    GAUGES = (
+        "database_connections_active",
+        "database_connection_pool_size",
+        "database_connection_pool_utilization",
+    )
+
+    def __init__(self, values: ScrapeTimeValues, options: SourceOptions) -> None:
+        super().__init__(values, options)
+        values.gauge(self.GAUGES[0], "Database connections checked out of the pool.")
+        values.gauge(self.GAUGES[1], "Connections the pool may hold, overflow included.")
+        values.gauge(
+            self.GAUGES[2], "Checked-out connections over pool size (0 to 1), as the spec names it."
+        )
+
+    def pool_from(self, reader: Reader) -> None:
+        """``reader()`` returns a ``PoolStats`` (or ``(size, checked_out)``) for the pool."""
+
+        async def read() -> Mapping[str, float]:
+            size, checked_out = await read_value(reader)
+            return {
+                self.GAUGES[0]: float(checked_out),
+                self.GAUGES[1]: float(size),
+                self.GAUGES[2]: checked_out / size if size else 0.0,
+            }
+
+        self._source("database_pool", list(self.GAUGES), read)

@@ -1,0 +1,84 @@
+"""Creates the module's metrics with constant labels, a label guard and child caching."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+from .labels import DEFAULT_LABEL_CAP, Family, LabelGuard
+
+_LABEL_NAME = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*$")
+
+
+def check_const_labels(const_labels: Mapping[str, str]) -> dict[str, str]:
+    """Validate constant labels; raises ValueError with the offending name."""
+    out = {}
+    for name, value in const_labels.items():
+        if not _LABEL_NAME.match(name) or name.startswith("__"):
+            raise ValueError(f"const label name {name!r} is not a valid Prometheus label name")
+        out[name] = str(value)
+    return out
+
+
+class MetricFactory:
+    """One place that knows the registry, the constant labels and the label cap."""
+
+    def __init__(
+        self,
+        registry: CollectorRegistry,
+        const_labels: Mapping[str, str],
+        label_cap: int = DEFAULT_LABEL_CAP,
+    ) -> None:
+        self.registry = registry
+        self.const_labels = check_const_labels(const_labels)
+        self.label_cap = label_cap
+        self._const_names = tuple(self.const_labels)
+        self._const_values = tuple(self.const_labels.values())
+        self.rejections = Counter(
+            "app_metrics_label_rejections_total",
+            "Label values replaced by <overflow> (past the per-label cap) "
+            "or <redacted> (looked like personal data).",
+            ("metric", "label", "reason", *self._const_names),
+            registry=registry,
+        )
+
+    def _names(self, labelnames: Sequence[str]) -> tuple[str, ...]:
+        clash = set(labelnames) & set(self._const_names)
+        if clash:
+            raise ValueError(f"const labels {sorted(clash)} clash with metric labels")
+        return (*labelnames, *self._const_names)
+
+    def reject(self, metric: str, label: str, reason: str) -> None:
+        self.rejections.labels(metric, label, reason, *self._const_values).inc()
+
+    def _wrap(
+        self, metric: Counter | Gauge | Histogram, name: str, labelnames: Sequence[str]
+    ) -> Family:
+        guard = LabelGuard(name, labelnames, self.label_cap, self.reject)
+        return Family(metric, self._const_values, guard)
+
+    def counter(self, name: str, doc: str, labelnames: Sequence[str] = ()) -> Family:
+        metric = Counter(name, doc, self._names(labelnames), registry=self.registry)
+        return self._wrap(metric, name, labelnames)
+
+    def gauge(
+        self, name: str, doc: str, labelnames: Sequence[str] = (), mode: str = "livesum"
+    ) -> Family:
+        metric = Gauge(
+            name,
+            doc,
+            self._names(labelnames),
+            registry=self.registry,
+            multiprocess_mode=mode,  # type: ignore[arg-type]
+        )
+        return self._wrap(metric, name, labelnames)
+
+    def histogram(
+        self, name: str, doc: str, labelnames: Sequence[str], buckets: Sequence[float]
+    ) -> Family:
+        metric = Histogram(
+            name, doc, self._names(labelnames), registry=self.registry, buckets=buckets
+        )
+        return self._wrap(metric, name, labelnames)

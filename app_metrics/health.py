@@ -1,0 +1,103 @@
+"""Health checks exported as metrics.
+
+Each registered async check gives ``health_check_status{check}`` (1 healthy,
+0 not) and ``health_check_duration_seconds{check}``; the check named
+``database`` also gives the specification's ``database_health_status`` and
+``database_response_time_seconds``. A check is healthy when it returns without
+raising and does not return ``False``. Failures and timeouts are logged and
+counted in ``health_check_failures_total{check,reason}``, never raised.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import deque
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from time import perf_counter, time
+from typing import Any
+
+from .labels import Family
+from .scrape import ScrapeTimeValues
+
+log = logging.getLogger("app_metrics")
+
+Check = Callable[[], Awaitable[Any]]
+
+STATUS = "health_check_status"
+DURATION = "health_check_duration_seconds"
+DATABASE_STATUS = "database_health_status"
+DATABASE_RESPONSE = "database_response_time_seconds"
+
+
+@dataclass(frozen=True)
+class HealthResult:
+    check: str
+    healthy: bool
+    duration_seconds: float
+    checked_at: float  # unix time
+    error: str | None = None
+
+
+class HealthChecks:
+    """Registered checks, their latest results and a bounded history."""
+
+    def __init__(
+        self, values: ScrapeTimeValues, failures: Family, history_size: int = 100
+    ) -> None:
+        self._values = values
+        self._failures = failures
+        self._latest: dict[str, HealthResult] = {}
+        self.history: deque[HealthResult] = deque(maxlen=history_size)
+        values.gauge(STATUS, "1 when the named health check passed at the last scrape, else 0.", ("check",))
+        values.gauge(DURATION, "Duration of the named health check at the last scrape.", ("check",))
+        values.gauge(DATABASE_STATUS, "1 when the database answered its health query, else 0.")
+        values.gauge(DATABASE_RESPONSE, "Time the database took to answer its health query.")
+
+    def add(self, name: str, check: Check, *, timeout: float = 2.0, ttl: float = 5.0) -> None:
+        """Register ``check`` under ``name``; it runs at scrape time, at most once per ``ttl``."""
+        gauges = [STATUS, DURATION]
+        if name == "database":
+            gauges += [DATABASE_STATUS, DATABASE_RESPONSE]
+        for reason in ("error", "timeout", "unhealthy"):
+            self._failures.labels(name, reason)  # zero-initialised
+
+        async def run() -> dict[str, Any]:
+            result = await self.run_one(name, check, timeout)
+            out: dict[str, Any] = {
+                STATUS: {name: float(result.healthy)},
+                DURATION: {name: result.duration_seconds},
+            }
+            if name == "database":
+                out[DATABASE_STATUS] = float(result.healthy)
+                if result.healthy:
+                    out[DATABASE_RESPONSE] = result.duration_seconds
+            return out
+
+        # the check enforces its own timeout; the source's is a backstop
+        self._values.source(f"health:{name}", run, gauges, timeout=timeout + 1.0, ttl=ttl)
+
+    async def run_one(self, name: str, check: Check, timeout: float) -> HealthResult:
+        start = perf_counter()
+        error: str | None = None
+        try:
+            healthy = await asyncio.wait_for(check(), timeout) is not False
+            if not healthy:
+                error, reason = "check returned False", "unhealthy"
+        except asyncio.TimeoutError:
+            healthy, error, reason = False, f"timed out after {timeout:g}s", "timeout"
+        except Exception as exc:
+            healthy, error, reason = False, f"{type(exc).__name__}: {exc}", "error"
+        duration = perf_counter() - start
+        if not healthy:
+            log.warning("health check %s failed: %s", name, error)
+            self._failures.labels(name, reason).inc()
+        result = HealthResult(name, healthy, duration, time(), error)
+        self._latest[name] = result
+        self.history.append(result)
+        return result
+
+    def latest(self) -> dict[str, HealthResult]:
+        """The most recent result of each check (checks run at scrape time)."""
+        return dict(self._latest)

@@ -1,0 +1,192 @@
+"""``instrument(app)``: one call wires the middleware, ``/metrics`` and the domain metrics."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Collection, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from prometheus_client import REGISTRY, CollectorRegistry
+from prometheus_client.exposition import choose_encoder
+from starlette.applications import Starlette
+
+from . import multiprocess
+from .domain import (
+    DatabaseMetrics,
+    OAuthMetrics,
+    SMSMetrics,
+    SourceOptions,
+    TaskMetrics,
+    UserMetrics,
+)
+from .exposition import MetricsEndpoint
+from .factory import MetricFactory
+from .health import HealthChecks
+from .http import HTTP_BUCKETS, HTTPMetrics, MetricsMiddleware
+from .labels import DEFAULT_LABEL_CAP
+from .routes import TemplateResolver
+from .safe import SafeView, registry_collectors
+from .scrape import ScrapeTimeValues
+
+
+class Metrics:
+    """The handle ``instrument()`` returns: the registry and every metric family."""
+
+    def __init__(
+        self,
+        registry: CollectorRegistry,
+        factory: MetricFactory,
+        *,
+        buckets: Sequence[float],
+        sms_providers: Sequence[str],
+        oauth_providers: Sequence[str],
+        task_types: Sequence[str],
+        task_queues: Sequence[str],
+        source_options: SourceOptions,
+        multiprocess_dir: str | None,
+    ) -> None:
+        self.registry = registry
+        self.multiprocess_dir = multiprocess_dir
+        self._collector_errors = factory.counter(
+            "app_metrics_collector_errors_total",
+            "Collectors that raised during a scrape; their metrics were left out.",
+            ("collector",),
+        )
+        self._source_errors = factory.counter(
+            "app_metrics_scrape_source_errors_total",
+            "Scrape-time sources that failed or timed out; their series were left out.",
+            ("source", "reason"),
+        )
+        self.values = ScrapeTimeValues(
+            factory.const_labels,
+            factory.label_cap,
+            factory.reject,
+            lambda source, reason: self._source_errors.labels(source, reason).inc(),
+        )
+        self.http = HTTPMetrics(factory, buckets)
+        self.sms = SMSMetrics(factory, self.values, source_options, sms_providers)
+        self.oauth = OAuthMetrics(factory, self.values, source_options, oauth_providers)
+        self.tasks = TaskMetrics(factory, self.values, source_options, task_types, task_queues)
+        self.users = UserMetrics(factory, self.values, source_options)
+        self.database = DatabaseMetrics(self.values, source_options)
+        self.health = HealthChecks(
+            self.values,
+            factory.counter(
+                "health_check_failures_total",
+                "Health checks that failed, by check and reason (error, timeout, unhealthy).",
+                ("check", "reason"),
+            ),
+        )
+        if multiprocess_dir:
+            self._collectors = multiprocess.Merged(multiprocess_dir, [self.values]).collectors
+        else:
+            registry.register(self.values)
+            self._collectors = registry_collectors(registry)
+
+    async def refresh(self) -> None:
+        """Run the scrape-time sources and health checks that are due."""
+        await self.values.refresh()
+
+    def view(self, names: Sequence[str] | None = None) -> SafeView:
+        """What a scrape serves: all workers' metrics in multiprocess mode, never raising."""
+        return SafeView(
+            self._collectors,
+            lambda name: self._collector_errors.labels(name).inc(),
+            names,
+        )
+
+    def render(self, accept: str = "", names: Sequence[str] | None = None) -> tuple[bytes, str]:
+        """The exposition as ``/metrics`` would serve it (without refreshing)."""
+        encoder, content_type = choose_encoder(accept)
+        return encoder(self.view(names)), content_type  # type: ignore[arg-type]
+
+
+def instrument(
+    app: Starlette,
+    *,
+    metrics_path: str = "/metrics",
+    exclude_paths: Collection[str] = (),
+    registry: CollectorRegistry | None = None,
+    const_labels: Mapping[str, str] | None = None,
+    token: str | None = None,
+    token_file: str | os.PathLike[str] | None = None,
+    buckets: Sequence[float] = HTTP_BUCKETS,
+    label_cap: int = DEFAULT_LABEL_CAP,
+    sms_providers: Sequence[str] = (),
+    oauth_providers: Sequence[str] = (),
+    task_types: Sequence[str] = (),
+    task_queues: Sequence[str] = (),
+    source_timeout: float = 2.0,
+    source_ttl: float = 5.0,
+) -> Metrics:
+    """Instrument a FastAPI or Starlette ``app`` and serve ``metrics_path``.
+
+    The middleware wraps the whole app (outside its error handling); ``/metrics``
+    is answered by it directly, before the app's own middleware and auth, on the
+    exact path. ``exclude_paths`` are raw paths or route templates not measured.
+    ``token``/``token_file`` demand ``Authorization: Bearer <token>`` on ``/metrics``.
+    Call it once, before the app serves its first request.
+    """
+    if not isinstance(app, Starlette):
+        raise TypeError(f"instrument() needs a FastAPI or Starlette app, not {type(app).__name__}")
+    if app.middleware_stack is not None:
+        raise RuntimeError("instrument() must be called before the app serves its first request")
+    if getattr(app, "_app_metrics", None) is not None:
+        raise RuntimeError("this app is instrumented already")
+    if not metrics_path.startswith("/") or (metrics_path != "/" and metrics_path.endswith("/")):
+        raise ValueError(f"metrics_path must start with '/' and not end with one: {metrics_path!r}")
+    if label_cap < 1:
+        raise ValueError("label_cap must be at least 1")
+    secret = _read_token(token, token_file)
+
+    mp_dir = multiprocess.directory()
+    if mp_dir:
+        multiprocess.check_value_class(mp_dir)
+        multiprocess.prepare(mp_dir)
+    registry = REGISTRY if registry is None else registry
+    factory = MetricFactory(registry, const_labels or {}, label_cap)
+    metrics = Metrics(
+        registry,
+        factory,
+        buckets=buckets,
+        sms_providers=sms_providers,
+        oauth_providers=oauth_providers,
+        task_types=task_types,
+        task_queues=task_queues,
+        source_options=SourceOptions(source_timeout, source_ttl),
+        multiprocess_dir=mp_dir,
+    )
+    endpoint = MetricsEndpoint(metrics.render, metrics.refresh, secret)
+    resolver = TemplateResolver(app.router.routes)
+    build_inner = app.build_middleware_stack
+
+    def build_middleware_stack() -> Any:
+        return MetricsMiddleware(
+            build_inner(),
+            metrics=metrics.http,
+            resolver=resolver,
+            metrics_path=metrics_path,
+            metrics_endpoint=endpoint,
+            exclude=exclude_paths,
+        )
+
+    app.build_middleware_stack = build_middleware_stack  # type: ignore[method-assign]
+    app._app_metrics = metrics  # type: ignore[attr-defined]
+    return metrics
+
+
+def _read_token(token: str | None, token_file: str | os.PathLike[str] | None) -> str | None:
+    if token is not None and token_file is not None:
+        raise ValueError("give token or token_file, not both")
+    if token_file is not None:
+        path = Path(token_file)
+        try:
+            token = path.read_text().strip()
+        except OSError as exc:
+            raise ValueError(f"cannot read the metrics token file {path}: {exc}") from exc
+        if not token:
+            raise ValueError(f"the metrics token file {path} is empty")
+    if token is not None and (not token or token != token.strip()):
+        raise ValueError("the metrics token must be non-empty, without surrounding white space")
+    return token

@@ -1,0 +1,111 @@
+"""Bounded label values: a per-label cap, an overflow value, personal data kept out.
+
+Label values are checked once, when a new combination is first seen; the hot path
+is a dict lookup of already-checked children (see ``Family``).
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+from collections.abc import Callable, Sequence
+from typing import Any
+
+UNMATCHED = "<unmatched>"  # a request that matched no route
+OTHER = "<other>"  # a value outside a known, closed set (unknown HTTP method, status, ...)
+OVERFLOW = "<overflow>"  # a value past the per-label cap
+REDACTED = "<redacted>"  # a value that looks like personal data or a secret
+
+DEFAULT_LABEL_CAP = 200
+_MAX_CACHED_CHILDREN = 20_000
+
+# Phone numbers and numeric ids (6+ digits), e-mail addresses, UUIDs and long
+# hex or base64-like tokens never belong in a label value.
+_PERSONAL = re.compile(
+    r"\d{6,}"
+    r"|[^@\s]+@[^@\s]+"
+    r"|[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-"
+    r"|[0-9a-fA-F]{16,}"
+    r"|(?=[\w\-]*\d)(?=[\w\-]*[A-Za-z])[\w\-]{24,}"
+)
+
+
+def looks_personal(value: str) -> bool:
+    """True when a label value looks like a phone number, id, e-mail or token."""
+    return _PERSONAL.search(value) is not None
+
+
+class LabelGuard:
+    """Caps the distinct values each label of one metric family may take.
+
+    A value past the cap becomes ``<overflow>``, a value that looks personal
+    becomes ``<redacted>``; both are counted in ``app_metrics_label_rejections_total``.
+    """
+
+    def __init__(
+        self,
+        metric: str,
+        labelnames: Sequence[str],
+        cap: int,
+        on_reject: Callable[[str, str, str], None] | None = None,
+    ) -> None:
+        self._metric = metric
+        self._labelnames = tuple(labelnames)
+        self._cap = cap
+        self._seen: list[set[str]] = [set() for _ in self._labelnames]
+        self._on_reject = on_reject
+        self._lock = threading.Lock()
+
+    def clean(self, values: Sequence[Any]) -> tuple[str, ...]:
+        out = []
+        with self._lock:
+            for name, seen, raw in zip(self._labelnames, self._seen, values, strict=True):
+                value = str(raw)
+                if value in seen:
+                    out.append(value)
+                    continue
+                if looks_personal(value):
+                    self._reject(name, "personal_data")
+                    value = REDACTED
+                elif len(seen) >= self._cap:
+                    self._reject(name, "overflow")
+                    value = OVERFLOW
+                else:
+                    seen.add(value)
+                out.append(value)
+        return tuple(out)
+
+    def _reject(self, label: str, reason: str) -> None:
+        if self._on_reject is not None:
+            self._on_reject(self._metric, label, reason)
+
+
+class Family:
+    """A labelled metric plus its constant labels, guard and a cache of children.
+
+    ``labels(*values)`` returns the child for raw values; new combinations go
+    through the guard once, then hit the cache.
+    """
+
+    __slots__ = ("_metric", "_const", "_guard", "_children")
+
+    def __init__(self, metric: Any, const_values: tuple[str, ...], guard: LabelGuard) -> None:
+        self._metric = metric
+        self._const = const_values
+        self._guard = guard
+        self._children: dict[tuple[Any, ...], Any] = {}
+
+    def labels(self, *values: Any) -> Any:
+        child = self._children.get(values)
+        if child is None:
+            child = self._create(values)
+        return child
+
+    def _create(self, values: tuple[Any, ...]) -> Any:
+        if not self._metric._labelnames:
+            return self._metric
+        clean = self._guard.clean(values)
+        child = self._metric.labels(*clean, *self._const)
+        if len(self._children) < _MAX_CACHED_CHILDREN:
+            self._children[values] = child
+        return child
