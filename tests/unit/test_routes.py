@@ -1,0 +1,245 @@
+"""The endpoint label is the route template, read after routing, for every way of routing."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, FastAPI, HTTPException
+from prometheus_client import CollectorRegistry
+from starlette.middleware import Middleware
+from starlette.responses import PlainTextResponse
+from starlette.types import Receive, Scope, Send
+
+import app_metrics
+
+from .driver import call, scrape, value
+
+
+def counted(app: FastAPI, endpoint: str, status: str = "200", method: str = "GET") -> float | None:
+    return value(
+        scrape(app), "http_requests_total", method=method, endpoint=endpoint, status=status
+    )
+
+
+def instrumented(app: FastAPI, **options: object) -> app_metrics.Metrics:
+    return app_metrics.instrument(app, registry=CollectorRegistry(), **options)  # type: ignore[arg-type]
+
+
+def test_plain_route_is_labelled_with_its_template() -> None:
+    app = FastAPI()
+
+    @app.get("/users/{user_id}")
+    async def user(user_id: int) -> dict[str, int]:
+        return {"id": user_id}
+
+    instrumented(app)
+    for uid in (1, 2, 3):
+        assert call(app, f"/users/{uid}").status == 200
+    assert counted(app, "/users/{user_id}") == 3
+
+
+def test_routes_declared_after_instrument_are_labelled() -> None:
+    app = FastAPI()
+    instrumented(app)
+
+    @app.get("/late/{x}")
+    async def late(x: str) -> str:
+        return x
+
+    call(app, "/late/a")
+    assert counted(app, "/late/{x}") == 1
+
+
+def test_included_and_nested_routers_carry_their_prefixes() -> None:
+    app = FastAPI()
+    inner = APIRouter(prefix="/phones")
+    outer = APIRouter(prefix="/users/{user_id}")
+
+    @inner.post("/{phone_id}/verify")
+    async def verify(user_id: int, phone_id: int) -> dict[str, bool]:
+        return {"ok": True}
+
+    outer.include_router(inner)
+    app.include_router(outer, prefix="/v1")
+    instrumented(app)
+    assert call(app, "/v1/users/7/phones/3/verify", method="POST").status == 200
+    assert counted(app, "/v1/users/{user_id}/phones/{phone_id}/verify", method="POST") == 1
+
+
+def test_mounted_sub_apps_are_labelled_with_the_full_template() -> None:
+    app = FastAPI()
+    sub = FastAPI()
+    subsub = FastAPI()
+
+    @subsub.get("/deep/{key}")
+    async def deep(key: str) -> str:
+        return key
+
+    @sub.get("/items/{item_id}")
+    async def item(item_id: int) -> int:
+        return item_id
+
+    sub.mount("/nested", subsub)
+    app.mount("/sub", sub)
+    app.mount("/tenants/{tenant}", sub)
+    instrumented(app)
+    call(app, "/sub/items/1")
+    call(app, "/sub/items/2")
+    call(app, "/sub/nested/deep/k")
+    for tenant in ("a", "b", "c"):
+        call(app, f"/tenants/{tenant}/items/9")
+    text = scrape(app)
+    assert value(text, "http_requests_total", method="GET", endpoint="/sub/items/{item_id}",
+                 status="200") == 2
+    assert value(text, "http_requests_total", method="GET",
+                 endpoint="/sub/nested/deep/{key}", status="200") == 1
+    assert value(text, "http_requests_total", method="GET",
+                 endpoint="/tenants/{tenant}/items/{item_id}", status="200") == 3
+
+
+def test_unknown_path_inside_a_mount_is_unmatched() -> None:
+    app = FastAPI()
+    sub = FastAPI()
+
+    @sub.get("/known")
+    async def known() -> str:
+        return "ok"
+
+    app.mount("/sub", sub)
+    instrumented(app)
+    assert call(app, "/sub/unknown/123").status == 404
+    assert counted(app, "<unmatched>", "404") == 1
+
+
+def test_opaque_mounted_app_is_labelled_with_the_mount_path() -> None:
+    async def files(scope: Scope, receive: Receive, send: Send) -> None:
+        await PlainTextResponse("file")(scope, receive, send)
+
+    app = FastAPI()
+    app.mount("/static", files)
+    instrumented(app)
+    call(app, "/static/css/site.css")
+    call(app, "/static/js/app.js")
+    assert counted(app, "/static/{path}") == 2
+
+
+def test_root_path_deployment_labels_without_the_prefix() -> None:
+    app = FastAPI()
+
+    @app.get("/items/{item_id}")
+    async def item(item_id: int) -> int:
+        return item_id
+
+    instrumented(app)
+    assert call(app, "/items/5", root_path="/api").status == 200
+    assert call(app, "/metrics", root_path="/api").status == 200
+    assert counted(app, "/items/{item_id}") == 1
+
+
+def test_root_path_with_a_mount_labels_the_mounted_template() -> None:
+    app = FastAPI()
+    sub = FastAPI()
+
+    @sub.get("/things/{tid}")
+    async def thing(tid: int) -> int:
+        return tid
+
+    app.mount("/sub", sub)
+    instrumented(app)
+    assert call(app, "/sub/things/3", root_path="/proxy").status == 200
+    assert counted(app, "/sub/things/{tid}") == 1
+
+
+def test_method_not_allowed_keeps_the_route_template() -> None:
+    app = FastAPI()
+
+    @app.get("/only-get/{x}")
+    async def only_get(x: int) -> int:
+        return x
+
+    instrumented(app)
+    assert call(app, "/only-get/1", method="DELETE").status == 405
+    assert counted(app, "/only-get/{x}", "405", method="DELETE") == 1
+
+
+def test_http_exception_keeps_the_route_template() -> None:
+    app = FastAPI()
+
+    @app.get("/users/{user_id}")
+    async def user(user_id: int) -> None:
+        raise HTTPException(404, "no such user")
+
+    instrumented(app)
+    assert call(app, "/users/404").status == 404
+    assert counted(app, "/users/{user_id}", "404") == 1
+
+
+class DenyAll:
+    """Answers 401 before routing, like an auth middleware rejecting a request."""
+
+    def __init__(self, app: object) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await PlainTextResponse("no", status_code=401)(scope, receive, send)
+
+
+def test_response_from_middleware_before_routing_finds_the_route() -> None:
+    app = FastAPI(middleware=[Middleware(DenyAll)])
+
+    @app.get("/private/{doc_id}")
+    async def private(doc_id: int) -> int:
+        return doc_id
+
+    instrumented(app)
+    assert call(app, "/private/1").status == 401
+    assert call(app, "/nowhere/1").status == 401
+    text = scrape(app)
+    assert value(text, "http_requests_total", method="GET", endpoint="/private/{doc_id}",
+                 status="401") == 1
+    assert value(text, "http_requests_total", method="GET", endpoint="<unmatched>",
+                 status="401") == 1
+
+
+def test_one_router_included_twice_keeps_each_prefix() -> None:
+    app = FastAPI()
+    router = APIRouter()
+
+    @router.get("/orders/{order_id}")
+    async def order(order_id: int) -> int:
+        return order_id
+
+    app.include_router(router, prefix="/v1")
+    app.include_router(router, prefix="/v2")
+    instrumented(app)
+    call(app, "/v1/orders/1")
+    call(app, "/v2/orders/1")
+    call(app, "/v2/orders/2")
+    assert counted(app, "/v1/orders/{order_id}") == 1
+    assert counted(app, "/v2/orders/{order_id}") == 2
+
+
+def test_plain_starlette_app_with_mounts_is_labelled() -> None:
+    from starlette.applications import Starlette
+    from starlette.routing import Mount, Route, Router
+
+    async def hello(request: object) -> PlainTextResponse:
+        return PlainTextResponse("hi")
+
+    async def files(scope: Scope, receive: Receive, send: Send) -> None:
+        await PlainTextResponse("file")(scope, receive, send)
+
+    api = Router([Route("/users/{uid:int}", hello)])
+    app = Starlette(
+        routes=[Route("/", hello), Mount("/api", routes=api.routes), Mount("/assets", files)]
+    )
+    instrumented(app)  # type: ignore[arg-type]
+    for path in ("/", "/api/users/1", "/api/users/2", "/assets/a.png", "/api/nope"):
+        call(app, path)
+    text = scrape(app)  # type: ignore[arg-type]
+    for endpoint, status, count in (
+        ("/", "200", 1),
+        ("/api/users/{uid}", "200", 2),
+        ("/assets/{path}", "200", 1),
+        ("<unmatched>", "404", 1),
+    ):
+        assert value(text, "http_requests_total", method="GET", endpoint=endpoint,
+                     status=status) == count, endpoint
