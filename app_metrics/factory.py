@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.samples import Sample
 
 from .labels import DEFAULT_LABEL_CAP, Family, LabelGuard
 
@@ -22,6 +23,21 @@ def check_const_labels(const_labels: Mapping[str, str]) -> dict[str, str]:
     return out
 
 
+class _Counter(Counter):
+    """A counter without the ``_created`` series (half the series, no information
+    Prometheus 2 uses)."""
+
+    def _child_samples(self) -> Iterable[Sample]:
+        return [s for s in super()._child_samples() if s.name != "_created"]
+
+
+class _Histogram(Histogram):
+    """A histogram without the ``_created`` series."""
+
+    def _child_samples(self) -> Iterable[Sample]:
+        return [s for s in super()._child_samples() if s.name != "_created"]
+
+
 class MetricFactory:
     """One place that knows the registry, the constant labels and the label cap."""
 
@@ -36,7 +52,7 @@ class MetricFactory:
         self.label_cap = label_cap
         self._const_names = tuple(self.const_labels)
         self._const_values = tuple(self.const_labels.values())
-        self.rejections = Counter(
+        self.rejections = _Counter(
             "app_metrics_label_rejections_total",
             "Label values replaced by <overflow> (past the per-label cap) "
             "or <redacted> (looked like personal data).",
@@ -60,7 +76,7 @@ class MetricFactory:
         return Family(metric, self._const_values, guard)
 
     def counter(self, name: str, doc: str, labelnames: Sequence[str] = ()) -> Family:
-        metric = Counter(name, doc, self._names(labelnames), registry=self.registry)
+        metric = _Counter(name, doc, self._names(labelnames), registry=self.registry)
         return self._wrap(metric, name, labelnames)
 
     def gauge(
@@ -78,7 +94,7 @@ class MetricFactory:
     def histogram(
         self, name: str, doc: str, labelnames: Sequence[str], buckets: Sequence[float]
     ) -> Family:
-        metric = Histogram(
+        metric = _Histogram(
             name, doc, self._names(labelnames), registry=self.registry, buckets=buckets
         )
         return self._wrap(metric, name, labelnames)

@@ -59,6 +59,10 @@ class HTTPMetrics:
             mode="livesum",
         )
         self._pairs: dict[tuple[str, str, int], tuple[Any, Any]] = {}
+        # zero-initialised, one child per method the middleware can label
+        self.in_progress_by_method = {
+            m: self.in_progress.labels(m) for m in (*KNOWN_METHODS, OTHER)
+        }
 
     def observe(self, method: str, endpoint: str, status: int, seconds: float) -> None:
         key = (method, endpoint, status)
@@ -99,7 +103,7 @@ class MetricsMiddleware:
         self.metrics_path = metrics_path
         self.metrics_endpoint = metrics_endpoint
         self.exclude = frozenset(exclude)
-        self._in_progress = {m: metrics.in_progress.labels(m) for m in (*KNOWN_METHODS, OTHER)}
+        self._in_progress = metrics.in_progress_by_method
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":

@@ -1,0 +1,208 @@
+"""Fixtures that run real uvicorn processes on 127.0.0.1 and scrape their ``/metrics``.
+
+Every server is started in its own session (process group) and stopped in teardown by
+signalling that group: SIGTERM, a bounded wait, then SIGKILL. Its output goes to a log
+file whose tail is shown when a server does not come up.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+from prometheus_client.samples import Sample
+
+REPO = Path(__file__).resolve().parents[2]
+APP = "tests.server.app:app"
+HOST = "127.0.0.1"
+START_TIMEOUT = 15.0
+STOP_TIMEOUT = 10.0
+PID_HEADER = "x-worker-pid"
+
+
+def free_port() -> int:
+    """A port the kernel reports free right now (bind to port 0, then release it)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((HOST, 0))
+        return int(sock.getsockname()[1])
+
+
+@dataclass
+class Server:
+    proc: subprocess.Popen[bytes]
+    port: int
+    log_path: Path
+    mp_dir: Path | None
+    worker_pids: set[int] = field(default_factory=set)
+
+    @property
+    def url(self) -> str:
+        return f"http://{HOST}:{self.port}"
+
+    def log_tail(self, chars: int = 4000) -> str:
+        try:
+            return self.log_path.read_text(errors="replace")[-chars:]
+        except OSError:
+            return "<no log>"
+
+    def get(self, path: str, **kwargs: object) -> httpx.Response:
+        """One request on a new connection (so the kernel may hand it to any worker)."""
+        return httpx.get(self.url + path, timeout=10.0, follow_redirects=False, **kwargs)  # type: ignore[arg-type]
+
+
+def stop_process_group(proc: subprocess.Popen[bytes]) -> None:
+    """SIGTERM the group led by ``proc``, wait (bounded), then SIGKILL whatever is left."""
+    try:
+        os.killpg(proc.pid, signal.SIGTERM)
+    except ProcessLookupError:
+        pass
+    try:
+        proc.wait(timeout=STOP_TIMEOUT)
+    except subprocess.TimeoutExpired:
+        pass
+    # Also reaches workers that outlived their supervisor: they stay in its group.
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    try:
+        proc.wait(timeout=STOP_TIMEOUT)
+    except subprocess.TimeoutExpired:  # pragma: no cover - a zombie we cannot reap
+        pass
+
+
+def _wait_ready(server: Server, workers: int, ready_path: str) -> None:
+    """Poll ``ready_path`` on new connections until ``workers`` distinct pids answered."""
+    deadline = time.monotonic() + START_TIMEOUT
+    for _ in range(2000):
+        if time.monotonic() > deadline:
+            break
+        if server.proc.poll() is not None:
+            pytest.fail(f"uvicorn exited with {server.proc.returncode}:\n{server.log_tail()}")
+        try:
+            response = server.get(ready_path)
+        except httpx.TransportError:
+            time.sleep(0.05)
+            continue
+        if response.status_code == 200:
+            server.worker_pids.add(int(response.headers[PID_HEADER]))
+            if len(server.worker_pids) >= workers:
+                return
+    pytest.fail(
+        f"uvicorn not ready in {START_TIMEOUT}s ({len(server.worker_pids)}/{workers} workers"
+        f" answered {ready_path}):\n{server.log_tail()}"
+    )
+
+
+StartServer = Callable[..., Server]
+
+
+@pytest.fixture
+def start_server(tmp_path: Path) -> Iterator[StartServer]:
+    """``start_server(workers=1, mp_dir=None, args=(), env=None)`` -> a ready ``Server``.
+
+    Readiness: every worker answered ``/metrics`` (not counted in the HTTP metrics).
+    Every process started here is stopped at teardown, whatever the test's outcome.
+    """
+    started: list[subprocess.Popen[bytes]] = []
+
+    def start(
+        workers: int = 1,
+        mp_dir: Path | None = None,
+        args: Sequence[str] = (),
+        env: dict[str, str] | None = None,
+        ready_path: str = "/metrics",
+    ) -> Server:
+        port = free_port()
+        child_env = {
+            k: v
+            for k, v in os.environ.items()
+            if k.lower() not in ("prometheus_multiproc_dir", "test_app_root_path")
+        }
+        if mp_dir is not None:
+            mp_dir.mkdir(parents=True, exist_ok=True)
+            child_env["PROMETHEUS_MULTIPROC_DIR"] = str(mp_dir)
+        child_env.update(env or {})
+        log_path = tmp_path / f"uvicorn-{port}.log"
+        cmd = [
+            sys.executable, "-m", "uvicorn", APP,
+            "--host", HOST, "--port", str(port),
+            "--app-dir", str(REPO),
+            "--log-level", "warning", "--no-access-log",
+            *(["--workers", str(workers)] if workers > 1 else []),
+            *args,
+        ]  # fmt: skip
+        with log_path.open("wb") as log:
+            proc = subprocess.Popen(
+                cmd,
+                cwd=REPO,
+                env=child_env,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        started.append(proc)
+        server = Server(proc, port, log_path, mp_dir)
+        _wait_ready(server, workers, ready_path)
+        return server
+
+    try:
+        yield start
+    finally:
+        for proc in reversed(started):
+            stop_process_group(proc)
+
+
+# --- scraping ---------------------------------------------------------------------------
+
+
+@dataclass
+class Scrape:
+    samples: list[Sample]
+    worker_pid: int
+    text: str
+
+    def select(self, name: str, **labels: str) -> list[Sample]:
+        """Samples called ``name`` whose labels include ``labels``."""
+        return [
+            s
+            for s in self.samples
+            if s.name == name and all(s.labels.get(k) == v for k, v in labels.items())
+        ]
+
+    def total(self, name: str, **labels: str) -> float:
+        return sum(s.value for s in self.select(name, **labels))
+
+
+def scrape(server: Server, path: str = "/metrics") -> Scrape:
+    """GET ``path`` on a new connection and parse the text exposition."""
+    response = server.get(path)
+    assert response.status_code == 200, (response.status_code, response.text[:500])
+    text = response.text
+    samples = [s for family in text_string_to_metric_families(text) for s in family.samples]
+    return Scrape(samples, int(response.headers[PID_HEADER]), text)
+
+
+def poll_scrape(
+    server: Server, until: Callable[[Scrape], bool], timeout: float = 5.0, path: str = "/metrics"
+) -> Scrape:
+    """Scrape until ``until(scrape)`` holds (bounded); return the last scrape either way."""
+    deadline = time.monotonic() + timeout
+    last = scrape(server, path)
+    for _ in range(500):
+        if until(last) or time.monotonic() > deadline:
+            break
+        time.sleep(0.05)
+        last = scrape(server, path)
+    return last
