@@ -7,13 +7,16 @@ file whose tail is shown when a server does not come up.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
 import subprocess
 import sys
 import time
+from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -55,30 +58,31 @@ class Server:
         except OSError:
             return "<no log>"
 
-    def get(self, path: str, **kwargs: object) -> httpx.Response:
-        """One request on a new connection (so the kernel may hand it to any worker)."""
-        return httpx.get(self.url + path, timeout=10.0, follow_redirects=False, **kwargs)  # type: ignore[arg-type]
+    def client(self) -> httpx.Client:
+        """A client that opens a new connection per request, so any worker may answer."""
+        return httpx.Client(
+            base_url=self.url,
+            timeout=10.0,
+            follow_redirects=False,
+            limits=httpx.Limits(max_keepalive_connections=0),
+        )
+
+    def get(self, path: str) -> httpx.Response:
+        with self.client() as client:
+            return client.get(path)
 
 
 def stop_process_group(proc: subprocess.Popen[bytes]) -> None:
     """SIGTERM the group led by ``proc``, wait (bounded), then SIGKILL whatever is left."""
-    try:
+    with contextlib.suppress(ProcessLookupError):
         os.killpg(proc.pid, signal.SIGTERM)
-    except ProcessLookupError:
-        pass
-    try:
+    with contextlib.suppress(subprocess.TimeoutExpired):
         proc.wait(timeout=STOP_TIMEOUT)
-    except subprocess.TimeoutExpired:
-        pass
     # Also reaches workers that outlived their supervisor: they stay in its group.
-    try:
+    with contextlib.suppress(ProcessLookupError):
         os.killpg(proc.pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
-    try:
+    with contextlib.suppress(subprocess.TimeoutExpired):
         proc.wait(timeout=STOP_TIMEOUT)
-    except subprocess.TimeoutExpired:  # pragma: no cover - a zombie we cannot reap
-        pass
 
 
 def _wait_ready(server: Server, workers: int, ready_path: str) -> None:
@@ -164,6 +168,26 @@ def start_server(tmp_path: Path) -> Iterator[StartServer]:
             stop_process_group(proc)
 
 
+def send_requests(server: Server, path: str, n: int, threads: int = 4) -> Counter[int]:
+    """``n`` GETs of ``path``, each on a new connection, from ``threads`` clients at once.
+
+    Every response must be a 200; returns how many each worker pid answered.
+    """
+
+    def run(count: int) -> Counter[int]:
+        served: Counter[int] = Counter()
+        with server.client() as client:
+            for _ in range(count):
+                response = client.get(path)
+                assert response.status_code == 200, (response.status_code, response.text)
+                served[int(response.headers[PID_HEADER])] += 1
+        return served
+
+    shares = [n // threads + (i < n % threads) for i in range(threads)]
+    with ThreadPoolExecutor(threads) as pool:
+        return sum(pool.map(run, shares), Counter())
+
+
 # --- scraping ---------------------------------------------------------------------------
 
 
@@ -206,3 +230,33 @@ def poll_scrape(
         time.sleep(0.05)
         last = scrape(server, path)
     return last
+
+
+# --- raw sockets (a client that misbehaves) ----------------------------------------------
+
+
+def raw_request(server: Server, path: str) -> socket.socket:
+    """Open a connection and send ``GET path``; the caller reads and closes."""
+    sock = socket.create_connection((HOST, server.port), timeout=5.0)
+    sock.sendall(f"GET {path} HTTP/1.1\r\nHost: {HOST}\r\n\r\n".encode())
+    return sock
+
+
+def read_until(sock: socket.socket, marker: bytes, limit: int = 1 << 16) -> bytes:
+    """Read until ``marker`` arrived (bounded by ``limit`` bytes and the socket timeout)."""
+    data = b""
+    while marker not in data:
+        chunk = sock.recv(4096)
+        if not chunk or len(data) > limit:
+            raise AssertionError(f"connection ended before {marker!r}: {data[:500]!r}")
+        data += chunk
+    return data
+
+
+def header(head: bytes, name: str) -> str:
+    """A header's value from a raw response head."""
+    for line in head.split(b"\r\n\r\n", 1)[0].split(b"\r\n")[1:]:
+        key, _, value = line.partition(b":")
+        if key.strip().lower() == name.encode():
+            return value.strip().decode()
+    raise AssertionError(f"no {name} header in {head[:500]!r}")

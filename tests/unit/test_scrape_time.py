@@ -1,0 +1,157 @@
+"""Scrape-time sources and health checks: bounded, cached, never failing the scrape."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+from fastapi import FastAPI
+from prometheus_client import CollectorRegistry
+
+import app_metrics
+
+from .driver import call, request, scrape, value
+
+
+def make(**options: object) -> tuple[FastAPI, app_metrics.Metrics]:
+    app = FastAPI()
+    metrics = app_metrics.instrument(app, registry=CollectorRegistry(), **options)  # type: ignore[arg-type]
+    return app, metrics
+
+
+def test_a_hanging_source_costs_one_timeout_and_leaves_the_scrape_200() -> None:
+    app, metrics = make(source_timeout=0.2)
+
+    async def hang() -> int:
+        await asyncio.sleep(30)
+        return 1
+
+    metrics.sms.queue_length_from(hang)
+    metrics.users.active_sessions_from(lambda: 3)
+    start = time.monotonic()
+    result = call(app, "/metrics")
+    took = time.monotonic() - start
+    assert result.status == 200 and took < 1.0, took
+    text = result.body.decode()
+    assert value(text, "sms_queue_length") is None  # unknown, so left out
+    assert value(text, "active_sessions") == 3
+    text = scrape(app)  # within ttl: cached, no second wait
+    assert value(text, "app_metrics_scrape_source_errors_total", source="sms_queue",
+                 reason="timeout") == 1
+
+
+def test_a_failing_source_is_counted_and_left_out() -> None:
+    app, metrics = make()
+
+    def broken() -> int:
+        raise ConnectionError("redis down")
+
+    metrics.sms.queue_length_from(broken)
+    text = scrape(app)
+    assert value(text, "sms_queue_length") is None
+    assert value(text, "app_metrics_scrape_source_errors_total", source="sms_queue",
+                 reason="error") == 1
+
+
+def test_sources_are_cached_for_their_ttl() -> None:
+    app, metrics = make(source_ttl=60)
+    calls = []
+
+    def length() -> int:
+        calls.append(1)
+        return len(calls)
+
+    metrics.sms.queue_length_from(length)
+    for _ in range(5):
+        text = scrape(app)
+    assert len(calls) == 1 and value(text, "sms_queue_length") == 1
+
+
+def test_sources_refresh_after_their_ttl() -> None:
+    app, metrics = make(source_ttl=0)
+    calls = []
+    metrics.sms.queue_length_from(lambda: calls.append(1) or len(calls))
+    scrape(app)
+    assert value(scrape(app), "sms_queue_length") == 2
+
+
+def test_concurrent_scrapes_share_one_refresh() -> None:
+    app, metrics = make(source_ttl=60)
+    calls = []
+
+    async def slow() -> int:
+        calls.append(1)
+        await asyncio.sleep(0.1)
+        return 9
+
+    metrics.sms.queue_length_from(slow)
+
+    async def scrapes() -> list[int]:
+        results = await asyncio.gather(*(request(app, "/metrics") for _ in range(5)))
+        return [r.status for r in results]
+
+    assert asyncio.run(scrapes()) == [200] * 5
+    assert len(calls) == 1
+
+
+def test_health_checks_report_status_latency_and_failures() -> None:
+    app, metrics = make()
+    state = {"redis": True}
+
+    async def database() -> None:
+        await asyncio.sleep(0.01)
+
+    async def redis() -> bool:
+        return state["redis"]
+
+    async def sms_provider() -> None:
+        raise ConnectionError("no route to provider")
+
+    async def stuck() -> None:
+        await asyncio.sleep(30)
+
+    metrics.health.add("database", database)
+    metrics.health.add("redis", redis, ttl=0)
+    metrics.health.add("sms_provider", sms_provider)
+    metrics.health.add("stuck", stuck, timeout=0.1)
+    text = scrape(app)
+    assert value(text, "health_check_status", check="database") == 1
+    assert value(text, "database_health_status") == 1
+    took = value(text, "database_response_time_seconds")
+    assert took is not None and 0.01 <= took < 1
+    assert value(text, "health_check_status", check="redis") == 1
+    assert value(text, "health_check_status", check="sms_provider") == 0
+    assert value(text, "health_check_status", check="stuck") == 0
+    assert value(text, "health_check_failures_total", check="sms_provider", reason="error") == 1
+    assert value(text, "health_check_failures_total", check="stuck", reason="timeout") == 1
+    state["redis"] = False
+    text = scrape(app)
+    assert value(text, "health_check_status", check="redis") == 0
+    assert value(text, "health_check_failures_total", check="redis", reason="unhealthy") == 1
+    latest = metrics.health.latest()
+    assert latest["stuck"].healthy is False and "timed out" in (latest["stuck"].error or "")
+    assert [r.check for r in metrics.health.history].count("redis") == 2
+
+
+def test_failed_database_check_reports_zero_and_no_response_time() -> None:
+    app, metrics = make()
+
+    async def database() -> None:
+        raise OSError("connection refused")
+
+    metrics.health.add("database", database)
+    text = scrape(app)
+    assert value(text, "database_health_status") == 0
+    assert value(text, "database_response_time_seconds") is None
+
+
+def test_health_history_is_bounded() -> None:
+    app, metrics = make()
+
+    async def ok() -> None:
+        return None
+
+    metrics.health.add("database", ok, ttl=0)
+    for _ in range(150):
+        scrape(app)
+    assert len(metrics.health.history) == 100
