@@ -13,7 +13,7 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from time import perf_counter
 from types import TracebackType
-from typing import Any, Literal, NamedTuple, Union
+from typing import Any, Literal, NamedTuple
 
 from .factory import MetricFactory
 from .labels import OTHER, Family
@@ -34,8 +34,8 @@ OAUTH_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 # Background jobs range from milliseconds to minutes.
 TASK_BUCKETS = (0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 10.0, 30.0, 60.0, 300.0)
 
-Number = Union[int, float]
-Reader = Callable[[], Union[Any, Awaitable[Any]]]
+Number = int | float
+Reader = Callable[[], Any | Awaitable[Any]]
 
 
 class PoolStats(NamedTuple):
@@ -84,9 +84,7 @@ class _Domain:
         self._options = options
 
     def _source(self, name: str, gauges: Sequence[str], fn: Callable[[], Awaitable[Any]]) -> None:
-        self._values.source(
-            name, fn, gauges, timeout=self._options.timeout, ttl=self._options.ttl
-        )
+        self._values.source(name, fn, gauges, timeout=self._options.timeout, ttl=self._options.ttl)
 
 
 class SMSMetrics(_Domain):
@@ -99,16 +97,19 @@ class SMSMetrics(_Domain):
     ) -> None:
         super().__init__(values, options)
         self.messages: Family = factory.counter(
-            "sms_messages_total", "SMS messages processed, by outcome and provider.",
+            "sms_messages_total",
+            "SMS messages processed, by outcome and provider.",
             ("status", "provider"),
         )
         self.duration: Family = factory.histogram(
             "sms_processing_duration_seconds",
             "Time to hand one SMS to its provider, by provider.",
-            ("provider",), SMS_BUCKETS,
+            ("provider",),
+            SMS_BUCKETS,
         )
         self.cost: Family = factory.counter(
-            "sms_cost_total", "Money spent on SMS, in the providers' billing currency.",
+            "sms_cost_total",
+            "Money spent on SMS, in the providers' billing currency.",
             ("provider",),
         )
         values.gauge("sms_queue_length", "SMS messages waiting in the queue.")
@@ -152,24 +153,25 @@ class OAuthMetrics(_Domain):
     ) -> None:
         super().__init__(values, options)
         self.refreshes: Family = factory.counter(
-            "oauth_token_refresh_total", "OAuth token refreshes, by provider and outcome.",
+            "oauth_token_refresh_total",
+            "OAuth token refreshes, by provider and outcome.",
             ("provider", "status"),
         )
         self.errors: Family = factory.counter(
-            "oauth_errors_total", "OAuth errors, by provider and error type.",
+            "oauth_errors_total",
+            "OAuth errors, by provider and error type.",
             ("provider", "error_type"),
         )
         self.duration: Family = factory.histogram(
             "oauth_operation_duration_seconds",
             "Duration of OAuth operations (connect, refresh, revoke, ...), by provider.",
-            ("provider", "operation"), OAUTH_BUCKETS,
+            ("provider", "operation"),
+            OAUTH_BUCKETS,
         )
         values.gauge(
             "oauth_integrations_active", "Active OAuth integrations, by provider.", ("provider",)
         )
-        values.gauge(
-            "oauth_connected_users", "Users with at least one active OAuth integration."
-        )
+        values.gauge("oauth_connected_users", "Users with at least one active OAuth integration.")
         self._providers = tuple(providers)
         for provider in providers:
             for status in REFRESH_STATUSES:
@@ -190,10 +192,10 @@ class OAuthMetrics(_Domain):
         return _Timer(lambda seconds, exc: child.observe(seconds))
 
     def active_integrations_from(self, reader: Reader) -> None:
-        """``reader()`` returns ``{provider: active integrations}``; known providers default to 0."""
+        """``reader()`` returns ``{provider: active integrations}``; known providers count 0."""
 
         async def read() -> dict[str, Any]:
-            counts = {p: 0.0 for p in self._providers}
+            counts = dict.fromkeys(self._providers, 0.0)
             counts.update(await read_value(reader))
             return {"oauth_integrations_active": counts}
 
@@ -219,11 +221,14 @@ class TaskMetrics(_Domain):
     ) -> None:
         super().__init__(values, options)
         self.duration: Family = factory.histogram(
-            "task_execution_duration_seconds", "Background task run time, by task type.",
-            ("task_type",), TASK_BUCKETS,
+            "task_execution_duration_seconds",
+            "Background task run time, by task type.",
+            ("task_type",),
+            TASK_BUCKETS,
         )
         self.executions: Family = factory.counter(
-            "task_executions_total", "Background task runs, by task type and outcome.",
+            "task_executions_total",
+            "Background task runs, by task type and outcome.",
             ("task_type", "outcome"),
         )
         values.gauge("task_queue_length", "Tasks waiting, by queue.", ("queue",))
@@ -255,7 +260,7 @@ class TaskMetrics(_Domain):
         """``reader()`` returns ``{queue: waiting tasks}``; known queues default to 0."""
 
         async def read() -> dict[str, Any]:
-            lengths = {q: 0.0 for q in self._queues}
+            lengths = dict.fromkeys(self._queues, 0.0)
             lengths.update(await read_value(reader))
             return {"task_queue_length": lengths}
 

@@ -43,14 +43,14 @@ class HealthResult:
 class HealthChecks:
     """Registered checks, their latest results and a bounded history."""
 
-    def __init__(
-        self, values: ScrapeTimeValues, failures: Family, history_size: int = 100
-    ) -> None:
+    def __init__(self, values: ScrapeTimeValues, failures: Family, history_size: int = 100) -> None:
         self._values = values
         self._failures = failures
         self._latest: dict[str, HealthResult] = {}
         self.history: deque[HealthResult] = deque(maxlen=history_size)
-        values.gauge(STATUS, "1 when the named health check passed at the last scrape, else 0.", ("check",))
+        values.gauge(
+            STATUS, "1 when the named health check passed at the last scrape, else 0.", ("check",)
+        )
         values.gauge(DURATION, "Duration of the named health check at the last scrape.", ("check",))
         values.gauge(DATABASE_STATUS, "1 when the database answered its health query, else 0.")
         values.gauge(DATABASE_RESPONSE, "Time the database took to answer its health query.")
@@ -85,7 +85,7 @@ class HealthChecks:
             healthy = await asyncio.wait_for(check(), timeout) is not False
             if not healthy:
                 error, reason = "check returned False", "unhealthy"
-        except asyncio.TimeoutError:
+        except TimeoutError:
             healthy, error, reason = False, f"timed out after {timeout:g}s", "timeout"
         except Exception as exc:
             healthy, error, reason = False, f"{type(exc).__name__}: {exc}", "error"

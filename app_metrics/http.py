@@ -143,10 +143,9 @@ class MetricsMiddleware:
             if kind == "http.response.start":
                 status = message["status"]
                 await send(message)
-            elif kind == "http.response.body" and not message.get("more_body", False):
-                await send(message)
-                finish(status)
-            elif kind == "http.response.pathsend":
+            elif (
+                kind == "http.response.body" and not message.get("more_body", False)
+            ) or kind == "http.response.pathsend":
                 await send(message)
                 finish(status)
             else:

@@ -87,7 +87,7 @@ class Family:
     through the guard once, then hit the cache.
     """
 
-    __slots__ = ("_metric", "_const", "_guard", "_children")
+    __slots__ = ("_children", "_const", "_guard", "_metric")
 
     def __init__(self, metric: Any, const_values: tuple[str, ...], guard: LabelGuard) -> None:
         self._metric = metric

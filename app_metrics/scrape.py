@@ -20,7 +20,7 @@ import logging
 from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from time import monotonic
-from typing import Any, Union
+from typing import Any
 
 from prometheus_client.metrics_core import GaugeMetricFamily, Metric
 
@@ -30,8 +30,8 @@ log = logging.getLogger("app_metrics")
 
 # What a source returns: {gauge name: value} for unlabelled gauges, or
 # {gauge name: {label value or tuple of label values: value}} for labelled ones.
-Values = Mapping[str, Union[float, Mapping[Any, float]]]
-SourceFn = Callable[[], Union[Values, Awaitable[Values]]]
+Values = Mapping[str, float | Mapping[Any, float]]
+SourceFn = Callable[[], Values | Awaitable[Values]]
 
 
 @dataclass
@@ -112,7 +112,7 @@ class ScrapeTimeValues:
         try:
             result = await asyncio.wait_for(read_value(source.fn), source.timeout)
             source.values = self._normalise(source, result)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             log.warning("scrape-time source %s timed out after %.1fs", source.name, source.timeout)
             source.values = {}
             self._on_error(source.name, "timeout")
@@ -138,7 +138,9 @@ class ScrapeTimeValues:
                 out[name] = series
             else:
                 if gauge.labelnames:
-                    raise ValueError(f"gauge {name} has labels {gauge.labelnames}: return a mapping")
+                    raise ValueError(
+                        f"gauge {name} has labels {gauge.labelnames}: return a mapping"
+                    )
                 out[name] = {(): float(value)}
         return out
 

@@ -54,8 +54,10 @@ def test_ten_thousand_random_unknown_paths_add_at_most_20_series() -> None:
     text = scrape(app)
     added = series(text) - before
     assert added <= 20, added
-    assert value(text, "http_requests_total", method="GET", endpoint="<unmatched>",
-                 status="404") == 10_000
+    assert (
+        value(text, "http_requests_total", method="GET", endpoint="<unmatched>", status="404")
+        == 10_000
+    )
 
 
 def slash_probes(methods: tuple[str, ...], n: int = 10_000) -> list[tuple[str, str]]:
@@ -75,8 +77,10 @@ def test_ten_thousand_trailing_slash_probes_add_at_most_20_series() -> None:
     asyncio.run(_burst(app, slash_probes(("GET",))))
     text = scrape(app)
     assert series(text) - before <= 20, series(text) - before
-    assert value(text, "http_requests_total", method="GET", endpoint="<unmatched>",
-                 status="307") == 10_000
+    assert (
+        value(text, "http_requests_total", method="GET", endpoint="<unmatched>", status="307")
+        == 10_000
+    )
 
 
 def test_slash_probes_with_several_methods_add_15_series_per_method() -> None:
@@ -93,9 +97,11 @@ def test_unknown_http_method_becomes_other() -> None:
     for method in ("PROPFIND", "BREW", "X-" + "A" * 50):
         call(app, "/health", method=method)
     text = scrape(app)
-    assert value(text, "http_requests_total", method="<other>", endpoint="/health",
-                 status="405") == 3
-    assert "PROPFIND" not in text and "BREW" not in text
+    assert (
+        value(text, "http_requests_total", method="<other>", endpoint="/health", status="405") == 3
+    )
+    assert "PROPFIND" not in text
+    assert "BREW" not in text
 
 
 def test_label_cap_replaces_new_values_with_overflow_and_counts_them() -> None:
@@ -109,8 +115,16 @@ def test_label_cap_replaces_new_values_with_overflow_and_counts_them() -> None:
     for provider, count in (("a", 1), ("b", 1), ("c", 1), ("<overflow>", 3)):
         assert value(text, "sms_messages_total", status="success", provider=provider) == count
     assert value(text, "sms_messages_total", status="success", provider="d") is None
-    assert value(text, "app_metrics_label_rejections_total", metric="sms_messages_total",
-                 label="provider", reason="overflow") == 2
+    assert (
+        value(
+            text,
+            "app_metrics_label_rejections_total",
+            metric="sms_messages_total",
+            label="provider",
+            reason="overflow",
+        )
+        == 2
+    )
 
 
 def test_values_that_look_personal_are_redacted() -> None:
@@ -120,20 +134,43 @@ def test_values_that_look_personal_are_redacted() -> None:
     metrics.oauth.error("+15551234567", "invalid_grant")
     metrics.tasks.executed("send_to_0f8fad5b-d9cb-469f-a165-70867728950e", "success", 0.1)
     text = scrape(app)
-    assert "example.com" not in text and "5551234567" not in text and "0f8fad5b" not in text
+    assert "example.com" not in text
+    assert "5551234567" not in text
+    assert "0f8fad5b" not in text
     assert value(text, "oauth_errors_total", provider="google", error_type="<redacted>") == 1
-    assert value(text, "oauth_errors_total", provider="<redacted>",
-                 error_type="invalid_grant") == 1
-    assert value(text, "app_metrics_label_rejections_total", metric="oauth_errors_total",
-                 label="error_type", reason="personal_data") == 1
+    assert value(text, "oauth_errors_total", provider="<redacted>", error_type="invalid_grant") == 1
+    assert (
+        value(
+            text,
+            "app_metrics_label_rejections_total",
+            metric="oauth_errors_total",
+            label="error_type",
+            reason="personal_data",
+        )
+        == 1
+    )
 
 
 def test_personal_data_detector() -> None:
-    for bad in ("+4915112345678", "jane@example.com", "550e8400-e29b-41d4-a716-446655440000",
-                "sk_live_51HbX9aKx3j2k4L5m6N7o8P9q", "deadbeefdeadbeefdead", "user 1234567"):
+    for bad in (
+        "+4915112345678",
+        "jane@example.com",
+        "550e8400-e29b-41d4-a716-446655440000",
+        "sk_live_51HbX9aKx3j2k4L5m6N7o8P9q",
+        "deadbeefdeadbeefdead",
+        "user 1234567",
+    ):
         assert looks_personal(bad), bad
-    for good in ("/users/{user_id}/phones/{phone_id}/verify", "google", "invalid_grant",
-                 "send_verification_sms", "200", "<unmatched>", "microsoft", "twilio"):
+    for good in (
+        "/users/{user_id}/phones/{phone_id}/verify",
+        "google",
+        "invalid_grant",
+        "send_verification_sms",
+        "200",
+        "<unmatched>",
+        "microsoft",
+        "twilio",
+    ):
         assert not looks_personal(good), good
 
 

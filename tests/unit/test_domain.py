@@ -118,8 +118,7 @@ def test_sms_helper_records_outcome_cost_and_duration(wired: tuple) -> None:
     assert value(text, "sms_messages_total", status="<other>", provider="vonage") == 1
     assert value(text, "sms_cost_total", provider="twilio") == pytest.approx(0.0079)
     assert value(text, "sms_processing_duration_seconds_count", provider="twilio") == 2
-    assert value(text, "sms_processing_duration_seconds_bucket", provider="twilio",
-                 le="0.5") == 1
+    assert value(text, "sms_processing_duration_seconds_bucket", provider="twilio", le="0.5") == 1
 
 
 def test_oauth_helpers(wired: tuple) -> None:
@@ -139,26 +138,38 @@ def test_oauth_helpers(wired: tuple) -> None:
     assert value(text, "oauth_token_refresh_total", provider="google", status="success") == 1
     assert value(text, "oauth_token_refresh_total", provider="google", status="failure") == 1
     assert value(text, "oauth_errors_total", provider="google", error_type="invalid_grant") == 1
-    assert value(text, "oauth_operation_duration_seconds_count", provider="microsoft",
-                 operation="refresh") == 1
-    took = value(text, "oauth_operation_duration_seconds_sum", provider="github",
-                 operation="connect")
-    assert took is not None and took >= 0.01
+    assert (
+        value(
+            text,
+            "oauth_operation_duration_seconds_count",
+            provider="microsoft",
+            operation="refresh",
+        )
+        == 1
+    )
+    took = value(
+        text, "oauth_operation_duration_seconds_sum", provider="github", operation="connect"
+    )
+    assert took is not None
+    assert took >= 0.01
 
 
 def test_task_tracking_records_outcomes(wired: tuple) -> None:
     app, metrics = wired
     with metrics.tasks.track("send_sms"):
         pass
-    with pytest.raises(ValueError), metrics.tasks.track("send_sms"):
+    with pytest.raises(ValueError, match="provider down"), metrics.tasks.track("send_sms"):
         raise ValueError("provider down")
     with pytest.raises(TimeoutError), metrics.tasks.track("refresh_tokens"):
         raise TimeoutError
     metrics.tasks.executed("refresh_tokens", "success", 2.0)
     text = scrape(app)
-    for task_type, outcome, n in (("send_sms", "success", 1), ("send_sms", "failure", 1),
-                                  ("refresh_tokens", "timeout", 1),
-                                  ("refresh_tokens", "success", 1)):
+    for task_type, outcome, n in (
+        ("send_sms", "success", 1),
+        ("send_sms", "failure", 1),
+        ("refresh_tokens", "timeout", 1),
+        ("refresh_tokens", "success", 1),
+    ):
         assert value(text, "task_executions_total", task_type=task_type, outcome=outcome) == n
     assert value(text, "task_execution_duration_seconds_count", task_type="send_sms") == 2
 
@@ -178,7 +189,9 @@ def test_user_helpers(wired: tuple) -> None:
 def test_const_labels_are_on_every_series() -> None:
     app = FastAPI()
     metrics = app_metrics.instrument(
-        app, registry=CollectorRegistry(), const_labels={"service": "pa", "env": "test"},
+        app,
+        registry=CollectorRegistry(),
+        const_labels={"service": "pa", "env": "test"},
         sms_providers=["twilio"],
     )
     metrics.sms.queue_length_from(lambda: 1)

@@ -22,7 +22,9 @@ from .driver import call, scrape, value
 from .test_routes import DenyAll
 
 
-def instrumented(app: FastAPI | None = None, **options: object) -> tuple[FastAPI, app_metrics.Metrics]:
+def instrumented(
+    app: FastAPI | None = None, **options: object
+) -> tuple[FastAPI, app_metrics.Metrics]:
     app = app or FastAPI()
 
     @app.get("/items/{item_id}")
@@ -51,7 +53,9 @@ def test_custom_metrics_path() -> None:
 def test_openmetrics_is_served_when_accepted() -> None:
     app, _ = instrumented()
     call(app, "/items/1")
-    result = call(app, "/metrics", headers=[("Accept", "application/openmetrics-text; version=1.0.0")])
+    result = call(
+        app, "/metrics", headers=[("Accept", "application/openmetrics-text; version=1.0.0")]
+    )
     assert result.headers["content-type"].startswith("application/openmetrics-text")
     text = result.body.decode()
     assert text.endswith("# EOF\n")
@@ -89,16 +93,20 @@ def test_name_filter_returns_only_the_named_families() -> None:
 def test_head_and_other_methods() -> None:
     app, _ = instrumented()
     head = call(app, "/metrics", method="HEAD")
-    assert head.status == 200 and head.body == b"" and int(head.headers["content-length"]) > 0
+    assert head.status == 200
+    assert head.body == b""
+    assert int(head.headers["content-length"]) > 0
     post = call(app, "/metrics", method="POST")
-    assert post.status == 405 and post.headers["allow"] == "GET, HEAD"
+    assert post.status == 405
+    assert post.headers["allow"] == "GET, HEAD"
 
 
 def test_token_is_required_when_configured() -> None:
     app, _ = instrumented(token="s3cret-token")
     assert call(app, "/metrics").status == 401
     wrong = call(app, "/metrics", headers=[("Authorization", "Bearer nope")])
-    assert wrong.status == 401 and wrong.headers["www-authenticate"].startswith("Bearer")
+    assert wrong.status == 401
+    assert wrong.headers["www-authenticate"].startswith("Bearer")
     right = call(app, "/metrics", headers=[("Authorization", "Bearer s3cret-token")])
     assert right.status == 200
 
@@ -157,7 +165,8 @@ def test_rendering_happens_off_the_event_loop_thread() -> None:
         await request(app, "/metrics")
 
     asyncio.run(both())
-    assert recorder.threads and loop_thread
+    assert recorder.threads
+    assert loop_thread
     assert recorder.threads[-1] != loop_thread[0]
 
 
@@ -173,7 +182,8 @@ def test_a_failing_collector_leaves_metrics_answering_200_and_is_counted() -> No
     app, _ = instrumented(registry=registry)
     call(app, "/items/1")
     first = call(app, "/metrics")
-    assert first.status == 200 and b"http_requests_total" in first.body
+    assert first.status == 200
+    assert b"http_requests_total" in first.body
     text = scrape(app)
     assert value(text, "app_metrics_collector_errors_total", collector="Broken") == 2
 
@@ -189,8 +199,17 @@ def test_exposition_parses_and_passes_promtool() -> None:
     call(app, "/items/1")
     metrics.sms.message("twilio", "success", cost=0.01, duration_seconds=0.2)
     text = scrape(app)
-    assert value(text, "http_requests_total", method="GET", endpoint="/items/{item_id}",
-                 status="200", service="pa-api") == 1
+    assert (
+        value(
+            text,
+            "http_requests_total",
+            method="GET",
+            endpoint="/items/{item_id}",
+            status="200",
+            service="pa-api",
+        )
+        == 1
+    )
     promtool = shutil.which("promtool")
     if promtool is None:
         pytest.skip("promtool not installed (CI installs it); the parser check above ran")

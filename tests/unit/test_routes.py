@@ -87,12 +87,32 @@ def test_mounted_sub_apps_are_labelled_with_the_full_template() -> None:
     for tenant in ("a", "b", "c"):
         call(app, f"/tenants/{tenant}/items/9")
     text = scrape(app)
-    assert value(text, "http_requests_total", method="GET", endpoint="/sub/items/{item_id}",
-                 status="200") == 2
-    assert value(text, "http_requests_total", method="GET",
-                 endpoint="/sub/nested/deep/{key}", status="200") == 1
-    assert value(text, "http_requests_total", method="GET",
-                 endpoint="/tenants/{tenant}/items/{item_id}", status="200") == 3
+    assert (
+        value(
+            text, "http_requests_total", method="GET", endpoint="/sub/items/{item_id}", status="200"
+        )
+        == 2
+    )
+    assert (
+        value(
+            text,
+            "http_requests_total",
+            method="GET",
+            endpoint="/sub/nested/deep/{key}",
+            status="200",
+        )
+        == 1
+    )
+    assert (
+        value(
+            text,
+            "http_requests_total",
+            method="GET",
+            endpoint="/tenants/{tenant}/items/{item_id}",
+            status="200",
+        )
+        == 3
+    )
 
 
 def test_unknown_path_inside_a_mount_is_unmatched() -> None:
@@ -193,10 +213,13 @@ def test_response_from_middleware_before_routing_finds_the_route() -> None:
     assert call(app, "/private/1").status == 401
     assert call(app, "/nowhere/1").status == 401
     text = scrape(app)
-    assert value(text, "http_requests_total", method="GET", endpoint="/private/{doc_id}",
-                 status="401") == 1
-    assert value(text, "http_requests_total", method="GET", endpoint="<unmatched>",
-                 status="401") == 1
+    assert (
+        value(text, "http_requests_total", method="GET", endpoint="/private/{doc_id}", status="401")
+        == 1
+    )
+    assert (
+        value(text, "http_requests_total", method="GET", endpoint="<unmatched>", status="401") == 1
+    )
 
 
 def test_one_router_included_twice_keeps_each_prefix() -> None:
@@ -241,5 +264,7 @@ def test_plain_starlette_app_with_mounts_is_labelled() -> None:
         ("/assets/{path}", "200", 1),
         ("<unmatched>", "404", 1),
     ):
-        assert value(text, "http_requests_total", method="GET", endpoint=endpoint,
-                     status=status) == count, endpoint
+        assert (
+            value(text, "http_requests_total", method="GET", endpoint=endpoint, status=status)
+            == count
+        ), endpoint

@@ -36,8 +36,10 @@ def test_a_hanging_source_costs_one_timeout_and_leaves_the_scrape_200() -> None:
     assert value(text, "sms_queue_length") is None  # unknown, so left out
     assert value(text, "active_sessions") == 3
     text = scrape(app)  # within ttl: cached, no second wait
-    assert value(text, "app_metrics_scrape_source_errors_total", source="sms_queue",
-                 reason="timeout") == 1
+    assert (
+        value(text, "app_metrics_scrape_source_errors_total", source="sms_queue", reason="timeout")
+        == 1
+    )
 
 
 def test_a_failing_source_is_counted_and_left_out() -> None:
@@ -49,8 +51,10 @@ def test_a_failing_source_is_counted_and_left_out() -> None:
     metrics.sms.queue_length_from(broken)
     text = scrape(app)
     assert value(text, "sms_queue_length") is None
-    assert value(text, "app_metrics_scrape_source_errors_total", source="sms_queue",
-                 reason="error") == 1
+    assert (
+        value(text, "app_metrics_scrape_source_errors_total", source="sms_queue", reason="error")
+        == 1
+    )
 
 
 def test_sources_are_cached_for_their_ttl() -> None:
@@ -64,7 +68,8 @@ def test_sources_are_cached_for_their_ttl() -> None:
     metrics.sms.queue_length_from(length)
     for _ in range(5):
         text = scrape(app)
-    assert len(calls) == 1 and value(text, "sms_queue_length") == 1
+    assert len(calls) == 1
+    assert value(text, "sms_queue_length") == 1
 
 
 def test_sources_refresh_after_their_ttl() -> None:
@@ -118,7 +123,8 @@ def test_health_checks_report_status_latency_and_failures() -> None:
     assert value(text, "health_check_status", check="database") == 1
     assert value(text, "database_health_status") == 1
     took = value(text, "database_response_time_seconds")
-    assert took is not None and 0.01 <= took < 1
+    assert took is not None
+    assert 0.01 <= took < 1
     assert value(text, "health_check_status", check="redis") == 1
     assert value(text, "health_check_status", check="sms_provider") == 0
     assert value(text, "health_check_status", check="stuck") == 0
@@ -129,7 +135,8 @@ def test_health_checks_report_status_latency_and_failures() -> None:
     assert value(text, "health_check_status", check="redis") == 0
     assert value(text, "health_check_failures_total", check="redis", reason="unhealthy") == 1
     latest = metrics.health.latest()
-    assert latest["stuck"].healthy is False and "timed out" in (latest["stuck"].error or "")
+    assert latest["stuck"].healthy is False
+    assert "timed out" in (latest["stuck"].error or "")
     assert [r.check for r in metrics.health.history].count("redis") == 2
 
 
