@@ -7,6 +7,7 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 ENV ?= dev
+PYTEST_ARGS ?=
 
 .PHONY: help venv lint format test test-unit test-server bench lock up down status clean
 
@@ -30,13 +31,13 @@ format: venv ## Apply ruff fixes and formatting
 	$(VENV)/bin/ruff format .
 
 test-unit: venv ## Unit tests (in-process ASGI, no servers)
-	$(PY) -m pytest tests/unit
+	$(PY) -m pytest tests/unit $(PYTEST_ARGS)
 
 test-server: venv ## Tests against real uvicorn processes on 127.0.0.1 (workers, disconnects)
-	$(PY) -m pytest tests/server
+	$(PY) -m pytest tests/server $(PYTEST_ARGS)
 
 test: lint ## Lint, then every test suite (what CI runs)
-	$(PY) -m pytest tests
+	$(PY) -m pytest tests $(PYTEST_ARGS)
 
 bench: venv ## Overhead per request vs. peers, /metrics render time, series after scans
 	$(PY) bench/overhead.py

@@ -60,7 +60,7 @@ class MetricFactory:
             registry=registry,
         )
 
-    def _names(self, labelnames: Sequence[str]) -> tuple[str, ...]:
+    def full_labelnames(self, labelnames: Sequence[str]) -> tuple[str, ...]:
         clash = set(labelnames) & set(self._const_names)
         if clash:
             raise ValueError(f"const labels {sorted(clash)} clash with metric labels")
@@ -72,29 +72,37 @@ class MetricFactory:
     def _wrap(
         self, metric: Counter | Gauge | Histogram, name: str, labelnames: Sequence[str]
     ) -> Family:
-        guard = LabelGuard(name, labelnames, self.label_cap, self.reject)
-        return Family(metric, self._const_values, guard)
+        return Family(metric, self._const_values, self.guard(name, labelnames))
 
-    def counter(self, name: str, doc: str, labelnames: Sequence[str] = ()) -> Family:
-        metric = _Counter(name, doc, self._names(labelnames), registry=self.registry)
-        return self._wrap(metric, name, labelnames)
+    def guard(self, name: str, labelnames: Sequence[str]) -> LabelGuard:
+        return LabelGuard(name, labelnames, self.label_cap, self.reject)
 
-    def gauge(
+    def raw_counter(self, name: str, doc: str, labelnames: Sequence[str] = ()) -> Counter:
+        """A prometheus_client counter with the constant labels appended to ``labelnames``."""
+        return _Counter(name, doc, self.full_labelnames(labelnames), registry=self.registry)
+
+    def raw_gauge(
         self, name: str, doc: str, labelnames: Sequence[str] = (), mode: str = "livesum"
-    ) -> Family:
-        metric = Gauge(
+    ) -> Gauge:
+        return Gauge(
             name,
             doc,
-            self._names(labelnames),
+            self.full_labelnames(labelnames),
             registry=self.registry,
             multiprocess_mode=mode,  # type: ignore[arg-type]
         )
-        return self._wrap(metric, name, labelnames)
+
+    def raw_histogram(
+        self, name: str, doc: str, labelnames: Sequence[str], buckets: Sequence[float]
+    ) -> Histogram:
+        return _Histogram(
+            name, doc, self.full_labelnames(labelnames), registry=self.registry, buckets=buckets
+        )
+
+    def counter(self, name: str, doc: str, labelnames: Sequence[str] = ()) -> Family:
+        return self._wrap(self.raw_counter(name, doc, labelnames), name, labelnames)
 
     def histogram(
         self, name: str, doc: str, labelnames: Sequence[str], buckets: Sequence[float]
     ) -> Family:
-        metric = _Histogram(
-            name, doc, self._names(labelnames), registry=self.registry, buckets=buckets
-        )
-        return self._wrap(metric, name, labelnames)
+        return self._wrap(self.raw_histogram(name, doc, labelnames, buckets), name, labelnames)

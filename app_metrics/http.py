@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable, Collection
+from collections.abc import Awaitable, Callable, Collection, Sequence
 from time import perf_counter
 from typing import Any
 
 from .factory import MetricFactory
+from .httpstore import LocalStore, Recorder, SharedStore, Store
 from .labels import OTHER
 from .routes import TemplateResolver
 
@@ -38,50 +39,28 @@ CLIENT_CLOSED = 499  # the client went away before the response was complete (ng
 
 
 class HTTPMetrics:
-    """The three HTTP metric families, with cached children for the hot path."""
+    """The three HTTP families; a cache maps (method, endpoint, status) to its recorder."""
 
-    def __init__(self, factory: MetricFactory, buckets: Collection[float]) -> None:
-        self.requests = factory.counter(
-            "http_requests_total",
-            "HTTP requests answered, by method, route template and status code.",
-            ("method", "endpoint", "status"),
-        )
-        self.duration = factory.histogram(
-            "http_request_duration_seconds",
-            "Time from request arrival to the last response byte sent, by route template.",
-            ("method", "endpoint"),
-            sorted(buckets),
-        )
-        self.in_progress = factory.gauge(
-            "http_requests_in_progress",
-            "HTTP requests whose response is not complete yet.",
-            ("method",),
-            mode="livesum",
-        )
-        self._pairs: dict[tuple[str, str, int], tuple[Any, Any]] = {}
-        # zero-initialised, one child per method the middleware can label
-        self.in_progress_by_method = {
-            m: self.in_progress.labels(m) for m in (*KNOWN_METHODS, OTHER)
-        }
+    def __init__(self, factory: MetricFactory, buckets: Sequence[float], shared: bool) -> None:
+        bounds = sorted(buckets)
+        self._store: Store = SharedStore(factory, bounds) if shared else LocalStore(factory, bounds)
+        self._guard = factory.guard("http_requests_total", ("method", "endpoint", "status"))
+        self._recorders: dict[tuple[str, str, int], Recorder] = {}
+        # zero-initialised, one per method label the middleware can produce
+        self.in_progress_by_method = {m: self._store.level(m) for m in (*KNOWN_METHODS, OTHER)}
 
     def observe(self, method: str, endpoint: str, status: int, seconds: float) -> None:
-        key = (method, endpoint, status)
-        pair = self._pairs.get(key)
-        if pair is None:
-            pair = self._pair(key)
-        pair[0].inc()
-        pair[1].observe(seconds)
+        recorder = self._recorders.get((method, endpoint, status))
+        if recorder is None:
+            recorder = self._recorder(method, endpoint, status)
+        recorder.observe(seconds)
 
-    def _pair(self, key: tuple[str, str, int]) -> tuple[Any, Any]:
-        method, endpoint, status = key
+    def _recorder(self, method: str, endpoint: str, status: int) -> Recorder:
         label = str(status) if 100 <= status <= 599 else OTHER
-        pair = (
-            self.requests.labels(method, endpoint, label),
-            self.duration.labels(method, endpoint),
-        )
-        if len(self._pairs) < 20_000:
-            self._pairs[key] = pair
-        return pair
+        recorder = self._store.recorder(*self._guard.clean((method, endpoint, label)))
+        if len(self._recorders) < 20_000:
+            self._recorders[method, endpoint, status] = recorder
+        return recorder
 
 
 class MetricsMiddleware:

@@ -64,7 +64,7 @@ class Metrics:
             factory.reject,
             lambda source, reason: self._source_errors.labels(source, reason).inc(),
         )
-        self.http = HTTPMetrics(factory, buckets)
+        self.http = HTTPMetrics(factory, buckets, shared=bool(multiprocess_dir))
         self.sms = SMSMetrics(factory, self.values, source_options, sms_providers)
         self.oauth = OAuthMetrics(factory, self.values, source_options, oauth_providers)
         self.tasks = TaskMetrics(factory, self.values, source_options, task_types, task_queues)

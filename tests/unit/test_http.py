@@ -294,3 +294,27 @@ def test_non_http_scopes_pass_through() -> None:
 
     asyncio.run(lifespan())
     assert seen == ["lifespan.startup.complete", "lifespan.shutdown.complete"]
+
+
+def test_histogram_buckets_match_prometheus_client_semantics() -> None:
+    from prometheus_client import Histogram, generate_latest
+
+    observations = [0.0, 0.005, 0.0050001, 0.1, 0.25, 9.99, 10.0, 10.5, 1e6]
+    app = FastAPI()
+    metrics = instrumented(app)
+    reference_registry = CollectorRegistry()
+    reference = Histogram(
+        "ref", "ref", buckets=app_metrics.HTTP_BUCKETS, registry=reference_registry
+    )
+    for seconds in observations:
+        metrics.http.observe("GET", "/x", 200, seconds)
+        reference.observe(seconds)
+    ours = scrape(app)
+    theirs = generate_latest(reference_registry).decode()
+    for le in [*(str(b) for b in app_metrics.HTTP_BUCKETS), "+Inf"]:
+        assert value(
+            ours, "http_request_duration_seconds_bucket", method="GET", endpoint="/x", le=le
+        ) == value(theirs, "ref_bucket", le=le), le
+    assert value(ours, "http_request_duration_seconds_sum", method="GET", endpoint="/x") == value(
+        theirs, "ref_sum"
+    )
