@@ -15,7 +15,7 @@ from time import perf_counter
 from typing import Any
 
 from .factory import MetricFactory
-from .httpstore import LocalStore, Recorder, SharedStore, Store
+from .httpstore import Level, LocalStore, Recorder, SharedStore, Store
 from .labels import OTHER
 from .routes import TemplateResolver
 
@@ -102,49 +102,45 @@ class MetricsMiddleware:
         method = scope["method"]
         if method not in KNOWN_METHODS:
             method = OTHER
-        in_progress = self._in_progress[method]
-        in_progress.inc()
+        level = self._in_progress[method]
+        level.inc()
+        start = perf_counter()
         status = 0
         done = False
-        start = perf_counter()
-
-        def finish(code: int) -> None:
-            nonlocal done
-            done = True
-            in_progress.dec()
-            endpoint = self.resolver.endpoint(scope, root_path)
-            if endpoint not in self.exclude:
-                self.metrics.observe(method, endpoint, code, perf_counter() - start)
 
         async def send_wrapper(message: Message) -> None:
-            nonlocal status
+            nonlocal status, done
+            await send(message)
             kind = message["type"]
             if kind == "http.response.start":
                 status = message["status"]
-                await send(message)
             elif (
                 kind == "http.response.body" and not message.get("more_body", False)
             ) or kind == "http.response.pathsend":
-                await send(message)
-                finish(status)
-            else:
-                await send(message)
+                done = True
+                self._record(scope, root_path, method, level, status, start)
 
         try:
             await self.app(scope, receive, send_wrapper)
         except BaseException as exc:
             if not done:
-                finish(_status_after_error(status, exc))
+                self._record(scope, root_path, method, level, _after_error(status, exc), start)
             raise
-        else:
-            if not done:
-                # The app returned without finishing its response: the client
-                # disconnected mid-stream, or nothing was sent at all (the
-                # server then answers 500).
-                finish(CLIENT_CLOSED if status else 500)
+        if not done:
+            # The app returned without finishing its response: the client went away
+            # mid-stream, or nothing was sent at all (the server then answers 500).
+            self._record(scope, root_path, method, level, CLIENT_CLOSED if status else 500, start)
+
+    def _record(
+        self, scope: Scope, root_path: str, method: str, level: Level, status: int, start: float
+    ) -> None:
+        level.dec()
+        endpoint = self.resolver.endpoint(scope, root_path)
+        if endpoint not in self.exclude:
+            self.metrics.observe(method, endpoint, status, perf_counter() - start)
 
 
-def _status_after_error(status: int, exc: BaseException) -> int:
+def _after_error(status: int, exc: BaseException) -> int:
     """The status to count when the app raised before its response was complete."""
     if isinstance(exc, OSError | asyncio.CancelledError):
         return CLIENT_CLOSED

@@ -28,6 +28,7 @@ from starlette.routing import BaseRoute, Host, Match, Mount
 from .labels import UNMATCHED
 
 _MAX_CACHE = 4096
+_MOUNTS = (Mount, Host)
 
 
 def leaf_template(route: Any, scope: dict[str, Any]) -> str | None:
@@ -56,13 +57,13 @@ def _match_route(route: Any, scope: dict[str, Any]) -> tuple[Match, str | None]:
         match, child, leaf, context = included(scope)
         if match is Match.NONE or leaf is None:
             return Match.NONE, None
-        if context is not None and not isinstance(leaf, Mount | Host):
+        if context is not None and not isinstance(leaf, _MOUNTS):
             return match, context.path_format
         return _match_route(leaf, {**scope, **child})
     match, child = route.matches(scope)
     if match is Match.NONE:
         return match, None
-    if isinstance(route, Mount | Host):
+    if isinstance(route, _MOUNTS):
         prefix = route.path_format.removesuffix("/{path}") if isinstance(route, Mount) else ""
         if not route.routes:  # an opaque ASGI app (static files, WSGI, ...)
             return match, prefix + "/{path}"
@@ -83,10 +84,10 @@ class TemplateResolver:
         if route is None and "router" not in scope:
             return self._match(scope, entry_root_path)
         root_path = scope.get("root_path", "")
-        if root_path == entry_root_path:  # no mount crossed
+        if root_path == entry_root_path:  # no mount crossed: the common, fast case
             template = None if route is None else leaf_template(route, scope)
             return template or UNMATCHED
-        if isinstance(route, Mount | Host) and route.routes:
+        if isinstance(route, _MOUNTS) and route.routes:
             return UNMATCHED  # the mounted app's router found nothing
         # A mount was crossed: the route is the mounted app's own (or None when the
         # mounted app is opaque or its router found nothing, under FastAPI's router).
