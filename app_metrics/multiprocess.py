@@ -3,9 +3,10 @@
 ``PROMETHEUS_MULTIPROC_DIR`` must be set before prometheus_client is imported
 (it picks its value class at import). The directory is prepared once per server
 run: the first worker of a run (a run is the parent process that spawned the
-workers: uvicorn's supervisor or gunicorn's master) removes the files of the
-previous run; later workers, and workers restarted after a crash, keep the
-counts of their dead siblings, so summed counters never go backwards.
+workers, uvicorn's supervisor or gunicorn's master, or a single server process
+itself) removes the files of the previous run; later workers, and workers
+restarted after a crash, keep the counts of their dead siblings, so summed
+counters never go backwards.
 """
 
 from __future__ import annotations
@@ -14,8 +15,10 @@ import atexit
 import contextlib
 import fcntl
 import glob
+import multiprocessing
 import os
 import re
+import sys
 from collections.abc import Iterable
 from typing import Any
 
@@ -43,14 +46,19 @@ def check_value_class(path: str) -> None:
 
 
 def _run_id() -> str:
-    """The parent's pid and start time: shared by all workers of one server run."""
-    ppid = os.getppid()
+    """Who owns the directory's contents: a pid and its start time.
+
+    A worker (uvicorn spawns them with multiprocessing, gunicorn forks them from its
+    arbiter) belongs to its parent's run; a single process is a run of its own.
+    """
+    worker = multiprocessing.parent_process() is not None or "gunicorn.arbiter" in sys.modules
+    pid = os.getppid() if worker else os.getpid()
     try:
-        with open(f"/proc/{ppid}/stat") as f:
+        with open(f"/proc/{pid}/stat") as f:
             started = f.read().rsplit(")", 1)[1].split()[19]
     except OSError:
         started = "?"
-    return f"{ppid}:{started}"
+    return f"{pid}:{started}"
 
 
 def prepare(path: str) -> None:
@@ -94,12 +102,35 @@ def _alive(pid: int) -> bool:
     return True
 
 
+class _WorkerFiles(MultiProcessCollector):
+    """Every worker's files, read without tripping over a worker that is creating one.
+
+    prometheus_client creates a file empty and sizes it a moment later; a file can
+    also vanish between listing and reading (a new run's cleanup). Empty files are
+    skipped, and a vanished one makes the read start over once.
+    """
+
+    def collect(self) -> Any:
+        for attempt in (1, 2):
+            files = []
+            for path in glob.glob(os.path.join(self._path, "*.db")):
+                with contextlib.suppress(FileNotFoundError):
+                    if os.path.getsize(path) >= 8:
+                        files.append(path)
+            try:
+                return self.merge(files, accumulate=True)
+            except FileNotFoundError:
+                if attempt == 2:
+                    raise
+        return None  # pragma: no cover
+
+
 class Merged:
     """The collectors one worker serves in multiprocess mode: every worker's files,
     plus this process's scrape-time collectors (which prometheus_client would drop)."""
 
     def __init__(self, path: str, local: Iterable[Any]) -> None:
-        self._files = MultiProcessCollector(None, path)
+        self._files = _WorkerFiles(None, path)
         self._local = list(local)
 
     def collectors(self) -> list[Any]:

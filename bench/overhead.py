@@ -14,15 +14,18 @@ from __future__ import annotations
 import asyncio
 import gc
 import gzip
+import os
 import platform
 import random
 import statistics
+import subprocess
 import sys
 import uuid
 from collections import Counter
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from importlib.metadata import version
+from pathlib import Path
 from time import perf_counter, perf_counter_ns
 from typing import Any
 
@@ -288,11 +291,13 @@ def count_report(variant: Variant, counts: dict[str, float]) -> tuple[list[str],
             bad.append(template)
         mark = "ok" if ok else "MISMATCH"
         lines.append(f"    {template:<22} counted {got:>7,} of {want:>7,} sent  {mark}")
-
     others = {k: v for k, v in counts.items() if k not in TEMPLATES.values()}
     other_text = ", ".join(f"{k}={int(v):,}" for k, v in sorted(others.items())) or "none"
     lines.append(f"    other labels: {other_text}  (404 path sent {variant.sent['/nope/404']:,}x)")
-    return lines, ("ok" if not bad else "missing " + ", ".join(bad))
+    verdict = "ok" if not bad else "MISMATCH " + ", ".join(bad)
+    if not others:
+        verdict += "; 404s not counted"
+    return lines, verdict
 
 
 @dataclass
@@ -302,6 +307,7 @@ class Overhead:
     p25: float
     p75: float
     added: float = 0.0
+    paired: float = 0.0  # median over rounds of (this batch - plain batch of the same round)
     ratio: float = 1.0
     vs_app_metrics: float | None = None
     verdict: str = "-"
@@ -316,6 +322,8 @@ def summarise(results: dict[str, list[float]], base: str, ref: str) -> list[Over
     for row in rows:
         row.added = row.median - base_median
         row.ratio = row.median / base_median
+        pairs = zip(results[row.name], results[base], strict=True)
+        row.paired = statistics.median(a - b for a, b in pairs)
     ref_added = next(r.added for r in rows if r.name == ref)
     for row in rows:
         if row.name != base and ref_added > 0:
@@ -342,15 +350,18 @@ async def section_overhead() -> list[Overhead]:
     rows = summarise(results, "plain FastAPI", "app_metrics")
     print(
         f"\n  {'variant':<20} {'median µs/req':>13} {'p25–p75':>15} {'added µs':>9} "
-        f"{'× plain':>8} {'added / app_metrics added':>26}"
+        f"{'(paired)':>9} {'× plain':>8} {'added / app_metrics added':>26}"
     )
     for row in rows:
+        plain = row.name == "plain FastAPI"
         rel = "-" if row.vs_app_metrics is None else f"{row.vs_app_metrics:.2f}"
-        added = "-" if row.name == "plain FastAPI" else f"{row.added:+.1f}"
+        added = "-" if plain else f"{row.added:+.1f}"
+        paired = "-" if plain else f"{row.paired:+.1f}"
         print(
             f"  {row.name:<20} {row.median:>13.1f} {row.p25:>7.1f}–{row.p75:<7.1f} "
-            f"{added:>9} {row.ratio:>8.2f} {rel:>26}"
+            f"{added:>9} {paired:>9} {row.ratio:>8.2f} {rel:>26}"
         )
+    print("  (paired = median over rounds of the variant's batch minus plain's batch that round)")
     print("\n  requests counted by each variant (read from its own /metrics):")
     for v, row in zip(variants[1:], rows[1:], strict=True):
         lines, row.verdict = count_report(v, await counted(v))
@@ -384,7 +395,7 @@ def filled_metrics(n: int) -> tuple[FastAPI, Any]:
 
 async def section_render() -> None:
     print("\n== 2. app_metrics /metrics render time (median of runs, ms) ==")
-    print(f"  {'label sets':>10} {'format':<28} {'ms':>9} {'body bytes':>12} {'series':>8}")
+    print(f"  {'label sets':>10} {'format':<30} {'ms':>9} {'body bytes':>12} {'series':>8}")
     for n in RENDER_SIZES:
         progress(f"section 2: filling {n:,} label sets")
         app, metrics = filled_metrics(n)
@@ -397,20 +408,21 @@ async def section_render() -> None:
 def time_renders(n: int, metrics: Any, runs: int) -> None:
     """Text, OpenMetrics and text+gzip render times for one filled registry."""
     text, _ = metrics.render()
-    series = sum(1 for ln in text.decode().splitlines() if ln and not ln.startswith("#"))
+    samples = [ln for ln in text.decode().splitlines() if ln and not ln.startswith("#")]
     om, _ = metrics.render(OPENMETRICS)
     gz = gzip.compress(text, 6)
     cases: list[tuple[str, Callable[[], Any], int]] = [
         ("text 0.0.4", metrics.render, len(text)),
         ("OpenMetrics 1.0.0", lambda: metrics.render(OPENMETRICS), len(om)),
         ("text + gzip -6", lambda: gzip.compress(metrics.render()[0], 6), len(gz)),
+        ("ref: generate_latest(registry)", lambda: generate_latest(metrics.registry), len(text)),
     ]
     for label, fn, size in cases:
         ms = median_ms(fn, runs)
-        print(f"  {n:>10,} {label:<28} {ms:>9.1f} {size:>12,} {series:>8,}")
-    rejected = text.count(b"<overflow>") + text.count(b"<redacted>")
+        print(f"  {n:>10,} {label:<30} {ms:>9.1f} {size:>12,} {len(samples):>8,}")
+    rejected = sum(1 for ln in samples if "<overflow>" in ln or "<redacted>" in ln)
     if rejected:
-        print(f"  WARNING: {rejected} <overflow>/<redacted> values at n={n}")
+        print(f"  WARNING: {rejected} series with <overflow>/<redacted> values at n={n}")
 
 
 async def full_get(app: FastAPI, runs: int) -> None:
@@ -424,7 +436,7 @@ async def full_get(app: FastAPI, runs: int) -> None:
     assert resp is not None
     enc = resp.headers.get(b"content-encoding", b"identity").decode()
     print(
-        f"  {RENDER_SIZES[-1]:>10,} {'GET /metrics via ASGI (' + enc + ')':<28} "
+        f"  {RENDER_SIZES[-1]:>10,} {'GET /metrics via ASGI (' + enc + ')':<30} "
         f"{statistics.median(times):>9.1f} {len(resp.body):>12,}   status {resp.status}"
     )
 
@@ -432,12 +444,14 @@ async def full_get(app: FastAPI, runs: int) -> None:
 # --------------------------------------------------------------------------- section 3
 
 
-def count_series(registry: CollectorRegistry, prefix: str = "") -> int:
-    """Sample lines in the registry's text exposition (optionally only one prefix's)."""
+def series_keys(registry: CollectorRegistry, prefix: str = "") -> set[str]:
+    """Sample lines (name and labels, value dropped) of the registry's text exposition."""
     text = generate_latest(registry).decode()
-    return sum(
-        1 for ln in text.splitlines() if ln and not ln.startswith("#") and ln.startswith(prefix)
-    )
+    return {
+        ln.rsplit(" ", 1)[0]
+        for ln in text.splitlines()
+        if ln and not ln.startswith("#") and ln.startswith(prefix)
+    }
 
 
 def unknown_paths(rng: random.Random) -> list[str]:
@@ -450,39 +464,53 @@ def slash_probes(rng: random.Random) -> list[str]:
     return [shapes[i % 3].format(rng.randrange(1, 100_000)) for i in range(SCAN_REQUESTS)]
 
 
-async def scan(variant: Variant, paths: list[str]) -> int:
-    """Send ``paths``; return the series they added."""
-    before = count_series(variant.registry, variant.series_prefix)
+@dataclass
+class ScanResult:
+    added: int
+    example: str  # one added series, or "" when none was added
+
+
+async def scan(variant: Variant, paths: list[str]) -> ScanResult:
+    """Send ``paths``; return the series they added and one of them."""
+    before = series_keys(variant.registry, variant.series_prefix)
     for path in paths:
         await variant.app(make_scope(path), _receiver(), _discard)
-    return count_series(variant.registry, variant.series_prefix) - before
+    added = sorted(series_keys(variant.registry, variant.series_prefix) - before)
+    totals = [k for k in added if "_total{" in k]
+    example = (totals or added or [""])[0]
+    return ScanResult(len(added), example[:110])
 
 
 async def section_series() -> dict[str, tuple[int, int]]:
     print(
         f"\n== 3. Series added by scans ({SCAN_REQUESTS:,} requests each; fresh registry per "
-        "library; sample lines incl. _created/_bucket) =="
+        "library; every sample line counts, _bucket/_created included) =="
     )
-    print("  baseline: one request to each real route first")
+    print("  baseline: one request to each real route first; then unknown paths, then slashes")
     variants = [app_metrics_variant(), instrumentator_variant(), exporter_variant("se_scan")]
     out: dict[str, tuple[int, int]] = {}
+    examples: list[str] = []
     print(f"  {'variant':<20} {'baseline':>9} {'+unknown paths':>15} {'+slash probes':>14}")
     for v in variants:
         shutdown = await lifespan_startup(v.app)
         for path in TEMPLATES:
             await request(v.app, path)
-        baseline = count_series(v.registry, v.series_prefix)
+        baseline = len(series_keys(v.registry, v.series_prefix))
         rng = random.Random(42)
         progress(f"section 3: {v.name} unknown-path scan")
         unknown = await scan(v, unknown_paths(rng))
         progress(f"section 3: {v.name} trailing-slash scan")
         slash = await scan(v, slash_probes(rng))
         await shutdown()
-        out[v.name] = (unknown, slash)
-        print(f"  {v.name:<20} {baseline:>9,} {unknown:>+15,} {slash:>+14,}")
+        out[v.name] = (unknown.added, slash.added)
+        print(f"  {v.name:<20} {baseline:>9,} {unknown.added:>+15,} {slash.added:>+14,}")
+        for kind, result in (("unknown", unknown), ("slash", slash)):
+            examples.append(f"    {v.name} / {kind}: {result.example or '(none added)'}")
     am = out["app_metrics"]
     verdict = "met" if max(am) <= SERIES_TARGET else "MISSED"
     print(f"  app_metrics target (<= {SERIES_TARGET} added per scan): {verdict}")
+    print("  one added series per scan:")
+    print("\n".join(examples))
     return out
 
 
@@ -505,7 +533,26 @@ def machine_line() -> str:
         "app-metrics",
     )
     versions = " ".join(f"{name}={version(name)}" for name in libs)
-    return f"machine: {cpu} | Python {platform.python_version()} | {versions}"
+    return (
+        f"machine: {cpu} x{os.cpu_count()} | Python {platform.python_version()} | {versions} "
+        f"(repo {git_revision()})"
+    )
+
+
+def git_revision() -> str:
+    """The commit app_metrics was measured at (the module changes between runs)."""
+    root = Path(__file__).resolve().parent.parent
+    try:
+        done = subprocess.run(
+            ["git", "-C", str(root), "describe", "--always", "--dirty"],
+            capture_output=True,
+            text=True,
+            timeout=5,
+            check=True,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+    return done.stdout.strip()
 
 
 def markdown(rows: list[Overhead], series: dict[str, tuple[int, int]]) -> str:

@@ -38,6 +38,12 @@ async def pid(block: float = 0.0) -> dict[str, int]:
     return {"pid": os.getpid()}
 
 
+@api.get("/slow")
+async def slow(seconds: float = 1.0) -> dict[str, float]:
+    await asyncio.sleep(seconds)
+    return {"slept": seconds}
+
+
 @api.get("/items/{item_id}")
 async def item(item_id: int) -> dict[str, int]:
     return {"item_id": item_id}

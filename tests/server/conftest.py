@@ -2,7 +2,7 @@
 
 Every server is started in its own session (process group) and stopped in teardown by
 signalling that group: SIGTERM, a bounded wait, then SIGKILL. Its output goes to a log
-file whose tail is shown when a server does not come up.
+file in the test's tmp_path; failure messages show its tail.
 """
 
 from __future__ import annotations
@@ -47,6 +47,7 @@ class Server:
     log_path: Path
     mp_dir: Path | None
     worker_pids: set[int] = field(default_factory=set)
+    _client: httpx.Client | None = field(default=None, repr=False)
 
     @property
     def url(self) -> str:
@@ -58,18 +59,25 @@ class Server:
         except OSError:
             return "<no log>"
 
+    @property
     def client(self) -> httpx.Client:
-        """A client that opens a new connection per request, so any worker may answer."""
-        return httpx.Client(
-            base_url=self.url,
-            timeout=10.0,
-            follow_redirects=False,
-            limits=httpx.Limits(max_keepalive_connections=0),
-        )
+        """A shared client that opens a new connection per request, so any worker may answer
+        (a new client per request would cost ~40 ms: httpx loads its CA bundle)."""
+        if self._client is None:
+            self._client = httpx.Client(
+                base_url=self.url,
+                timeout=10.0,
+                follow_redirects=False,
+                limits=httpx.Limits(max_keepalive_connections=0),
+            )
+        return self._client
 
     def get(self, path: str) -> httpx.Response:
-        with self.client() as client:
-            return client.get(path)
+        return self.client.get(path)
+
+    def close(self) -> None:
+        if self._client is not None:
+            self._client.close()
 
 
 def stop_process_group(proc: subprocess.Popen[bytes]) -> None:
@@ -85,8 +93,8 @@ def stop_process_group(proc: subprocess.Popen[bytes]) -> None:
         proc.wait(timeout=STOP_TIMEOUT)
 
 
-def _wait_ready(server: Server, workers: int, ready_path: str) -> None:
-    """Poll ``ready_path`` on new connections until ``workers`` distinct pids answered."""
+def _wait_ready(server: Server, workers: int) -> None:
+    """Poll ``/metrics`` on new connections until ``workers`` distinct pids answered."""
     deadline = time.monotonic() + START_TIMEOUT
     for _ in range(2000):
         if time.monotonic() > deadline:
@@ -94,17 +102,18 @@ def _wait_ready(server: Server, workers: int, ready_path: str) -> None:
         if server.proc.poll() is not None:
             pytest.fail(f"uvicorn exited with {server.proc.returncode}:\n{server.log_tail()}")
         try:
-            response = server.get(ready_path)
+            response = server.get("/metrics")
         except httpx.TransportError:
-            time.sleep(0.05)
+            time.sleep(0.03)
             continue
         if response.status_code == 200:
             server.worker_pids.add(int(response.headers[PID_HEADER]))
             if len(server.worker_pids) >= workers:
                 return
+        time.sleep(0.02)  # see scrape_every_worker
     pytest.fail(
         f"uvicorn not ready in {START_TIMEOUT}s ({len(server.worker_pids)}/{workers} workers"
-        f" answered {ready_path}):\n{server.log_tail()}"
+        f" answered /metrics):\n{server.log_tail()}"
     )
 
 
@@ -118,14 +127,13 @@ def start_server(tmp_path: Path) -> Iterator[StartServer]:
     Readiness: every worker answered ``/metrics`` (not counted in the HTTP metrics).
     Every process started here is stopped at teardown, whatever the test's outcome.
     """
-    started: list[subprocess.Popen[bytes]] = []
+    started: list[Server] = []
 
     def start(
         workers: int = 1,
         mp_dir: Path | None = None,
         args: Sequence[str] = (),
         env: dict[str, str] | None = None,
-        ready_path: str = "/metrics",
     ) -> Server:
         port = free_port()
         child_env = {
@@ -142,7 +150,7 @@ def start_server(tmp_path: Path) -> Iterator[StartServer]:
             sys.executable, "-m", "uvicorn", APP,
             "--host", HOST, "--port", str(port),
             "--app-dir", str(REPO),
-            "--log-level", "warning", "--no-access-log",
+            "--log-level", "info", "--no-access-log",
             *(["--workers", str(workers)] if workers > 1 else []),
             *args,
         ]  # fmt: skip
@@ -156,16 +164,17 @@ def start_server(tmp_path: Path) -> Iterator[StartServer]:
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
             )
-        started.append(proc)
         server = Server(proc, port, log_path, mp_dir)
-        _wait_ready(server, workers, ready_path)
+        started.append(server)
+        _wait_ready(server, workers)
         return server
 
     try:
         yield start
     finally:
-        for proc in reversed(started):
-            stop_process_group(proc)
+        for server in reversed(started):
+            stop_process_group(server.proc)
+            server.close()
 
 
 def send_requests(server: Server, path: str, n: int, threads: int = 4) -> Counter[int]:
@@ -176,11 +185,10 @@ def send_requests(server: Server, path: str, n: int, threads: int = 4) -> Counte
 
     def run(count: int) -> Counter[int]:
         served: Counter[int] = Counter()
-        with server.client() as client:
-            for _ in range(count):
-                response = client.get(path)
-                assert response.status_code == 200, (response.status_code, response.text)
-                served[int(response.headers[PID_HEADER])] += 1
+        for _ in range(count):
+            response = server.get(path)
+            assert response.status_code == 200, (response.status_code, response.text)
+            served[int(response.headers[PID_HEADER])] += 1
         return served
 
     shares = [n // threads + (i < n % threads) for i in range(threads)]
@@ -209,27 +217,90 @@ class Scrape:
         return sum(s.value for s in self.select(name, **labels))
 
 
+def parse(text: str) -> list[Sample]:
+    """Every sample of a text exposition."""
+    return [s for family in text_string_to_metric_families(text) for s in family.samples]
+
+
 def scrape(server: Server, path: str = "/metrics") -> Scrape:
     """GET ``path`` on a new connection and parse the text exposition."""
     response = server.get(path)
     assert response.status_code == 200, (response.status_code, response.text[:500])
-    text = response.text
-    samples = [s for family in text_string_to_metric_families(text) for s in family.samples]
-    return Scrape(samples, int(response.headers[PID_HEADER]), text)
+    return Scrape(parse(response.text), int(response.headers[PID_HEADER]), response.text)
+
+
+def scrape_every_worker(
+    server: Server, check: Callable[[Scrape], None] | None = None, min_scrapes: int = 5
+) -> list[Scrape]:
+    """Scrape on new connections until each of ``server.worker_pids`` answered at least once
+    (at least ``min_scrapes``, at most 60 scrapes or 15 s); ``check`` runs on every scrape."""
+    scrapes: list[Scrape] = []
+    deadline = time.monotonic() + 15.0
+    for i in range(60):
+        scrapes.append(scrape(server))
+        if check is not None:
+            check(scrapes[-1])
+        answered = {x.worker_pid for x in scrapes}
+        if len(scrapes) >= min_scrapes and server.worker_pids <= answered:
+            break
+        if time.monotonic() > deadline:
+            break
+        # Back-to-back connections tend to go to the worker that just answered; a pause,
+        # with both workers idle, makes the kernel's choice a fair race.
+        time.sleep(0.02 if i < 10 else 0.05)
+    answered = {x.worker_pid for x in scrapes}
+    assert server.worker_pids <= answered, (
+        f"workers {server.worker_pids} (alive: {alive(server.worker_pids)}), {len(scrapes)}"
+        f" scrapes answered by {answered}:\n{server.log_tail()}"
+    )
+    return scrapes
+
+
+def alive(pids: set[int]) -> set[int]:
+    """Those of ``pids`` that are still running (signal 0 probes without signalling)."""
+    out = set()
+    for pid in pids:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, 0)
+            out.add(pid)
+    return out
 
 
 def poll_scrape(
-    server: Server, until: Callable[[Scrape], bool], timeout: float = 5.0, path: str = "/metrics"
+    server: Server,
+    until: Callable[[Scrape], bool],
+    timeout: float = 5.0,
+    history: list[Scrape] | None = None,
 ) -> Scrape:
-    """Scrape until ``until(scrape)`` holds (bounded); return the last scrape either way."""
+    """Scrape until ``until(scrape)`` holds (bounded); return the last scrape either way.
+
+    Every scrape taken is appended to ``history`` when one is given.
+    """
     deadline = time.monotonic() + timeout
-    last = scrape(server, path)
     for _ in range(500):
+        last = scrape(server)
+        if history is not None:
+            history.append(last)
         if until(last) or time.monotonic() > deadline:
             break
-        time.sleep(0.05)
-        last = scrape(server, path)
+        time.sleep(0.02)
     return last
+
+
+def wait_for_total(
+    server: Server,
+    name: str,
+    expected: float,
+    history: list[Scrape] | None = None,
+    **labels: str,
+) -> Scrape:
+    """Poll until the sum of ``name`` reaches ``expected``; return that scrape.
+
+    A worker records a request just after it has sent the response's last byte, so with
+    several workers another one can answer a scrape in between: the client has its
+    response, the count lands a moment later.
+    """
+    return poll_scrape(server, lambda s: s.total(name, **labels) >= expected, history=history)
 
 
 # --- raw sockets (a client that misbehaves) ----------------------------------------------

@@ -28,9 +28,11 @@ async def request(
     root_path: str = "",
     query: bytes = b"",
     disconnect_after_chunks: int | None = None,
+    disconnect_after_seconds: float | None = None,
 ) -> Result:
-    """Send one request; with ``disconnect_after_chunks`` the client leaves after that many
-    body chunks (``receive`` then returns ``http.disconnect``, as a server does)."""
+    """Send one request; with ``disconnect_after_chunks`` (or ``_seconds``) the client leaves
+    after that many body chunks (or seconds): ``receive`` then returns ``http.disconnect``
+    and ``send`` drops messages, as uvicorn does."""
     result = Result()
     gone = asyncio.Event()
     requested = False
@@ -51,6 +53,8 @@ async def request(
 
     async def receive() -> dict[str, Any]:
         nonlocal requested
+        if gone.is_set():  # like uvicorn: once the client left, that is all there is
+            return {"type": "http.disconnect"}
         if not requested:
             requested = True
             return {"type": "http.request", "body": b"", "more_body": False}
@@ -59,7 +63,7 @@ async def request(
 
     async def send(message: dict[str, Any]) -> None:
         if gone.is_set():
-            raise OSError("client disconnected")
+            return  # like uvicorn: a response to a client that left is dropped silently
         if message["type"] == "http.response.start":
             result.status = message["status"]
             result.headers = {k.decode(): v.decode() for k, v in message.get("headers", [])}
@@ -70,6 +74,8 @@ async def request(
             if disconnect_after_chunks is not None and result.chunks >= disconnect_after_chunks:
                 gone.set()
 
+    if disconnect_after_seconds is not None:
+        asyncio.get_running_loop().call_later(disconnect_after_seconds, gone.set)
     await app(scope, receive, send)
     return result
 

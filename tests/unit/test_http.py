@@ -191,6 +191,21 @@ def test_client_disconnect_mid_stream_is_counted_as_499() -> None:
     assert value(text, "http_requests_in_progress", method="GET") == 0
 
 
+def test_client_gone_before_a_slow_response_is_counted_as_499() -> None:
+    app = FastAPI()
+
+    @app.get("/report/{rid}")
+    async def report(rid: int) -> str:
+        await asyncio.sleep(0.2)
+        return "done"
+
+    instrumented(app)
+    call(app, "/report/1", disconnect_after_seconds=0.05)
+    call(app, "/report/2")
+    assert count(app, "/report/{rid}", "499") == 1
+    assert count(app, "/report/{rid}", "200") == 1
+
+
 def test_exception_mid_stream_is_counted_as_500() -> None:
     app = FastAPI()
 
