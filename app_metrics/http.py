@@ -15,7 +15,7 @@ from time import perf_counter
 from typing import Any
 
 from .factory import MetricFactory
-from .httpstore import Level, LocalStore, Recorder, SharedStore, Store
+from .httpstore import LocalStore, SharedStore, Store
 from .labels import OTHER
 from .routes import TemplateResolver
 
@@ -42,28 +42,37 @@ SLOW_RESPONSE = 0.05
 
 
 class HTTPMetrics:
-    """The three HTTP families; a cache maps (method, endpoint, status) to its recorder."""
+    """The three HTTP families; a cache maps raw (method, endpoint, status) to its series."""
 
     def __init__(self, factory: MetricFactory, buckets: Sequence[float], shared: bool) -> None:
-        bounds = sorted(buckets)
-        self._store: Store = SharedStore(factory, bounds) if shared else LocalStore(factory, bounds)
+        kind = SharedStore if shared else LocalStore
+        methods = (*KNOWN_METHODS, OTHER)  # in progress: zero-initialised for each
+        self._store: Store = kind(factory, sorted(buckets), methods)
         self._guard = factory.guard("http_requests_total", ("method", "endpoint", "status"))
-        self._recorders: dict[tuple[str, str, int], Recorder] = {}
-        # zero-initialised, one per method label the middleware can produce
-        self.in_progress_by_method = {m: self._store.level(m) for m in (*KNOWN_METHODS, OTHER)}
+        self._series: dict[tuple[str, str, int], Any] = {}
+        self.start = self._store.start
+
+    def finish(self, method: str, endpoint: str | None, status: int, seconds: float) -> None:
+        """Record a completed request; ``endpoint=None`` means not measured (excluded)."""
+        if endpoint is None:
+            self._store.finish(method, None, seconds)
+            return
+        series = self._series.get((method, endpoint, status))
+        if series is None:
+            series = self._new_series(method, endpoint, status)
+        self._store.finish(method, series, seconds)
 
     def observe(self, method: str, endpoint: str, status: int, seconds: float) -> None:
-        recorder = self._recorders.get((method, endpoint, status))
-        if recorder is None:
-            recorder = self._recorder(method, endpoint, status)
-        recorder.observe(seconds)
+        """Record a request that was not started through ``start`` (tests, back-fills)."""
+        self.start(method)
+        self.finish(method, endpoint, status, seconds)
 
-    def _recorder(self, method: str, endpoint: str, status: int) -> Recorder:
+    def _new_series(self, method: str, endpoint: str, status: int) -> Any:
         label = str(status) if 100 <= status <= 599 else OTHER
-        recorder = self._store.recorder(*self._guard.clean((method, endpoint, label)))
-        if len(self._recorders) < 20_000:
-            self._recorders[method, endpoint, status] = recorder
-        return recorder
+        series = self._store.series(*self._guard.clean((method, endpoint, label)))
+        if len(self._series) < 20_000:
+            self._series[method, endpoint, status] = series
+        return series
 
 
 class MetricsMiddleware:
@@ -85,7 +94,6 @@ class MetricsMiddleware:
         self.metrics_path = metrics_path
         self.metrics_endpoint = metrics_endpoint
         self.exclude = frozenset(exclude)
-        self._in_progress = metrics.in_progress_by_method
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -105,8 +113,7 @@ class MetricsMiddleware:
         method = scope["method"]
         if method not in KNOWN_METHODS:
             method = OTHER
-        level = self._in_progress[method]
-        level.inc()
+        self.metrics.start(method)
         start = perf_counter()
         status = 0
         done = False
@@ -125,7 +132,7 @@ class MetricsMiddleware:
                     code = CLIENT_CLOSED
                 await send(message)
                 done = True
-                self._record(scope, root_path, method, level, code, start)
+                self._record(scope, root_path, method, code, start)
             else:
                 await send(message)
 
@@ -133,20 +140,18 @@ class MetricsMiddleware:
             await self.app(scope, receive, send_wrapper)
         except BaseException as exc:
             if not done:
-                self._record(scope, root_path, method, level, _after_error(status, exc), start)
+                self._record(scope, root_path, method, _after_error(status, exc), start)
             raise
         if not done:
             # The app returned without finishing its response: the client went away
             # mid-stream, or nothing was sent at all (the server then answers 500).
-            self._record(scope, root_path, method, level, CLIENT_CLOSED if status else 500, start)
+            self._record(scope, root_path, method, CLIENT_CLOSED if status else 500, start)
 
-    def _record(
-        self, scope: Scope, root_path: str, method: str, level: Level, status: int, start: float
-    ) -> None:
-        level.dec()
-        endpoint = self.resolver.endpoint(scope, root_path)
-        if endpoint not in self.exclude:
-            self.metrics.observe(method, endpoint, status, perf_counter() - start)
+    def _record(self, scope: Scope, root_path: str, method: str, status: int, start: float) -> None:
+        endpoint: str | None = self.resolver.endpoint(scope, root_path)
+        if endpoint in self.exclude:
+            endpoint = None
+        self.metrics.finish(method, endpoint, status, perf_counter() - start)
 
 
 def _client_left(receive: Receive) -> bool:

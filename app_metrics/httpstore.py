@@ -1,8 +1,9 @@
 """Where the HTTP metrics live: the per-request hot path.
 
-``LocalStore`` (one process) keeps plain numbers under one lock and renders them
-as a collector: one ``bisect`` and one lock per request, about 1 µs, where
-prometheus_client's children take five locks and a Python loop over the buckets.
+``LocalStore`` (one process) keeps plain numbers in per-thread shards that only
+their own thread writes, so a request costs dict lookups, three increments and
+one ``bisect``, without a lock; prometheus_client's children would take five
+locks and a Python loop over the buckets.
 ``SharedStore`` (``PROMETHEUS_MULTIPROC_DIR`` set) uses prometheus_client's
 metrics, whose mmap files let every worker's counts add up.
 """
@@ -12,6 +13,7 @@ from __future__ import annotations
 import threading
 from bisect import bisect_left
 from collections.abc import Iterator, Sequence
+from threading import get_ident
 from typing import Any, Protocol
 
 from prometheus_client.metrics_core import (
@@ -32,93 +34,81 @@ DURATION = (
 IN_PROGRESS = ("http_requests_in_progress", "HTTP requests whose response is not complete yet.")
 
 
-class Recorder(Protocol):
-    def observe(self, seconds: float) -> None: ...
-
-
-class Level(Protocol):
-    def inc(self) -> None: ...
-    def dec(self) -> None: ...
-
-
 class Store(Protocol):
-    def recorder(self, method: str, endpoint: str, status: str) -> Recorder: ...
-    def level(self, method: str) -> Level: ...
+    def series(self, method: str, endpoint: str, status: str) -> Any:
+        """A handle for one (method, endpoint, status) label set."""
+
+    def start(self, method: str) -> None:
+        """A request arrived."""
+
+    def finish(self, method: str, series: Any, seconds: float) -> None:
+        """A request completed; ``series`` is None when it is not measured (excluded)."""
 
 
-class _Histogram:
-    __slots__ = ("buckets", "sum")
+class _Cell:
+    """One label set in one thread's shard: request count and latency histogram."""
+
+    __slots__ = ("buckets", "count", "sum")
 
     def __init__(self, size: int) -> None:
+        self.count = 0
         self.buckets = [0] * size  # per bucket, not cumulative; the last is +Inf
         self.sum = 0.0
 
 
-class _Series:
-    """One (method, endpoint, status): its request count and its endpoint's histogram."""
+class _Shard:
+    """What one thread recorded. Only that thread writes it, so no lock is taken;
+    the collector reads it (a GIL-consistent copy of each dict) and sums the shards."""
 
-    __slots__ = ("bounds", "count", "histogram", "lock")
+    __slots__ = ("cells", "finished", "started")
 
-    def __init__(self, bounds: tuple[float, ...], histogram: _Histogram, lock: Any) -> None:
-        self.bounds = bounds
-        self.count = 0
-        self.histogram = histogram
-        self.lock = lock
-
-    def observe(self, seconds: float) -> None:
-        i = bisect_left(self.bounds, seconds)  # first bound >= seconds: Prometheus' "le"
-        with self.lock:
-            self.count += 1
-            self.histogram.buckets[i] += 1
-            self.histogram.sum += seconds
-
-
-class _Level:
-    __slots__ = ("lock", "value")
-
-    def __init__(self, lock: Any) -> None:
-        self.lock = lock
-        self.value = 0
-
-    def inc(self) -> None:
-        with self.lock:
-            self.value += 1
-
-    def dec(self) -> None:
-        with self.lock:
-            self.value -= 1
+    def __init__(self, methods: Sequence[str]) -> None:
+        self.cells: dict[tuple[str, str, str], _Cell] = {}
+        self.started = dict.fromkeys(methods, 0)
+        self.finished = dict.fromkeys(methods, 0)
 
 
 class LocalStore:
-    """Single-process store, served by its own ``collect()``."""
+    """Single-process store, sharded by thread, served by its own ``collect()``.
 
-    def __init__(self, factory: MetricFactory, buckets: Sequence[float]) -> None:
+    ``http_requests_in_progress`` is derived: requests started minus finished.
+    """
+
+    def __init__(
+        self, factory: MetricFactory, buckets: Sequence[float], methods: Sequence[str]
+    ) -> None:
+        factory.full_labelnames(("method", "endpoint", "status"))  # rejects clashing const labels
         self._bounds = tuple(b for b in buckets if b != float("inf"))
         self._les = [*(floatToGoString(b) for b in self._bounds), "+Inf"]
-        factory.full_labelnames(("method", "endpoint", "status"))  # rejects clashing const labels
+        self._methods = tuple(methods)
         self._const_names = tuple(factory.const_labels)
         self._const_values = tuple(factory.const_labels.values())
-        self._lock = threading.Lock()
-        self._series: dict[tuple[str, str, str], _Series] = {}
-        self._histograms: dict[tuple[str, str], _Histogram] = {}
-        self._levels: dict[str, _Level] = {}
+        self._lock = threading.Lock()  # guards the list of shards only
+        self._shards: dict[int, _Shard] = {}
         factory.registry.register(self)
 
-    def recorder(self, method: str, endpoint: str, status: str) -> _Series:
-        with self._lock:
-            series = self._series.get((method, endpoint, status))
-            if series is None:
-                histogram = self._histograms.get((method, endpoint))
-                if histogram is None:
-                    histogram = self._histograms[method, endpoint] = _Histogram(len(self._les))
-                series = self._series[method, endpoint, status] = _Series(
-                    self._bounds, histogram, self._lock
-                )
-            return series
+    def series(self, method: str, endpoint: str, status: str) -> tuple[str, str, str]:
+        return (method, endpoint, status)
 
-    def level(self, method: str) -> _Level:
+    def _shard(self) -> _Shard:
         with self._lock:
-            return self._levels.setdefault(method, _Level(self._lock))
+            return self._shards.setdefault(get_ident(), _Shard(self._methods))
+
+    def start(self, method: str) -> None:
+        shard = self._shards.get(get_ident()) or self._shard()
+        shard.started[method] += 1
+
+    def finish(self, method: str, series: tuple[str, str, str] | None, seconds: float) -> None:
+        shard = self._shards.get(get_ident()) or self._shard()
+        shard.finished[method] += 1
+        if series is None:
+            return
+        cell = shard.cells.get(series)
+        if cell is None:
+            cell = shard.cells[series] = _Cell(len(self._les))
+        cell.count += 1
+        cell.buckets[bisect_left(self._bounds, seconds)] += 1  # first bound >= seconds: "le"
+        cell.sum += seconds
 
     def describe(self) -> Iterator[Metric]:
         yield CounterMetricFamily(*REQUESTS, labels=())
@@ -127,23 +117,35 @@ class LocalStore:
 
     def collect(self) -> Iterator[Metric]:
         with self._lock:
-            counts = [(key, s.count) for key, s in self._series.items()]
-            histograms = [(key, list(h.buckets), h.sum) for key, h in self._histograms.items()]
-            levels = [(key, level.value) for key, level in self._levels.items()]
+            shards = list(self._shards.values())
+        counts: dict[tuple[str, str, str], int] = {}
+        histograms: dict[tuple[str, str], tuple[list[int], list[float]]] = {}
+        levels = dict.fromkeys(self._methods, 0)
+        for shard in shards:
+            for key, cell in list(shard.cells.items()):
+                counts[key] = counts.get(key, 0) + cell.count
+                buckets, total = histograms.setdefault(key[:2], ([0] * len(self._les), [0.0]))
+                for i, n in enumerate(list(cell.buckets)):
+                    buckets[i] += n
+                total[0] += cell.sum
+            for method, n in list(shard.started.items()):
+                levels[method] += n
+            for method, n in list(shard.finished.items()):
+                levels[method] -= n
         names, values = self._const_names, self._const_values
         requests = CounterMetricFamily(*REQUESTS, labels=("method", "endpoint", "status", *names))
-        for key, count in counts:
+        for key, count in counts.items():
             requests.add_metric([*key, *values], count)
         duration = HistogramMetricFamily(*DURATION, labels=("method", "endpoint", *names))
-        for key, buckets, total in histograms:
+        for key, (buckets, total) in histograms.items():
             cumulative, running = [], 0
             for le, n in zip(self._les, buckets, strict=True):
                 running += n
                 cumulative.append((le, running))
-            duration.add_metric([*key, *values], cumulative, total)
+            duration.add_metric([*key, *values], cumulative, total[0])
         in_progress = GaugeMetricFamily(*IN_PROGRESS, labels=("method", *names))
-        for key, level in levels:
-            in_progress.add_metric([key, *values], level)
+        for method, level in levels.items():
+            in_progress.add_metric([method, *values], level)
         yield from (requests, duration, in_progress)
 
 
@@ -154,27 +156,32 @@ class _ClientSeries:
         self.counter = counter
         self.histogram = histogram
 
-    def observe(self, seconds: float) -> None:
-        self.counter.inc()
-        self.histogram.observe(seconds)
-
 
 class SharedStore:
     """Multiprocess store: prometheus_client metrics backed by mmap files."""
 
-    def __init__(self, factory: MetricFactory, buckets: Sequence[float]) -> None:
+    def __init__(
+        self, factory: MetricFactory, buckets: Sequence[float], methods: Sequence[str]
+    ) -> None:
         self._requests = factory.raw_counter(
             REQUESTS[0] + "_total", REQUESTS[1], ("method", "endpoint", "status")
         )
         self._duration = factory.raw_histogram(*DURATION, ("method", "endpoint"), buckets)
-        self._in_progress = factory.raw_gauge(*IN_PROGRESS, ("method",), mode="livesum")
+        gauge = factory.raw_gauge(*IN_PROGRESS, ("method",), mode="livesum")
         self._const = tuple(factory.const_labels.values())
+        self._levels = {m: gauge.labels(m, *self._const) for m in methods}
 
-    def recorder(self, method: str, endpoint: str, status: str) -> _ClientSeries:
+    def series(self, method: str, endpoint: str, status: str) -> _ClientSeries:
         return _ClientSeries(
             self._requests.labels(method, endpoint, status, *self._const),
             self._duration.labels(method, endpoint, *self._const),
         )
 
-    def level(self, method: str) -> Any:
-        return self._in_progress.labels(method, *self._const)
+    def start(self, method: str) -> None:
+        self._levels[method].inc()
+
+    def finish(self, method: str, series: _ClientSeries | None, seconds: float) -> None:
+        self._levels[method].dec()
+        if series is not None:
+            series.counter.inc()
+            series.histogram.observe(seconds)
