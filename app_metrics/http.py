@@ -48,6 +48,7 @@ class HTTPMetrics:
         kind = SharedStore if shared else LocalStore
         methods = (*KNOWN_METHODS, OTHER)  # in progress: zero-initialised for each
         self._store: Store = kind(factory, sorted(buckets), methods)
+        self.local_store = self._store if isinstance(self._store, LocalStore) else None
         self._guard = factory.guard("http_requests_total", ("method", "endpoint", "status"))
         self._series: dict[tuple[str, str, int], Any] = {}
         self.start = self._store.start

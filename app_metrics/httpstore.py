@@ -25,6 +25,7 @@ from prometheus_client.metrics_core import (
 from prometheus_client.utils import floatToGoString
 
 from .factory import MetricFactory
+from .textformat import Prefixes, header, number
 
 REQUESTS = ("http_requests", "HTTP requests answered, by method, route template and status code.")
 DURATION = (
@@ -85,6 +86,7 @@ class LocalStore:
         self._const_values = tuple(factory.const_labels.values())
         self._lock = threading.Lock()  # guards the list of shards only
         self._shards: dict[int, _Shard] = {}
+        self._prefixes = Prefixes(factory.const_labels)
         factory.registry.register(self)
 
     def series(self, method: str, endpoint: str, status: str) -> tuple[str, str, str]:
@@ -115,7 +117,14 @@ class LocalStore:
         yield HistogramMetricFamily(*DURATION, labels=())
         yield GaugeMetricFamily(*IN_PROGRESS, labels=())
 
-    def collect(self) -> Iterator[Metric]:
+    def _snapshot(
+        self,
+    ) -> tuple[
+        dict[tuple[str, str, str], int],
+        dict[tuple[str, str], tuple[list[int], list[float]]],
+        dict[str, int],
+    ]:
+        """Counts, histograms (per-bucket counts and sum) and levels summed over the shards."""
         with self._lock:
             shards = list(self._shards.values())
         counts: dict[tuple[str, str, str], int] = {}
@@ -132,21 +141,49 @@ class LocalStore:
                 levels[method] += n
             for method, n in list(shard.finished.items()):
                 levels[method] -= n
+        return counts, histograms, levels
+
+    def _cumulative(self, buckets: list[int]) -> list[tuple[str, int]]:
+        out, running = [], 0
+        for le, n in zip(self._les, buckets, strict=True):
+            running += n
+            out.append((le, running))
+        return out
+
+    def collect(self) -> Iterator[Metric]:
+        counts, histograms, levels = self._snapshot()
         names, values = self._const_names, self._const_values
         requests = CounterMetricFamily(*REQUESTS, labels=("method", "endpoint", "status", *names))
         for key, count in counts.items():
             requests.add_metric([*key, *values], count)
         duration = HistogramMetricFamily(*DURATION, labels=("method", "endpoint", *names))
         for key, (buckets, total) in histograms.items():
-            cumulative, running = [], 0
-            for le, n in zip(self._les, buckets, strict=True):
-                running += n
-                cumulative.append((le, running))
-            duration.add_metric([*key, *values], cumulative, total[0])
+            duration.add_metric([*key, *values], self._cumulative(buckets), total[0])
         in_progress = GaugeMetricFamily(*IN_PROGRESS, labels=("method", *names))
         for method, level in levels.items():
             in_progress.add_metric([method, *values], level)
         yield from (requests, duration, in_progress)
+
+    def render_text(self) -> str:
+        """The three families in text format 0.0.4, as ``generate_latest`` would write them."""
+        counts, histograms, levels = self._snapshot()
+        prefix = self._prefixes.get
+        out = [header(REQUESTS[0] + "_total", REQUESTS[1], "counter")]
+        name, labels = REQUESTS[0] + "_total", ("method", "endpoint", "status")
+        out += [prefix(name, labels, key) + number(n) + "\n" for key, n in counts.items()]
+        out.append(header(*DURATION, "histogram"))
+        bucket, labels = DURATION[0] + "_bucket", ("method", "endpoint", "le")
+        for key, (buckets, total) in histograms.items():
+            cumulative = self._cumulative(buckets)
+            out += [prefix(bucket, labels, (*key, le)) + number(n) + "\n" for le, n in cumulative]
+            count = prefix(DURATION[0] + "_count", labels[:2], key) + number(cumulative[-1][1])
+            out.append(count + "\n" + prefix(DURATION[0] + "_sum", labels[:2], key))
+            out.append(number(total[0]) + "\n")
+        out.append(header(*IN_PROGRESS, "gauge"))
+        out += [
+            prefix(IN_PROGRESS[0], ("method",), (m,)) + number(n) + "\n" for m, n in levels.items()
+        ]
+        return "".join(out)
 
 
 class _ClientSeries:

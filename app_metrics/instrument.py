@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from prometheus_client import REGISTRY, CollectorRegistry
-from prometheus_client.exposition import choose_encoder
+from prometheus_client.exposition import choose_encoder, generate_latest
 from starlette.applications import Starlette
 
 from . import multiprocess
@@ -88,17 +88,28 @@ class Metrics:
         """Run the scrape-time sources and health checks that are due."""
         await self.values.refresh()
 
-    def view(self, names: Sequence[str] | None = None) -> SafeView:
+    def view(self, names: Sequence[str] | None = None, skip: object = None) -> SafeView:
         """What a scrape serves: all workers' metrics in multiprocess mode, never raising."""
-        return SafeView(
-            self._collectors,
-            lambda name: self._collector_errors.labels(name).inc(),
-            names,
-        )
+        return SafeView(self._collectors, self._collector_failed, names, skip)
+
+    def _collector_failed(self, name: str) -> None:
+        self._collector_errors.labels(name).inc()
 
     def render(self, accept: str = "", names: Sequence[str] | None = None) -> tuple[bytes, str]:
-        """The exposition as ``/metrics`` would serve it (without refreshing)."""
+        """The exposition as ``/metrics`` would serve it (without refreshing).
+
+        In the common case (text format, no ``name[]``, one process) the HTTP
+        families come from the local store's cached-prefix renderer.
+        """
         encoder, content_type = choose_encoder(accept)
+        local = self.http.local_store
+        if encoder is generate_latest and not names and local is not None:
+            try:
+                head = local.render_text().encode()
+            except Exception:
+                self._collector_failed(type(local).__name__)
+                head = b""
+            return head + generate_latest(self.view(skip=local)), content_type  # type: ignore[arg-type]
         return encoder(self.view(names)), content_type  # type: ignore[arg-type]
 
 

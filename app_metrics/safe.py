@@ -15,7 +15,8 @@ class SafeView:
     """Collects from each collector in turn; a collector that raises is skipped and reported.
 
     ``names`` keeps only the samples with those names (a histogram's or counter's
-    family name selects all its samples), like Prometheus's ``name[]`` parameter.
+    family name selects all its samples), like Prometheus's ``name[]`` parameter;
+    ``skip`` is a collector rendered by other means.
     """
 
     def __init__(
@@ -23,13 +24,17 @@ class SafeView:
         collectors: Callable[[], Iterable[Any]],
         on_error: Callable[[str], None],
         names: Iterable[str] | None = None,
+        skip: object = None,
     ) -> None:
         self._collectors = collectors
+        self._skip = skip
         self._on_error = on_error
         self._names = frozenset(names) if names else None
 
     def collect(self) -> Iterator[Metric]:
         for collector in self._collectors():
+            if collector is self._skip:
+                continue
             try:
                 metrics = list(collector.collect())
             except Exception:

@@ -218,3 +218,29 @@ def test_exposition_parses_and_passes_promtool() -> None:
     )
     assert out.returncode == 0, out.stdout + out.stderr
     assert out.stdout.strip() == "" and out.stderr.strip() == "", out.stdout + out.stderr
+
+
+def test_fast_text_renderer_writes_what_generate_latest_writes() -> None:
+    from prometheus_client.exposition import generate_latest
+
+    app, metrics = instrumented(const_labels={"service": "pa", "zone": 'a"b'})
+    for path in ("/items/1", "/items/2", "/nope"):
+        call(app, path)
+    metrics.http.observe("POST", 'odd "label" \\ with\nnewline', 201, 0.3)
+    metrics.http.observe("GET", "/slow", 200, 42.0)
+    local = metrics.http.local_store
+    assert local is not None
+    assert local.render_text() == generate_latest(local).decode()  # type: ignore[arg-type]
+    # and /metrics (fast path) carries the same samples as the generic OpenMetrics path
+    text = scrape(app)
+    om = call(app, "/metrics", headers=[("Accept", "application/openmetrics-text; version=1.0.0")])
+    om_samples = {
+        (s.name, frozenset(s.labels.items())): s.value
+        for f in om_parse(om.body.decode())
+        for s in f.samples
+        if s.name.startswith("http_")
+    }
+    from .driver import samples as text_samples
+
+    ours = {k: v for k, v in text_samples(text).items() if k[0].startswith("http_")}
+    assert ours == om_samples
