@@ -164,14 +164,14 @@ class LocalStore:
             in_progress.add_metric([method, *values], level)
         yield from (requests, duration, in_progress)
 
-    def render_text(self) -> str:
-        """The three families in text format 0.0.4, as ``generate_latest`` would write them."""
+    def render_text(self, openmetrics: bool = False) -> str:
+        """The three families as prometheus_client's text (or OpenMetrics) encoder writes them."""
         counts, histograms, levels = self._snapshot()
         prefix = self._prefixes.get
-        out = [header(REQUESTS[0] + "_total", REQUESTS[1], "counter")]
+        out = [header(REQUESTS[0] + "_total", REQUESTS[1], "counter", openmetrics)]
         name, labels = REQUESTS[0] + "_total", ("method", "endpoint", "status")
         out += [prefix(name, labels, key) + number(n) + "\n" for key, n in counts.items()]
-        out.append(header(*DURATION, "histogram"))
+        out.append(header(*DURATION, "histogram", openmetrics))
         bucket, labels = DURATION[0] + "_bucket", ("method", "endpoint", "le")
         for key, (buckets, total) in histograms.items():
             cumulative = self._cumulative(buckets)
@@ -179,7 +179,7 @@ class LocalStore:
             count = prefix(DURATION[0] + "_count", labels[:2], key) + number(cumulative[-1][1])
             out.append(count + "\n" + prefix(DURATION[0] + "_sum", labels[:2], key))
             out.append(number(total[0]) + "\n")
-        out.append(header(*IN_PROGRESS, "gauge"))
+        out.append(header(*IN_PROGRESS, "gauge", openmetrics))
         out += [
             prefix(IN_PROGRESS[0], ("method",), (m,)) + number(n) + "\n" for m, n in levels.items()
         ]

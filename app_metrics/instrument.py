@@ -8,7 +8,8 @@ from pathlib import Path
 from typing import Any
 
 from prometheus_client import REGISTRY, CollectorRegistry
-from prometheus_client.exposition import choose_encoder, generate_latest
+from prometheus_client.exposition import choose_encoder
+from prometheus_client.openmetrics.exposition import generate_latest as openmetrics_latest
 from starlette.applications import Starlette
 
 from . import multiprocess
@@ -98,19 +99,20 @@ class Metrics:
     def render(self, accept: str = "", names: Sequence[str] | None = None) -> tuple[bytes, str]:
         """The exposition as ``/metrics`` would serve it (without refreshing).
 
-        In the common case (text format, no ``name[]``, one process) the HTTP
-        families come from the local store's cached-prefix renderer.
+        In the common case (no ``name[]``, one process) the HTTP families come from
+        the local store's cached-prefix renderer, in either format.
         """
         encoder, content_type = choose_encoder(accept)
         local = self.http.local_store
-        if encoder is generate_latest and not names and local is not None:
-            try:
-                head = local.render_text().encode()
-            except Exception:
-                self._collector_failed(type(local).__name__)
-                head = b""
-            return head + generate_latest(self.view(skip=local)), content_type  # type: ignore[arg-type]
-        return encoder(self.view(names)), content_type  # type: ignore[arg-type]
+        if local is None or names:
+            return encoder(self.view(names)), content_type  # type: ignore[arg-type]
+        openmetrics = getattr(encoder, "func", None) is openmetrics_latest
+        try:
+            head = local.render_text(openmetrics).encode()
+        except Exception:
+            self._collector_failed(type(local).__name__)
+            head = b""
+        return head + encoder(self.view(skip=local)), content_type  # type: ignore[arg-type]
 
 
 def instrument(

@@ -1,10 +1,11 @@
-"""A fast text-format (0.0.4) renderer for the HTTP families of the local store.
+"""A fast renderer for the HTTP families of the local store (text 0.0.4 and OpenMetrics).
 
 prometheus_client's encoder re-validates and re-escapes every label of every
 sample on each scrape (about 12 µs a line here). The HTTP label sets change
 rarely, so each line's ``name{labels} `` prefix is built once and cached; a
 scrape then only formats the values. The output is the same text that
-``generate_latest`` gives for these families (labels sorted by name).
+prometheus_client's encoders give for these families (labels sorted by name);
+the two formats differ only in the HELP and TYPE lines.
 """
 
 from __future__ import annotations
@@ -20,8 +21,13 @@ def escape_value(value: str) -> str:
     return value.replace("\\", r"\\").replace("\n", r"\n").replace('"', r"\"")
 
 
-def header(name: str, doc: str, kind: str) -> str:
-    doc = doc.replace("\\", r"\\").replace("\n", r"\n")
+def header(name: str, doc: str, kind: str, openmetrics: bool) -> str:
+    """HELP and TYPE lines; OpenMetrics names a counter family without ``_total``."""
+    if openmetrics:
+        name = name.removesuffix("_total") if kind == "counter" else name
+        doc = escape_value(doc)
+    else:
+        doc = doc.replace("\\", r"\\").replace("\n", r"\n")
     return f"# HELP {name} {doc}\n# TYPE {name} {kind}\n"
 
 

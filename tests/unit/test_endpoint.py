@@ -222,6 +222,7 @@ def test_exposition_parses_and_passes_promtool() -> None:
 
 def test_fast_text_renderer_writes_what_generate_latest_writes() -> None:
     from prometheus_client.exposition import generate_latest
+    from prometheus_client.openmetrics.exposition import generate_latest as openmetrics_latest
 
     app, metrics = instrumented(const_labels={"service": "pa", "zone": 'a"b'})
     for path in ("/items/1", "/items/2", "/nope"):
@@ -231,6 +232,8 @@ def test_fast_text_renderer_writes_what_generate_latest_writes() -> None:
     local = metrics.http.local_store
     assert local is not None
     assert local.render_text() == generate_latest(local).decode()  # type: ignore[arg-type]
+    om_reference = openmetrics_latest(local).decode().removesuffix("# EOF\n")  # type: ignore[arg-type]
+    assert local.render_text(openmetrics=True) == om_reference
     # and /metrics (fast path) carries the same samples as the generic OpenMetrics path
     text = scrape(app)
     om = call(app, "/metrics", headers=[("Accept", "application/openmetrics-text; version=1.0.0")])
