@@ -7,7 +7,10 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+from prometheus_client import CollectorRegistry
 from prometheus_client.parser import text_string_to_metric_families
+
+import app_metrics
 
 
 @dataclass
@@ -102,3 +105,16 @@ def scrape(app: Any, **kwargs: Any) -> str:
     result = call(app, "/metrics", **kwargs)
     assert result.status == 200, result
     return result.body.decode()
+
+
+def isolated(app: Any, **options: Any) -> app_metrics.Metrics:
+    """Instrument ``app`` with a registry of its own (unless the test passes one)."""
+    options.setdefault("registry", CollectorRegistry())
+    return app_metrics.instrument(app, **options)
+
+
+def counted(app: Any, endpoint: str, status: str = "200", method: str = "GET") -> float | None:
+    """``http_requests_total`` for one label set, from a fresh scrape."""
+    return value(
+        scrape(app), "http_requests_total", method=method, endpoint=endpoint, status=status
+    )

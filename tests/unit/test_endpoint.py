@@ -18,21 +18,21 @@ from starlette.middleware import Middleware
 
 import app_metrics
 
-from .driver import call, scrape, value
+from .driver import call, isolated, scrape, value
 from .test_routes import DenyAll
 
 
 def instrumented(
     app: FastAPI | None = None, **options: object
 ) -> tuple[FastAPI, app_metrics.Metrics]:
+    """An app with one route, instrumented with an isolated registry."""
     app = app or FastAPI()
 
     @app.get("/items/{item_id}")
     async def item(item_id: int) -> int:
         return item_id
 
-    options.setdefault("registry", CollectorRegistry())
-    return app, app_metrics.instrument(app, **options)  # type: ignore[arg-type]
+    return app, isolated(app, **options)
 
 
 def test_metrics_answers_on_the_exact_path_without_redirect() -> None:

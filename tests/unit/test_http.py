@@ -13,17 +13,7 @@ from starlette.types import Receive, Scope, Send
 
 import app_metrics
 
-from .driver import call, request, scrape, value
-
-
-def instrumented(app: FastAPI, **options: object) -> app_metrics.Metrics:
-    return app_metrics.instrument(app, registry=CollectorRegistry(), **options)  # type: ignore[arg-type]
-
-
-def count(app: FastAPI, endpoint: str, status: str, method: str = "GET") -> float | None:
-    return value(
-        scrape(app), "http_requests_total", method=method, endpoint=endpoint, status=status
-    )
+from .driver import call, counted, isolated, request, scrape, value
 
 
 def test_unhandled_exception_is_counted_as_the_500_the_client_got() -> None:
@@ -33,10 +23,10 @@ def test_unhandled_exception_is_counted_as_the_500_the_client_got() -> None:
     async def boom(n: int) -> None:
         raise RuntimeError("bug")
 
-    instrumented(app)
+    isolated(app)
     with pytest.raises(RuntimeError):
         call(app, "/boom/1")  # ServerErrorMiddleware sends the 500, then re-raises
-    assert count(app, "/boom/{n}", "500") == 1
+    assert counted(app, "/boom/{n}", "500") == 1
 
 
 def test_custom_500_handler_status_is_counted() -> None:
@@ -50,10 +40,10 @@ def test_custom_500_handler_status_is_counted() -> None:
     async def fragile() -> None:
         raise ValueError("x")
 
-    instrumented(app)
+    isolated(app)
     with pytest.raises(ValueError, match="x"):
         call(app, "/fragile")
-    assert count(app, "/fragile", "503") == 1
+    assert counted(app, "/fragile", "503") == 1
 
 
 class RateLimit:
@@ -78,11 +68,11 @@ def test_statuses_from_other_middleware_are_counted_with_the_route() -> None:
     async def user(user_id: int) -> int:
         return user_id
 
-    instrumented(app)
+    isolated(app)
     statuses = [call(app, f"/users/{i}").status for i in range(6)]
     assert statuses.count(429) == 2
-    assert count(app, "/users/{user_id}", "429") == 2
-    assert count(app, "/users/{user_id}", "200") == 4
+    assert counted(app, "/users/{user_id}", "429") == 2
+    assert counted(app, "/users/{user_id}", "200") == 4
 
 
 def test_validation_error_is_counted_as_422() -> None:
@@ -92,9 +82,9 @@ def test_validation_error_is_counted_as_422() -> None:
     async def user(user_id: int) -> int:
         return user_id
 
-    instrumented(app)
+    isolated(app)
     assert call(app, "/users/not-a-number").status == 422
-    assert count(app, "/users/{user_id}", "422") == 1
+    assert counted(app, "/users/{user_id}", "422") == 1
 
 
 def test_background_tasks_are_not_part_of_the_latency() -> None:
@@ -105,7 +95,7 @@ def test_background_tasks_are_not_part_of_the_latency() -> None:
         tasks.add_task(asyncio.sleep, 0.3)
         return "ok"
 
-    instrumented(app)
+    isolated(app)
     assert call(app, "/signup", method="POST").status == 200
     text = scrape(app)
     assert (
@@ -137,7 +127,7 @@ def test_request_is_counted_when_the_response_ends_not_after_background_tasks() 
         tasks.add_task(task)
         return "ok"
 
-    app_metrics_handle = instrumented(app)
+    app_metrics_handle = isolated(app)
     call(app, "/signup", method="POST")
     assert seen_during_task == [1.0]
 
@@ -159,7 +149,7 @@ def slow_stream_app(chunks: int, delay: float) -> FastAPI:
 
 def test_streaming_response_is_timed_to_its_last_chunk() -> None:
     app = slow_stream_app(5, 0.02)
-    instrumented(app)
+    isolated(app)
     result = call(app, "/export/csv")
     assert result.status == 200
     assert result.complete
@@ -176,7 +166,7 @@ def test_streaming_response_is_timed_to_its_last_chunk() -> None:
 
 def test_client_disconnect_mid_stream_is_counted_as_499() -> None:
     app = slow_stream_app(50, 0.01)
-    instrumented(app)
+    isolated(app)
     result = call(app, "/export/csv", disconnect_after_chunks=2)
     assert not result.complete
     text = scrape(app)
@@ -199,11 +189,11 @@ def test_client_gone_before_a_slow_response_is_counted_as_499() -> None:
         await asyncio.sleep(0.2)
         return "done"
 
-    instrumented(app)
+    isolated(app)
     call(app, "/report/1", disconnect_after_seconds=0.05)
     call(app, "/report/2")
-    assert count(app, "/report/{rid}", "499") == 1
-    assert count(app, "/report/{rid}", "200") == 1
+    assert counted(app, "/report/{rid}", "499") == 1
+    assert counted(app, "/report/{rid}", "200") == 1
 
 
 def test_exception_mid_stream_is_counted_as_500() -> None:
@@ -217,10 +207,10 @@ def test_exception_mid_stream_is_counted_as_500() -> None:
 
         return StreamingResponse(body())
 
-    instrumented(app)
+    isolated(app)
     with pytest.raises(RuntimeError):
         call(app, "/feed")
-    assert count(app, "/feed", "500") == 1
+    assert counted(app, "/feed", "500") == 1
 
 
 def test_app_that_sends_nothing_is_counted_as_500() -> None:
@@ -234,9 +224,9 @@ def test_app_that_sends_nothing_is_counted_as_500() -> None:
         return None
 
     app.router.routes[-1].app = mute  # type: ignore[attr-defined]
-    instrumented(app)
+    isolated(app)
     call(app, "/silent")
-    assert count(app, "/silent", "500") == 1
+    assert counted(app, "/silent", "500") == 1
 
 
 def test_in_progress_counts_requests_until_their_response_completes() -> None:
@@ -248,7 +238,7 @@ def test_in_progress_counts_requests_until_their_response_completes() -> None:
         await gate.wait()
         return "done"
 
-    metrics = instrumented(app)
+    metrics = isolated(app)
 
     def in_progress() -> float | None:
         return value(metrics.render()[0].decode(), "http_requests_in_progress", method="GET")
@@ -281,7 +271,7 @@ def test_excluded_paths_and_templates_are_not_measured() -> None:
     async def kept() -> str:
         return "ok"
 
-    instrumented(app, exclude_paths=["/healthz", "/internal/{name}"])
+    isolated(app, exclude_paths=["/healthz", "/internal/{name}"])
     for path in ("/healthz", "/internal/a", "/internal/b", "/kept"):
         assert call(app, path).status == 200
     text = scrape(app)
@@ -294,7 +284,7 @@ def test_non_http_scopes_pass_through() -> None:
     seen: list[str] = []
 
     app = FastAPI()
-    instrumented(app)
+    isolated(app)
 
     async def lifespan() -> None:
         messages = iter([{"type": "lifespan.startup"}, {"type": "lifespan.shutdown"}])
@@ -316,7 +306,7 @@ def test_histogram_buckets_match_prometheus_client_semantics() -> None:
 
     observations = [0.0, 0.005, 0.0050001, 0.1, 0.25, 9.99, 10.0, 10.5, 1e6]
     app = FastAPI()
-    metrics = instrumented(app)
+    metrics = isolated(app)
     reference_registry = CollectorRegistry()
     reference = Histogram(
         "ref", "ref", buckets=app_metrics.HTTP_BUCKETS, registry=reference_registry

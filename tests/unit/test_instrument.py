@@ -1,4 +1,4 @@
-"""instrument(): clear errors for bad input."""
+"""isolated(): clear errors for bad input."""
 
 from __future__ import annotations
 
@@ -6,16 +6,8 @@ from pathlib import Path
 
 import pytest
 from fastapi import FastAPI
-from prometheus_client import CollectorRegistry
 
-import app_metrics
-
-from .driver import call
-
-
-def instrument(app: object, **options: object) -> app_metrics.Metrics:
-    options.setdefault("registry", CollectorRegistry())
-    return app_metrics.instrument(app, **options)  # type: ignore[arg-type]
+from .driver import call, isolated
 
 
 def test_rejects_a_non_starlette_app() -> None:
@@ -23,49 +15,49 @@ def test_rejects_a_non_starlette_app() -> None:
         return None
 
     with pytest.raises(TypeError, match="FastAPI or Starlette"):
-        instrument(bare)
+        isolated(bare)
 
 
 def test_rejects_an_app_already_serving() -> None:
     app = FastAPI()
     call(app, "/")
     with pytest.raises(RuntimeError, match="before the app serves"):
-        instrument(app)
+        isolated(app)
 
 
 def test_rejects_instrumenting_twice() -> None:
     app = FastAPI()
-    instrument(app)
+    isolated(app)
     with pytest.raises(RuntimeError, match="instrumented already"):
-        instrument(app)
+        isolated(app)
 
 
 @pytest.mark.parametrize("path", ["metrics", "/metrics/", ""])
 def test_rejects_a_bad_metrics_path(path: str) -> None:
     with pytest.raises(ValueError, match="metrics_path"):
-        instrument(FastAPI(), metrics_path=path)
+        isolated(FastAPI(), metrics_path=path)
 
 
 def test_rejects_token_and_token_file_together(tmp_path: Path) -> None:
     (tmp_path / "t").write_text("x")
     with pytest.raises(ValueError, match="not both"):
-        instrument(FastAPI(), token="x", token_file=tmp_path / "t")
+        isolated(FastAPI(), token="x", token_file=tmp_path / "t")
 
 
 def test_rejects_a_missing_or_empty_token_file(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="cannot read"):
-        instrument(FastAPI(), token_file=tmp_path / "missing")
+        isolated(FastAPI(), token_file=tmp_path / "missing")
     (tmp_path / "empty").write_text("\n")
     with pytest.raises(ValueError, match="is empty"):
-        instrument(FastAPI(), token_file=tmp_path / "empty")
+        isolated(FastAPI(), token_file=tmp_path / "empty")
 
 
 @pytest.mark.parametrize("labels", [{"bad-name": "x"}, {"__reserved": "x"}, {"method": "x"}])
 def test_rejects_bad_const_labels(labels: dict[str, str]) -> None:
     with pytest.raises(ValueError, match="label"):
-        instrument(FastAPI(), const_labels=labels)
+        isolated(FastAPI(), const_labels=labels)
 
 
 def test_rejects_a_label_cap_below_one() -> None:
     with pytest.raises(ValueError, match="label_cap"):
-        instrument(FastAPI(), label_cap=0)
+        isolated(FastAPI(), label_cap=0)

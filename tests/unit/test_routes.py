@@ -3,24 +3,11 @@
 from __future__ import annotations
 
 from fastapi import APIRouter, FastAPI, HTTPException
-from prometheus_client import CollectorRegistry
 from starlette.middleware import Middleware
 from starlette.responses import PlainTextResponse
 from starlette.types import Receive, Scope, Send
 
-import app_metrics
-
-from .driver import call, scrape, value
-
-
-def counted(app: FastAPI, endpoint: str, status: str = "200", method: str = "GET") -> float | None:
-    return value(
-        scrape(app), "http_requests_total", method=method, endpoint=endpoint, status=status
-    )
-
-
-def instrumented(app: FastAPI, **options: object) -> app_metrics.Metrics:
-    return app_metrics.instrument(app, registry=CollectorRegistry(), **options)  # type: ignore[arg-type]
+from .driver import call, counted, isolated, scrape, value
 
 
 def test_plain_route_is_labelled_with_its_template() -> None:
@@ -30,7 +17,7 @@ def test_plain_route_is_labelled_with_its_template() -> None:
     async def user(user_id: int) -> dict[str, int]:
         return {"id": user_id}
 
-    instrumented(app)
+    isolated(app)
     for uid in (1, 2, 3):
         assert call(app, f"/users/{uid}").status == 200
     assert counted(app, "/users/{user_id}") == 3
@@ -38,7 +25,7 @@ def test_plain_route_is_labelled_with_its_template() -> None:
 
 def test_routes_declared_after_instrument_are_labelled() -> None:
     app = FastAPI()
-    instrumented(app)
+    isolated(app)
 
     @app.get("/late/{x}")
     async def late(x: str) -> str:
@@ -59,7 +46,7 @@ def test_included_and_nested_routers_carry_their_prefixes() -> None:
 
     outer.include_router(inner)
     app.include_router(outer, prefix="/v1")
-    instrumented(app)
+    isolated(app)
     assert call(app, "/v1/users/7/phones/3/verify", method="POST").status == 200
     assert counted(app, "/v1/users/{user_id}/phones/{phone_id}/verify", method="POST") == 1
 
@@ -80,7 +67,7 @@ def test_mounted_sub_apps_are_labelled_with_the_full_template() -> None:
     sub.mount("/nested", subsub)
     app.mount("/sub", sub)
     app.mount("/tenants/{tenant}", sub)
-    instrumented(app)
+    isolated(app)
     call(app, "/sub/items/1")
     call(app, "/sub/items/2")
     call(app, "/sub/nested/deep/k")
@@ -124,7 +111,7 @@ def test_unknown_path_inside_a_mount_is_unmatched() -> None:
         return "ok"
 
     app.mount("/sub", sub)
-    instrumented(app)
+    isolated(app)
     assert call(app, "/sub/unknown/123").status == 404
     assert counted(app, "<unmatched>", "404") == 1
 
@@ -135,7 +122,7 @@ def test_opaque_mounted_app_is_labelled_with_the_mount_path() -> None:
 
     app = FastAPI()
     app.mount("/static", files)
-    instrumented(app)
+    isolated(app)
     call(app, "/static/css/site.css")
     call(app, "/static/js/app.js")
     assert counted(app, "/static/{path}") == 2
@@ -148,7 +135,7 @@ def test_root_path_deployment_labels_without_the_prefix() -> None:
     async def item(item_id: int) -> int:
         return item_id
 
-    instrumented(app)
+    isolated(app)
     assert call(app, "/items/5", root_path="/api").status == 200
     assert call(app, "/metrics", root_path="/api").status == 200
     assert counted(app, "/items/{item_id}") == 1
@@ -163,7 +150,7 @@ def test_root_path_with_a_mount_labels_the_mounted_template() -> None:
         return tid
 
     app.mount("/sub", sub)
-    instrumented(app)
+    isolated(app)
     assert call(app, "/sub/things/3", root_path="/proxy").status == 200
     assert counted(app, "/sub/things/{tid}") == 1
 
@@ -175,7 +162,7 @@ def test_method_not_allowed_keeps_the_route_template() -> None:
     async def only_get(x: int) -> int:
         return x
 
-    instrumented(app)
+    isolated(app)
     assert call(app, "/only-get/1", method="DELETE").status == 405
     assert counted(app, "/only-get/{x}", "405", method="DELETE") == 1
 
@@ -187,7 +174,7 @@ def test_http_exception_keeps_the_route_template() -> None:
     async def user(user_id: int) -> None:
         raise HTTPException(404, "no such user")
 
-    instrumented(app)
+    isolated(app)
     assert call(app, "/users/404").status == 404
     assert counted(app, "/users/{user_id}", "404") == 1
 
@@ -209,7 +196,7 @@ def test_response_from_middleware_before_routing_finds_the_route() -> None:
     async def private(doc_id: int) -> int:
         return doc_id
 
-    instrumented(app)
+    isolated(app)
     assert call(app, "/private/1").status == 401
     assert call(app, "/nowhere/1").status == 401
     text = scrape(app)
@@ -232,7 +219,7 @@ def test_one_router_included_twice_keeps_each_prefix() -> None:
 
     app.include_router(router, prefix="/v1")
     app.include_router(router, prefix="/v2")
-    instrumented(app)
+    isolated(app)
     call(app, "/v1/orders/1")
     call(app, "/v2/orders/1")
     call(app, "/v2/orders/2")
@@ -254,7 +241,7 @@ def test_plain_starlette_app_with_mounts_is_labelled() -> None:
     app = Starlette(
         routes=[Route("/", hello), Mount("/api", routes=api.routes), Mount("/assets", files)]
     )
-    instrumented(app)  # type: ignore[arg-type]
+    isolated(app)  # type: ignore[arg-type]
     for path in ("/", "/api/users/1", "/api/users/2", "/assets/a.png", "/api/nope"):
         call(app, path)
     text = scrape(app)  # type: ignore[arg-type]

@@ -6,16 +6,15 @@ import asyncio
 import time
 
 from fastapi import FastAPI
-from prometheus_client import CollectorRegistry
 
 import app_metrics
 
-from .driver import call, request, scrape, value
+from .driver import call, isolated, request, scrape, value
 
 
 def make(**options: object) -> tuple[FastAPI, app_metrics.Metrics]:
     app = FastAPI()
-    metrics = app_metrics.instrument(app, registry=CollectorRegistry(), **options)  # type: ignore[arg-type]
+    metrics = isolated(app, **options)
     return app, metrics
 
 
