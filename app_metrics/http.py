@@ -9,7 +9,6 @@ chunk has been sent; background tasks that run afterwards are not latency.
 from __future__ import annotations
 
 import asyncio
-import logging
 from collections.abc import Awaitable, Callable, Collection, Sequence
 from time import perf_counter
 from typing import Any
@@ -18,8 +17,6 @@ from .factory import MetricFactory
 from .httpstore import LocalStore, SharedStore, Store
 from .labels import OTHER
 from .routes import TemplateResolver
-
-log = logging.getLogger("app_metrics")
 
 Scope = dict[str, Any]
 Message = dict[str, Any]
@@ -65,6 +62,7 @@ class HTTPMetrics:
 
     def observe(self, method: str, endpoint: str, status: int, seconds: float) -> None:
         """Record a request that was not started through ``start`` (tests, back-fills)."""
+        method = method if method in KNOWN_METHODS else OTHER
         self.start(method)
         self.finish(method, endpoint, status, seconds)
 
