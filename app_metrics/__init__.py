@@ -11,6 +11,7 @@ from .health import HealthResult
 from .http import HTTP_BUCKETS
 from .instrument import Metrics, instrument
 from .labels import OTHER, OVERFLOW, REDACTED, UNMATCHED
+from .multiprocess import gunicorn_child_exit
 
 __all__ = [
     "HTTP_BUCKETS",
@@ -21,6 +22,7 @@ __all__ = [
     "HealthResult",
     "Metrics",
     "PoolStats",
+    "gunicorn_child_exit",
     "instrument",
 ]
 __version__ = "0.1.0"

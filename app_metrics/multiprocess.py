@@ -51,14 +51,39 @@ def _run_id() -> str:
     A worker (uvicorn spawns them with multiprocessing, gunicorn forks them from its
     arbiter) belongs to its parent's run; a single process is a run of its own.
     """
-    worker = multiprocessing.parent_process() is not None or "gunicorn.arbiter" in sys.modules
-    pid = os.getppid() if worker else os.getpid()
+    pid = os.getppid() if _is_worker() else os.getpid()
     try:
         with open(f"/proc/{pid}/stat") as f:
             started = f.read().rsplit(")", 1)[1].split()[19]
     except OSError:
         started = "?"
     return f"{pid}:{started}"
+
+
+def _is_worker() -> bool:
+    if multiprocessing.parent_process() is not None:
+        return True  # uvicorn --workers (and --reload) spawn their servers this way
+    # A gunicorn worker is forked from the master, so it shares its command line;
+    # the master itself (which imports the app with --preload) does not.
+    return "gunicorn.arbiter" in sys.modules and _cmdline(os.getppid()) == _cmdline(os.getpid())
+
+
+def _cmdline(pid: int) -> bytes | None:
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            return f.read()
+    except OSError:
+        return None
+
+
+def gunicorn_child_exit(server: Any, worker: Any) -> None:
+    """gunicorn ``child_exit`` hook: drop the live gauges of a worker that exited.
+
+    Needed with ``--preload`` (workers then never run ``instrument()``); harmless otherwise.
+    """
+    path = directory()
+    if path:
+        mark_process_dead(worker.pid, path)
 
 
 def prepare(path: str) -> None:

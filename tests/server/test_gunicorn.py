@@ -1,0 +1,311 @@
+"""gunicorn with 2 uvicorn workers and PROMETHEUS_MULTIPROC_DIR: counts add up across workers.
+
+gunicorn's master (the arbiter) forks its workers; each worker imports the app after the
+fork (no --preload), so app_metrics prepares the directory in the workers, and every
+worker of one master belongs to the master's run (``"gunicorn.arbiter" in sys.modules``).
+
+The worker class is uvicorn's own ``uvicorn.workers.UvicornWorker``: uvicorn 0.54 still
+ships it, but importing ``uvicorn.workers`` warns that it is deprecated in favour of the
+separate ``uvicorn-worker`` package (gunicorn >= 25 also has a native ``-k asgi`` worker).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+
+import gunicorn
+import httpx
+import pytest
+
+from .conftest import (
+    APP,
+    HOST,
+    PID_HEADER,
+    REPO,
+    START_TIMEOUT,
+    Scrape,
+    Server,
+    free_port,
+    header,
+    poll_scrape,
+    raw_request,
+    read_until,
+    scrape_every_worker,
+    send_requests,
+    stop_process_group,
+    wait_for_total,
+)
+from .test_workers import STALE_PID, write_stale_counter
+
+pytestmark = pytest.mark.server
+
+WORKER_CLASS = "uvicorn.workers.UvicornWorker"
+N = 100
+ROUTE = "/pid"  # returns os.getpid(); every response also names its worker in x-worker-pid
+BLOCKING_ROUTE = f"{ROUTE}?block=0.002"  # a busy worker lets the other one accept
+# gunicorn >= 25.1 opens a control socket at one fixed path per user ($XDG_RUNTIME_DIR or
+# ~/.gunicorn): servers running side by side would share it.
+NO_CONTROL_SOCKET = ["--no-control-socket"] if gunicorn.version_info >= (25, 1) else []
+
+StartGunicorn = Callable[..., Server]
+
+
+def _wait_ready(server: Server, workers: int) -> None:
+    """Poll ``/metrics`` on new connections until ``workers`` distinct pids answered."""
+    deadline = time.monotonic() + START_TIMEOUT
+    for _ in range(2000):
+        if time.monotonic() > deadline:
+            break
+        if server.proc.poll() is not None:
+            pytest.fail(f"gunicorn exited with {server.proc.returncode}:\n{server.log_tail()}")
+        try:
+            response = server.get("/metrics")
+        except httpx.TransportError:
+            time.sleep(0.03)
+            continue
+        if response.status_code == 200:
+            server.worker_pids.add(int(response.headers[PID_HEADER]))
+            if len(server.worker_pids) >= workers:
+                return
+        time.sleep(0.02)
+    pytest.fail(
+        f"gunicorn not ready in {START_TIMEOUT}s ({len(server.worker_pids)}/{workers} workers"
+        f" answered /metrics):\n{server.log_tail()}"
+    )
+
+
+@pytest.fixture
+def start_gunicorn(tmp_path: Path) -> Iterator[StartGunicorn]:
+    """``start_gunicorn(mp_dir, workers=2)`` -> a ready ``Server`` whose ``proc`` is the master.
+
+    The master runs in its own session; its workers stay in its process group, which is
+    signalled at teardown (SIGTERM, a bounded wait, SIGKILL) whatever the test's outcome.
+    """
+    started: list[Server] = []
+    # An empty config file: a gunicorn.conf.py in the working directory is not read.
+    config = tmp_path / "gunicorn.conf.py"
+    config.write_text("")
+
+    def start(mp_dir: Path, workers: int = 2, args: Sequence[str] = ()) -> Server:
+        port = free_port()
+        env = {
+            k: v
+            for k, v in os.environ.items()
+            if k.lower() not in ("prometheus_multiproc_dir", "test_app_root_path")
+            and k != "GUNICORN_CMD_ARGS"
+        }
+        mp_dir.mkdir(parents=True, exist_ok=True)
+        env["PROMETHEUS_MULTIPROC_DIR"] = str(mp_dir)
+        log_path = tmp_path / f"gunicorn-{port}.log"
+        cmd = [
+            sys.executable, "-m", "gunicorn",
+            "--config", str(config),
+            "-w", str(workers), "-k", WORKER_CLASS,
+            "-b", f"{HOST}:{port}",
+            "--graceful-timeout", "5",
+            "--log-level", "info",
+            *NO_CONTROL_SOCKET,
+            *args,
+            APP,
+        ]  # fmt: skip
+        with log_path.open("wb") as log:
+            proc = subprocess.Popen(
+                cmd,
+                cwd=REPO,
+                env=env,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        server = Server(proc, port, log_path, mp_dir)
+        started.append(server)
+        _wait_ready(server, workers)
+        return server
+
+    try:
+        yield start
+    finally:
+        for server in reversed(started):
+            stop_process_group(server.proc)
+            server.close()
+
+
+def parent_pid(pid: int) -> int:
+    with open(f"/proc/{pid}/stat") as f:
+        return int(f.read().rsplit(")", 1)[1].split()[1])
+
+
+def send_to_every_worker(server: Server, n: int, rounds: int = 5) -> tuple[int, Counter[int]]:
+    """Send ``n`` requests to ``ROUTE``, again (at most ``rounds`` times in all) until every
+    one of ``server.worker_pids`` answered some; return how many were sent and who served."""
+    served: Counter[int] = Counter()
+    sent = 0
+    for _ in range(rounds):
+        served += send_requests(server, BLOCKING_ROUTE, n)
+        sent += n
+        if server.worker_pids <= set(served):
+            break
+    assert sum(served.values()) == sent
+    assert set(served) == server.worker_pids, (served, server.worker_pids)
+    return sent, served
+
+
+def has_route(s: Scrape) -> bool:
+    return bool(s.select("http_requests_total", endpoint=ROUTE))
+
+
+def test_two_gunicorn_workers_sum_exactly_in_every_scrape(
+    start_gunicorn: StartGunicorn, tmp_path: Path
+) -> None:
+    mp_dir = tmp_path / "mp"
+    server = start_gunicorn(mp_dir)
+    assert len(server.worker_pids) == 2
+    # Both are workers forked by this master, and the run they share is the master's.
+    assert {parent_pid(pid) for pid in server.worker_pids} == {server.proc.pid}
+    assert (mp_dir / ".app_metrics_run").read_text().startswith(f"{server.proc.pid}:")
+
+    sent, _ = send_to_every_worker(server, N)
+    wait_for_total(server, "http_requests_total", sent, endpoint=ROUTE)
+    for pid in server.worker_pids:
+        assert (mp_dir / f"counter_{pid}.db").exists(), sorted(p.name for p in mp_dir.iterdir())
+
+    def check(s: Scrape) -> None:
+        assert s.total("http_requests_total", endpoint=ROUTE) == sent
+        assert s.total("http_requests_total", endpoint=ROUTE, status="200") == sent
+        assert s.total("http_request_duration_seconds_count", endpoint=ROUTE) == sent
+        assert s.total("http_request_duration_seconds_bucket", endpoint=ROUTE, le="+Inf") == sent
+        assert s.total("http_request_duration_seconds_sum", endpoint=ROUTE) > 0
+        assert s.total("http_requests_in_progress") == 0
+        # one series per label set, not one per worker
+        assert len(s.select("http_requests_total", endpoint=ROUTE)) == 1
+
+    scrapes = scrape_every_worker(server, check, min_scrapes=6)
+    assert len(scrapes) >= 6
+
+
+@pytest.mark.parametrize("marker", [False, True], ids=["stale-files", "stale-run-marker"])
+def test_stale_counts_of_a_previous_run_are_removed_when_gunicorn_starts(
+    start_gunicorn: StartGunicorn, tmp_path: Path, marker: bool
+) -> None:
+    mp_dir = tmp_path / "mp"
+    write_stale_counter(mp_dir, marker)
+
+    server = start_gunicorn(mp_dir)
+    assert not (mp_dir / f"counter_{STALE_PID}.db").exists()
+
+    def empty(s: Scrape) -> None:
+        assert s.select("http_requests_total", endpoint=ROUTE) == []
+
+    scrape_every_worker(server, empty)
+    send_requests(server, ROUTE, 3)
+    wait_for_total(server, "http_requests_total", 3, endpoint=ROUTE)
+
+    def three(s: Scrape) -> None:
+        assert s.total("http_requests_total", endpoint=ROUTE) == 3
+
+    scrape_every_worker(server, three)
+
+
+@pytest.mark.parametrize(
+    ("workers", "args"), [(2, ()), (1, ("--preload",))], ids=["fork", "preload"]
+)
+def test_a_new_gunicorn_master_starts_from_zero(
+    start_gunicorn: StartGunicorn, tmp_path: Path, workers: int, args: tuple[str, ...]
+) -> None:
+    """Stop gunicorn and start it again on the same directory: a new master, a new run.
+    With --preload the app is imported (and the directory prepared) in the master."""
+    mp_dir = tmp_path / "mp"
+    first = start_gunicorn(mp_dir, workers, args)
+    send_requests(first, ROUTE, 5)
+    settled = wait_for_total(first, "http_requests_total", 5, endpoint=ROUTE)
+    assert settled.total("http_requests_total", endpoint=ROUTE) == 5
+    stop_process_group(first.proc)
+    assert first.proc.returncode is not None
+
+    second = start_gunicorn(mp_dir, workers, args)
+    send_requests(second, ROUTE, 2)
+    wait_for_total(second, "http_requests_total", 2, endpoint=ROUTE)
+
+    def two(s: Scrape) -> None:
+        assert s.total("http_requests_total", endpoint=ROUTE) == 2, (
+            "counts of the previous gunicorn run were kept"
+        )
+
+    scrape_every_worker(second, two)
+
+
+def test_gunicorn_restarts_a_sigkilled_worker_and_its_counts_stay(
+    start_gunicorn: StartGunicorn, tmp_path: Path
+) -> None:
+    mp_dir = tmp_path / "mp"
+    server = start_gunicorn(mp_dir)
+    master = server.proc.pid
+    run = (mp_dir / ".app_metrics_run").read_text()
+    original = set(server.worker_pids)
+    sent, served = send_to_every_worker(server, N)
+    history: list[Scrape] = []  # every scrape from here on, in order
+    settled = wait_for_total(server, "http_requests_total", sent, history, endpoint=ROUTE)
+    assert settled.total("http_requests_total", endpoint=ROUTE) == sent
+    before_kill = sent
+
+    # A slow streaming request keeps one request in progress on the worker we kill.
+    sock = raw_request(server, "/stream?chunks=400&delay=0.05")
+    try:
+        head = read_until(sock, b"chunk 0\n")
+        victim = int(header(head, PID_HEADER))
+        assert victim in original
+        assert served[victim] > 0, f"the victim must have counts of its own: {served}"
+        stuck = poll_scrape(
+            server, lambda s: s.total("http_requests_in_progress") == 1, history=history
+        )
+        assert stuck.total("http_requests_in_progress", method="GET") == 1
+        os.kill(victim, signal.SIGKILL)
+    finally:
+        sock.close()
+
+    # Until the master has forked a new worker, the survivor answers.
+    replacement: int | None = None
+    deadline = time.monotonic() + 15.0
+    for _ in range(300):
+        answered = send_requests(server, BLOCKING_ROUTE, 4, threads=2)
+        sent += 4
+        settled = wait_for_total(server, "http_requests_total", sent, history, endpoint=ROUTE)
+        assert settled.total("http_requests_total", endpoint=ROUTE) == sent, server.log_tail()
+        new = set(answered) - original
+        if new:
+            replacement = new.pop()
+            break
+        assert time.monotonic() < deadline, f"no replacement worker:\n{server.log_tail()}"
+    assert replacement is not None
+    assert victim not in answered
+
+    # The same master forked the replacement, in the same run: the files were kept.
+    assert server.proc.poll() is None
+    assert parent_pid(replacement) == master
+    assert (mp_dir / ".app_metrics_run").read_text() == run
+    assert (mp_dir / f"counter_{victim}.db").exists()
+
+    # The dead worker's counts never dropped out: every scrape had the series, and the
+    # sum never went backwards nor below what was counted before the kill.
+    assert all(has_route(s) for s in history), [s.text[:300] for s in history if not has_route(s)]
+    totals = [s.total("http_requests_total", endpoint=ROUTE) for s in history]
+    assert totals == sorted(totals), totals
+    assert min(totals) >= before_kill, totals
+
+    server.worker_pids = (original - {victim}) | {replacement}
+
+    def complete(s: Scrape) -> None:
+        assert s.total("http_requests_total", endpoint=ROUTE) == sent
+        assert s.total("http_request_duration_seconds_count", endpoint=ROUTE) == sent
+        # the dead worker's stuck request no longer counts as in progress
+        assert s.total("http_requests_in_progress") == 0
+
+    scrape_every_worker(server, complete)
