@@ -9,14 +9,17 @@ chunk has been sent; background tasks that run afterwards are not latency.
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Awaitable, Callable, Collection, Sequence
 from time import perf_counter
 from typing import Any
 
 from .factory import MetricFactory
 from .httpstore import LocalStore, SharedStore, Store
-from .labels import OTHER
+from .labels import OTHER, UNMATCHED
 from .routes import TemplateResolver
+
+log = logging.getLogger("app_metrics")
 
 Scope = dict[str, Any]
 Message = dict[str, Any]
@@ -147,7 +150,11 @@ class MetricsMiddleware:
             self._record(scope, root_path, method, CLIENT_CLOSED if status else 500, start)
 
     def _record(self, scope: Scope, root_path: str, method: str, status: int, start: float) -> None:
-        endpoint: str | None = self.resolver.endpoint(scope, root_path)
+        try:
+            endpoint: str | None = self.resolver.endpoint(scope, root_path)
+        except Exception:  # a route whose matches() fails on a copied scope, ...
+            log.exception("no route template for %s; counted as %s", scope["path"], UNMATCHED)
+            endpoint = UNMATCHED
         if endpoint in self.exclude:
             endpoint = None
         self.metrics.finish(method, endpoint, status, perf_counter() - start)

@@ -28,7 +28,7 @@ from prometheus_client.multiprocess import MultiProcessCollector, mark_process_d
 ENV = "PROMETHEUS_MULTIPROC_DIR"
 _MARKER = ".app_metrics_run"
 _LOCK = ".app_metrics_lock"
-_LIVE_FILE = re.compile(r"gauge_live\w+?_(\d+)\.db$")
+_DB_FILE = re.compile(r"_(\d+)\.db$")
 
 
 def directory() -> str | None:
@@ -49,31 +49,46 @@ def _run_id() -> str:
     """Who owns the directory's contents: a pid and its start time.
 
     A worker (uvicorn spawns them with multiprocessing, gunicorn forks them from its
-    arbiter) belongs to its parent's run; a single process is a run of its own.
+    master) belongs to its parent's run; a single process is a run of its own.
     """
     pid = os.getppid() if _is_worker() else os.getpid()
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            started = f.read().rsplit(")", 1)[1].split()[19]
-    except OSError:
-        started = "?"
-    return f"{pid}:{started}"
+    return f"{pid}:{_start_ticks(pid)}"
 
 
 def _is_worker() -> bool:
     if multiprocessing.parent_process() is not None:
         return True  # uvicorn --workers (and --reload) spawn their servers this way
-    # A gunicorn worker is forked from the master, so it shares its command line;
-    # the master itself (which imports the app with --preload) does not.
-    return "gunicorn.arbiter" in sys.modules and _cmdline(os.getppid()) == _cmdline(os.getpid())
+    # A gunicorn worker's parent is the master ("gunicorn: master [...]" when
+    # setproctitle renames it); the master itself, which imports the app under
+    # --preload, has a shell or a service manager as its parent.
+    return "gunicorn.arbiter" in sys.modules and b"gunicorn" in _cmdline(os.getppid())
 
 
-def _cmdline(pid: int) -> bytes | None:
+def _cmdline(pid: int) -> bytes:
     try:
         with open(f"/proc/{pid}/cmdline", "rb") as f:
             return f.read()
     except OSError:
-        return None
+        return b""
+
+
+def _start_ticks(pid: int) -> str:
+    """The process's start time in clock ticks since boot ("?" when unknown)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[19]
+    except (OSError, IndexError):
+        return "?"
+
+
+def _started_at(pid: int) -> float:
+    """The process's start time as a Unix time (0 when unknown)."""
+    try:
+        with open("/proc/stat") as f:
+            boot = next(int(line.split()[1]) for line in f if line.startswith("btime "))
+        return boot + int(_start_ticks(pid)) / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, StopIteration):
+        return 0.0
 
 
 def gunicorn_child_exit(server: Any, worker: Any) -> None:
@@ -87,7 +102,12 @@ def gunicorn_child_exit(server: Any, worker: Any) -> None:
 
 
 def prepare(path: str) -> None:
-    """Create the directory; on the first worker of a new run, remove the old run's files."""
+    """Create the directory and remove what belongs to no live process of this run.
+
+    Only files of processes that are gone are ever removed (a file of a live process
+    is never touched, so a wrong guess about the run costs tidiness, not counts):
+    on a new run all of them, within a run only their live gauges.
+    """
     os.makedirs(path, exist_ok=True)
     run = _run_id()
     with open(os.path.join(path, _LOCK), "a") as lock:
@@ -95,26 +115,36 @@ def prepare(path: str) -> None:
         marker = os.path.join(path, _MARKER)
         try:
             with open(marker) as f:
-                previous = f.read().strip()
+                new_run = f.read().strip() != run
         except FileNotFoundError:
-            previous = ""
-        if previous != run:
-            for db in glob.glob(os.path.join(path, "*.db")):
+            new_run = True
+        for name in _stale_files(path):
+            if new_run or name.startswith("gauge_live"):
                 with contextlib.suppress(FileNotFoundError):
-                    os.remove(db)
+                    os.remove(os.path.join(path, name))
+        if new_run:
             with open(marker, "w") as f:
                 f.write(run + "\n")
-        else:
-            _forget_dead_workers(path)
     atexit.register(mark_process_dead, os.getpid(), path)
 
 
-def _forget_dead_workers(path: str) -> None:
-    """Drop the live-gauge files of workers that died without running their exit hooks."""
+def _stale_files(path: str) -> list[str]:
+    """Files of processes that are gone: a dead pid, or this pid before this process
+    existed (pid reuse, a container's pid 1 restarted)."""
+    me, born = os.getpid(), _started_at(os.getpid())
+    stale = []
     for name in os.listdir(path):
-        m = _LIVE_FILE.search(name)
-        if m and not _alive(int(m.group(1))):
-            mark_process_dead(int(m.group(1)), path)
+        m = _DB_FILE.search(name)
+        if m is None:
+            continue
+        pid = int(m.group(1))
+        if pid == me:
+            with contextlib.suppress(FileNotFoundError):
+                if os.path.getmtime(os.path.join(path, name)) < born - 1:
+                    stale.append(name)
+        elif not _alive(pid):
+            stale.append(name)
+    return stale
 
 
 def _alive(pid: int) -> bool:

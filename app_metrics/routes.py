@@ -29,6 +29,10 @@ from .labels import UNMATCHED
 
 _MAX_CACHE = 4096
 _MOUNTS = (Mount, Host)
+# what routing adds to a scope; removed to match a request again from the top
+_ROUTING_KEYS = frozenset(
+    ("route", "endpoint", "path_params", "router", "app_root_path", "fastapi", "app")
+)
 
 
 def leaf_template(route: Any, scope: dict[str, Any]) -> str | None:
@@ -68,7 +72,8 @@ def _match_route(route: Any, scope: dict[str, Any]) -> tuple[Match, str | None]:
         if not route.routes:  # an opaque ASGI app (static files, WSGI, ...)
             return match, prefix + "/{path}"
         inner = match_template(route.routes, {**scope, **child})
-        return (Match.NONE, None) if inner is None else (match, prefix + inner)
+        # the router stops at a matching mount even when nothing inside it matches
+        return match, None if inner is None else prefix + inner
     return match, getattr(route, "path_format", None)
 
 
@@ -77,35 +82,44 @@ class TemplateResolver:
 
     def __init__(self, routes: Sequence[BaseRoute]) -> None:
         self._routes = routes
-        self._mounted: dict[tuple[int, str], str] = {}
+        self._cache: dict[tuple[Any, ...], str] = {}
 
     def endpoint(self, scope: dict[str, Any], entry_root_path: str) -> str:
         route = scope.get("route")
-        if route is None and "router" not in scope:
-            return self._match(scope, entry_root_path)
-        root_path = scope.get("root_path", "")
-        if root_path == entry_root_path:  # no mount crossed: the common, fast case
-            template = None if route is None else leaf_template(route, scope)
-            return template or UNMATCHED
-        if isinstance(route, _MOUNTS) and route.routes:
-            return UNMATCHED  # the mounted app's router found nothing
-        # A mount was crossed: the route is the mounted app's own (or None when the
-        # mounted app is opaque or its router found nothing, under FastAPI's router).
-        key = (0 if route is None else id(route), root_path[len(entry_root_path) :])
-        template = self._mounted.get(key)
+        if route is None:
+            if "router" not in scope:  # answered before routing (an auth middleware's 401)
+                return self._match(scope, entry_root_path)
+            if "endpoint" not in scope:  # routed, nothing matched (404, slash redirect)
+                return UNMATCHED
+            # FastAPI's router leaves "route" unset for plain Starlette routes (docs,
+            # openapi.json, add_route) and for mounts: matched once, then cached.
+            return self._cached(scope["endpoint"], scope, entry_root_path)
+        mounted = isinstance(route, _MOUNTS)
+        if scope.get("root_path", "") == entry_root_path and not mounted:
+            return leaf_template(route, scope) or UNMATCHED  # the common, fast case
+        if mounted and route.routes:
+            return UNMATCHED  # Starlette: the mounted app's router found nothing
+        return self._cached(route, scope, entry_root_path)
+
+    def _cached(self, anchor: object, scope: dict[str, Any], entry_root_path: str) -> str:
+        """Match once per route (or endpoint), concrete mount prefix and parameter names."""
+        crossed = scope.get("root_path", "")[len(entry_root_path) :]
+        params = scope.get("path_params")
+        key = (
+            id(anchor),
+            crossed,
+            tuple(params) if params else "",
+            "" if crossed else scope["path"],
+        )
+        template = self._cache.get(key)
         if template is None:
             template = self._match(scope, entry_root_path)
-            if len(self._mounted) >= _MAX_CACHE:
-                self._mounted.clear()
-            self._mounted[key] = template
+            if len(self._cache) >= _MAX_CACHE:
+                self._cache.clear()
+            self._cache[key] = template
         return template
 
     def _match(self, scope: dict[str, Any], entry_root_path: str) -> str:
-        probe = {
-            "type": scope["type"],
-            "method": scope["method"],
-            "path": scope["path"],
-            "root_path": entry_root_path,
-            "headers": scope.get("headers", []),
-        }
+        probe = {k: v for k, v in scope.items() if k not in _ROUTING_KEYS}
+        probe["root_path"] = entry_root_path
         return match_template(self._routes, probe) or UNMATCHED

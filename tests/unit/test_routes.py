@@ -7,7 +7,7 @@ from starlette.middleware import Middleware
 from starlette.responses import PlainTextResponse
 from starlette.types import Receive, Scope, Send
 
-from .driver import call, counted, isolated, scrape, value
+from .driver import call, counted, isolated, samples, scrape, value
 
 
 def test_plain_route_is_labelled_with_its_template() -> None:
@@ -255,3 +255,95 @@ def test_plain_starlette_app_with_mounts_is_labelled() -> None:
             value(text, "http_requests_total", method="GET", endpoint=endpoint, status=status)
             == count
         ), endpoint
+
+
+def test_plain_starlette_routes_in_a_fastapi_app_are_labelled() -> None:
+    app = FastAPI()
+
+    async def legacy(request: object) -> PlainTextResponse:
+        return PlainTextResponse("old")
+
+    app.add_route("/legacy/{code}", legacy)
+    isolated(app)
+    for path in ("/docs", "/openapi.json", "/legacy/a", "/legacy/b", "/nope"):
+        call(app, path)
+    text = scrape(app)
+    for endpoint, status, n in (
+        ("/docs", "200", 1),
+        ("/openapi.json", "200", 1),
+        ("/legacy/{code}", "200", 2),
+        ("<unmatched>", "404", 1),
+    ):
+        assert (
+            value(text, "http_requests_total", method="GET", endpoint=endpoint, status=status) == n
+        ), endpoint
+
+
+def test_a_404_inside_a_mount_is_not_given_to_a_later_catch_all() -> None:
+    app = FastAPI()
+    api = FastAPI()
+
+    @api.get("/users")
+    async def users() -> list[str]:
+        return []
+
+    app.mount("/api", api)
+
+    @app.get("/{full_path:path}")
+    async def spa(full_path: str) -> str:
+        return "index.html"
+
+    app_with_auth = FastAPI(middleware=[Middleware(DenyAll)])
+    app_with_auth.mount("/api", api)
+
+    @app_with_auth.get("/{full_path:path}")
+    async def spa2(full_path: str) -> str:
+        return "index.html"
+
+    isolated(app)
+    isolated(app_with_auth)
+    assert call(app, "/api/nope").status == 404
+    assert call(app, "/about").status == 200
+    assert counted(app, "<unmatched>", "404") == 1
+    assert counted(app, "/{full_path}") == 1
+    assert call(app_with_auth, "/api/nope").status == 401
+    assert counted(app_with_auth, "<unmatched>", "401") == 1
+
+
+def test_a_route_that_cannot_be_matched_again_is_still_counted() -> None:
+    from starlette.routing import Match, Route
+
+    class HttpsOnly(Route):
+        def matches(self, scope: Scope) -> tuple[Match, Scope]:
+            if scope["scheme"] != "https":  # a KeyError on a scope without "scheme"
+                return Match.NONE, {}
+            return super().matches(scope)
+
+    async def secret(request: object) -> PlainTextResponse:
+        return PlainTextResponse("s")
+
+    app = FastAPI(middleware=[Middleware(DenyAll)])
+    app.router.routes.append(HttpsOnly("/secret", secret))
+    isolated(app)
+    assert call(app, "/secret").status == 401
+    text = scrape(app)
+    assert value(text, "http_requests_in_progress", method="GET") == 0
+    assert sum(v for (name, _), v in samples(text).items() if name == "http_requests_total") == 1
+
+
+def test_a_route_whose_matching_raises_is_counted_as_unmatched() -> None:
+    from starlette.routing import Match, Route
+
+    class Fragile(Route):
+        def matches(self, scope: Scope) -> tuple[Match, Scope]:
+            raise RuntimeError("matching bug")
+
+    async def page(request: object) -> PlainTextResponse:
+        return PlainTextResponse("p")
+
+    app = FastAPI(middleware=[Middleware(DenyAll)])
+    app.router.routes.append(Fragile("/page", page))
+    isolated(app)
+    assert call(app, "/page").status == 401  # the request itself is unaffected
+    assert counted(app, "<unmatched>", "401") == 1
+    assert value(scrape(app), "http_requests_in_progress", method="GET") == 0
