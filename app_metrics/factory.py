@@ -13,12 +13,21 @@ from .labels import DEFAULT_LABEL_CAP, Family, LabelGuard
 _LABEL_NAME = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*$")
 
 
+# Every label name a family of this module uses, scrape-time gauges included.
+MODULE_LABELS = frozenset(
+    """method endpoint status le quantile metric label reason collector source check
+    provider error_type operation task_type outcome queue""".split()
+)
+
+
 def check_const_labels(const_labels: Mapping[str, str]) -> dict[str, str]:
-    """Validate constant labels; raises ValueError with the offending name."""
+    """Validate constant labels before anything is registered; ValueError names the culprit."""
     out = {}
     for name, value in const_labels.items():
         if not _LABEL_NAME.match(name) or name.startswith("__"):
             raise ValueError(f"const label name {name!r} is not a valid Prometheus label name")
+        if name in MODULE_LABELS:
+            raise ValueError(f"const label {name!r} clashes with a label of app_metrics' metrics")
         out[name] = str(value)
     return out
 

@@ -47,12 +47,12 @@ class Store(Protocol):
 
 
 class _Cell:
-    """One label set in one thread's shard: request count and latency histogram."""
+    """One label set in one thread's shard: its latency histogram, whose total is
+    also the request count (so the two can never disagree)."""
 
-    __slots__ = ("buckets", "count", "sum")
+    __slots__ = ("buckets", "sum")
 
     def __init__(self, size: int) -> None:
-        self.count = 0
         self.buckets = [0] * size  # per bucket, not cumulative; the last is +Inf
         self.sum = 0.0
 
@@ -108,7 +108,6 @@ class LocalStore:
         cell = shard.cells.get(series)
         if cell is None:
             cell = shard.cells[series] = _Cell(len(self._les))
-        cell.count += 1
         cell.buckets[bisect_left(self._bounds, seconds)] += 1  # first bound >= seconds: "le"
         cell.sum += seconds
 
@@ -131,16 +130,20 @@ class LocalStore:
         histograms: dict[tuple[str, str], tuple[list[int], list[float]]] = {}
         levels = dict.fromkeys(self._methods, 0)
         for shard in shards:
-            for key, cell in list(shard.cells.items()):
-                counts[key] = counts.get(key, 0) + cell.count
-                buckets, total = histograms.setdefault(key[:2], ([0] * len(self._les), [0.0]))
-                for i, n in enumerate(list(cell.buckets)):
-                    buckets[i] += n
-                total[0] += cell.sum
+            # finished before started: a request finishing meanwhile can only make
+            # the level read high, never negative
+            finished = list(shard.finished.items())
             for method, n in list(shard.started.items()):
                 levels[method] += n
-            for method, n in list(shard.finished.items()):
+            for method, n in finished:
                 levels[method] -= n
+            for key, cell in list(shard.cells.items()):
+                cell_buckets = list(cell.buckets)
+                counts[key] = counts.get(key, 0) + sum(cell_buckets)
+                buckets, total = histograms.setdefault(key[:2], ([0] * len(self._les), [0.0]))
+                for i, n in enumerate(cell_buckets):
+                    buckets[i] += n
+                total[0] += cell.sum
         return counts, histograms, levels
 
     def _cumulative(self, buckets: list[int]) -> list[tuple[str, int]]:

@@ -9,7 +9,6 @@ from typing import Any
 
 from prometheus_client import REGISTRY, CollectorRegistry
 from prometheus_client.exposition import choose_encoder
-from prometheus_client.openmetrics.exposition import generate_latest as openmetrics_latest
 from starlette.applications import Starlette
 
 from . import multiprocess
@@ -102,11 +101,14 @@ class Metrics:
         In the common case (no ``name[]``, one process) the HTTP families come from
         the local store's cached-prefix renderer, in either format.
         """
-        encoder, content_type = choose_encoder(accept)
+        try:
+            encoder, content_type = choose_encoder(accept)
+        except Exception:  # prometheus_client trips on some malformed Accept headers
+            encoder, content_type = choose_encoder("")
         local = self.http.local_store
         if local is None or names:
             return encoder(self.view(names)), content_type  # type: ignore[arg-type]
-        openmetrics = getattr(encoder, "func", None) is openmetrics_latest
+        openmetrics = content_type.startswith("application/openmetrics-text")
         try:
             head = local.render_text(openmetrics).encode()
         except Exception:

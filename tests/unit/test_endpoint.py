@@ -63,6 +63,16 @@ def test_openmetrics_is_served_when_accepted() -> None:
     assert families["http_requests"].type == "counter"
 
 
+@pytest.mark.parametrize(
+    "accept", ["application/openmetrics-text;version=x", "text/plain;version=zz", ";;,=,"]
+)
+def test_a_malformed_accept_header_gets_the_text_format(accept: str) -> None:
+    app, _ = instrumented()
+    result = call(app, "/metrics", headers=[("Accept", accept)])
+    assert result.status == 200
+    assert result.headers["content-type"].startswith("text/plain; version=0.0.4")
+
+
 def test_gzip_only_when_accepted() -> None:
     app, _ = instrumented()
     plain = call(app, "/metrics")

@@ -52,7 +52,10 @@ def test_rejects_a_missing_or_empty_token_file(tmp_path: Path) -> None:
         isolated(FastAPI(), token_file=tmp_path / "empty")
 
 
-@pytest.mark.parametrize("labels", [{"bad-name": "x"}, {"__reserved": "x"}, {"method": "x"}])
+@pytest.mark.parametrize(
+    "labels",
+    [{"bad-name": "x"}, {"__reserved": "x"}, {"method": "x"}, {"queue": "x"}, {"metric": "x"}],
+)
 def test_rejects_bad_const_labels(labels: dict[str, str]) -> None:
     with pytest.raises(ValueError, match="label"):
         isolated(FastAPI(), const_labels=labels)
@@ -61,3 +64,12 @@ def test_rejects_bad_const_labels(labels: dict[str, str]) -> None:
 def test_rejects_a_label_cap_below_one() -> None:
     with pytest.raises(ValueError, match="label_cap"):
         isolated(FastAPI(), label_cap=0)
+
+
+def test_a_rejected_instrument_registers_nothing() -> None:
+    from prometheus_client import CollectorRegistry
+
+    registry = CollectorRegistry()
+    with pytest.raises(ValueError, match="clashes"):
+        isolated(FastAPI(), registry=registry, const_labels={"provider": "x"})
+    isolated(FastAPI(), registry=registry, const_labels={"service": "x"})  # a corrected retry
