@@ -14,27 +14,11 @@ _LABEL_NAME = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*$")
 
 
 # Every label name a family of this module uses, scrape-time gauges included.
-MODULE_LABELS = frozenset(
-    [
-        "method",
-        "endpoint",
-        "status",
-        "le",
-        "quantile",
-        "metric",
-        "label",
-        "reason",
-        "collector",
-        "source",
-        "check",
-        "provider",
-        "error_type",
-        "operation",
-        "task_type",
-        "outcome",
-        "queue",
-    ]
-)
+MODULE_LABELS = frozenset((
+    "method", "endpoint", "status", "le", "quantile", "metric", "label", "reason",
+    "collector", "source", "check", "provider", "error_type", "operation", "task_type",
+    "outcome", "queue",
+))  # fmt: skip
 
 
 def check_const_labels(const_labels: Mapping[str, str]) -> dict[str, str]:
