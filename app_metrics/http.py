@@ -14,6 +14,8 @@ from collections.abc import Awaitable, Callable, Collection, Sequence
 from time import perf_counter
 from typing import Any
 
+from starlette.routing import compile_path
+
 from .factory import MetricFactory
 from .httpstore import LocalStore, SharedStore, Store
 from .labels import OTHER, UNMATCHED
@@ -95,7 +97,8 @@ class MetricsMiddleware:
         self.resolver = resolver
         self.metrics_path = metrics_path
         self.metrics_endpoint = metrics_endpoint
-        self.exclude = frozenset(exclude)
+        # raw paths, and templates in the label's form ("/files/{name:path}" -> "/files/{name}")
+        self.exclude = frozenset((*exclude, *(compile_path(p)[1] for p in exclude)))
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -142,7 +145,7 @@ class MetricsMiddleware:
             await self.app(scope, receive, send_wrapper)
         except BaseException as exc:
             if not done:
-                self._record(scope, root_path, method, _after_error(status, exc), start)
+                self._record(scope, root_path, method, _after_error(exc), start)
             raise
         if not done:
             # The app returned without finishing its response: the client went away
@@ -179,7 +182,7 @@ def _client_left(receive: Receive) -> bool:
     return False
 
 
-def _after_error(status: int, exc: BaseException) -> int:
+def _after_error(exc: BaseException) -> int:
     """The status to count when the app raised before its response was complete."""
     if isinstance(exc, OSError | asyncio.CancelledError):
         return CLIENT_CLOSED

@@ -1,7 +1,7 @@
 """Where the HTTP metrics live: the per-request hot path.
 
 ``LocalStore`` (one process) keeps plain numbers in per-thread shards that only
-their own thread writes, so a request costs dict lookups, three increments and
+their own thread writes, so a request costs dict lookups, four additions and
 one ``bisect``, without a lock; prometheus_client's children would take five
 locks and a Python loop over the buckets.
 ``SharedStore`` (``PROMETHEUS_MULTIPROC_DIR`` set) uses prometheus_client's

@@ -17,12 +17,16 @@ OVERFLOW = "<overflow>"  # a value past the per-label cap
 REDACTED = "<redacted>"  # a value that looks like personal data or a secret
 
 DEFAULT_LABEL_CAP = 200
+ROUTE_CAP = 1000  # distinct route templates: bounded by the app's own routes
 _MAX_CACHED_CHILDREN = 20_000
+_MAX_REMEMBERED_REJECTIONS = 1000
 
-# Phone numbers and numeric ids (6+ digits), e-mail addresses, UUIDs and long
-# hex or base64-like tokens never belong in a label value.
+# Phone numbers (7+ digits, separators allowed), numeric ids (6+ digits), IP
+# addresses, e-mail addresses, UUIDs and long hex or token-like strings never
+# belong in a label value.
 _PERSONAL = re.compile(
     r"\d{6,}"
+    r"|(?:\d[\s().\-/]*){7,}"
     r"|[^@\s]+@[^@\s]+"
     r"|[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-"
     r"|[0-9a-fA-F]{16,}"
@@ -39,7 +43,10 @@ class LabelGuard:
     """Caps the distinct values each label of one metric family may take.
 
     A value past the cap becomes ``<overflow>``, a value that looks personal
-    becomes ``<redacted>``; both are counted in ``app_metrics_label_rejections_total``.
+    becomes ``<redacted>``; each distinct rejected value is counted once in
+    ``app_metrics_label_rejections_total``. ``endpoint`` holds route templates,
+    which the developer wrote: it is not screened for personal data, and its
+    cap is at least ``ROUTE_CAP``.
     """
 
     def __init__(
@@ -50,34 +57,39 @@ class LabelGuard:
         on_reject: Callable[[str, str, str], None] | None = None,
     ) -> None:
         self._metric = metric
-        self._labelnames = tuple(labelnames)
-        self._cap = cap
-        self._seen: list[set[str]] = [set() for _ in self._labelnames]
+        self._labels = [
+            (name, max(cap, ROUTE_CAP) if name == "endpoint" else cap, name != "endpoint")
+            for name in labelnames
+        ]
+        self._seen: list[set[str]] = [set() for _ in self._labels]
+        self._rejected: list[set[str]] = [set() for _ in self._labels]
         self._on_reject = on_reject
         self._lock = threading.Lock()
 
     def clean(self, values: Sequence[Any]) -> tuple[str, ...]:
         out = []
         with self._lock:
-            for name, seen, raw in zip(self._labelnames, self._seen, values, strict=True):
+            for i, ((name, cap, screen), raw) in enumerate(zip(self._labels, values, strict=True)):
                 value = str(raw)
-                if value in seen:
-                    out.append(value)
-                    continue
-                if looks_personal(value):
-                    self._reject(name, "personal_data")
-                    value = REDACTED
-                elif len(seen) >= self._cap:
-                    self._reject(name, "overflow")
-                    value = OVERFLOW
-                else:
-                    seen.add(value)
+                seen = self._seen[i]
+                if value not in seen:
+                    if screen and looks_personal(value):
+                        value = self._reject(i, name, value, "personal_data", REDACTED)
+                    elif len(seen) >= cap:
+                        value = self._reject(i, name, value, "overflow", OVERFLOW)
+                    else:
+                        seen.add(value)
                 out.append(value)
         return tuple(out)
 
-    def _reject(self, label: str, reason: str) -> None:
-        if self._on_reject is not None:
-            self._on_reject(self._metric, label, reason)
+    def _reject(self, i: int, label: str, value: str, reason: str, replacement: str) -> str:
+        rejected = self._rejected[i]
+        if value not in rejected:
+            if len(rejected) < _MAX_REMEMBERED_REJECTIONS:
+                rejected.add(value)
+            if self._on_reject is not None:
+                self._on_reject(self._metric, label, reason)
+        return replacement
 
 
 class Family:

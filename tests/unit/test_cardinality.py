@@ -159,6 +159,10 @@ def test_personal_data_detector() -> None:
         "sk_live_51HbX9aKx3j2k4L5m6N7o8P9q",
         "deadbeefdeadbeefdead",
         "user 1234567",
+        "+1 415-555-0100",
+        "(415) 555-0100",
+        "+44 20 7946 0958",
+        "10.12.145.200",
     ):
         assert looks_personal(bad), bad
     for good in (
@@ -179,3 +183,65 @@ def test_guard_counts_each_rejection_once_per_new_value() -> None:
     guard = LabelGuard("m", ("a",), 2, lambda *r: rejected.append(r))
     assert [guard.clean((v,))[0] for v in ("x", "y", "z", "x")] == ["x", "y", "<overflow>", "x"]
     assert rejected == [("m", "a", "overflow")]
+
+
+def test_route_templates_are_not_screened_and_have_room_for_many_routes() -> None:
+    app = FastAPI()
+    templates = [
+        "/@{username}",
+        "/users/@me",
+        "/api/v1/notification_preferences_v2/{preference_identifier}",
+        *(f"/generated/route_{i}" for i in range(300)),
+    ]
+
+    async def handler() -> str:
+        return "ok"
+
+    for template in templates:
+        app.add_api_route(template, handler)
+    app_metrics.instrument(app, registry=CollectorRegistry(), label_cap=10)
+    asyncio.run(
+        _burst(
+            app,
+            [
+                ("GET", t.replace("{username}", "jane").replace("{preference_identifier}", "7"))
+                for t in templates
+            ],
+        )
+    )
+    text = scrape(app)
+    for template in templates:
+        assert (
+            value(text, "http_requests_total", method="GET", endpoint=template, status="200") == 1
+        ), template
+    assert "<redacted>" not in text and "<overflow>" not in text
+
+
+def test_each_rejected_value_is_counted_once() -> None:
+    app = FastAPI()
+    metrics = app_metrics.instrument(app, registry=CollectorRegistry(), label_cap=1)
+    for _ in range(5):
+        for error_type in ("timeout", "invalid_grant", "rate_limited", "jane@example.com"):
+            metrics.oauth.error("google", error_type)
+    text = scrape(app)
+    assert value(text, "oauth_errors_total", provider="google", error_type="<overflow>") == 10
+    assert (
+        value(
+            text,
+            "app_metrics_label_rejections_total",
+            metric="oauth_errors_total",
+            label="error_type",
+            reason="overflow",
+        )
+        == 2
+    )
+    assert (
+        value(
+            text,
+            "app_metrics_label_rejections_total",
+            metric="oauth_errors_total",
+            label="error_type",
+            reason="personal_data",
+        )
+        == 1
+    )

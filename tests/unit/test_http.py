@@ -267,12 +267,16 @@ def test_excluded_paths_and_templates_are_not_measured() -> None:
     async def internal(name: str) -> str:
         return name
 
+    @app.get("/files/{name:path}")
+    async def files(name: str) -> str:
+        return name
+
     @app.get("/kept")
     async def kept() -> str:
         return "ok"
 
-    isolated(app, exclude_paths=["/healthz", "/internal/{name}"])
-    for path in ("/healthz", "/internal/a", "/internal/b", "/kept"):
+    isolated(app, exclude_paths=["/healthz", "/internal/{name}", "/files/{name:path}"])
+    for path in ("/healthz", "/internal/a", "/internal/b", "/files/a/b.txt", "/kept"):
         assert call(app, path).status == 200
     text = scrape(app)
     assert "/healthz" not in text
