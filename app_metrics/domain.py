@@ -5,19 +5,30 @@ are checked: an unknown value is counted as ``<other>``. Open ones (providers,
 task types, queues, error types) go through the per-label cap. Values that only
 exist outside the process (queue lengths, pool usage, active integrations,
 sessions, user counts) are scrape-time gauges fed by a source function.
+
+Recording never raises into the caller: a cost or duration that is not a finite
+number >= 0 is logged and skipped (it would fail or poison the series forever),
+and the rest of the call is still recorded.
 """
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass
+import logging
+import math
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from time import perf_counter
 from types import TracebackType
 from typing import Any, Literal, NamedTuple
 
 from .factory import MetricFactory
 from .labels import OTHER, Family
-from .scrape import ScrapeTimeValues, read_value
+from .scrape import (
+    ScrapeTimeValues,
+    SourceOptions,
+    Values,
+)  # SourceOptions: also imported from here
+
+log = logging.getLogger("app_metrics")
 
 SMS_STATUSES = ("success", "failure")
 REFRESH_STATUSES = ("success", "failure")
@@ -43,14 +54,32 @@ class PoolStats(NamedTuple):
     checked_out: int  # connections in use
 
 
-@dataclass(frozen=True)
-class SourceOptions:
-    timeout: float = 2.0
-    ttl: float = 5.0
-
-
 def _closed(value: str, allowed: Sequence[str]) -> str:
     return value if value in allowed else OTHER
+
+
+def _amount(what: str, value: object) -> float | None:
+    """``value`` as a float when it is a finite number >= 0, else None (logged)."""
+    try:
+        number = float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        number = math.nan
+    if math.isfinite(number) and number >= 0:
+        return number
+    log.warning("app_metrics: ignoring %s %r (not a finite number >= 0)", what, value)
+    return None
+
+
+def _observe(child: Any, what: str, seconds: object) -> None:
+    if (valid := _amount(what, seconds)) is not None:
+        child.observe(valid)
+
+
+def _with_known(known: Iterable[str], counts: Mapping[Any, float]) -> dict[Any, float]:
+    """``counts`` with every known label value present (0 when the reader left it out)."""
+    out: dict[Any, float] = dict.fromkeys(known, 0.0)
+    out.update(counts)
+    return out
 
 
 class _Timer:
@@ -83,8 +112,23 @@ class _Domain:
         self._values = values
         self._options = options
 
-    def _source(self, name: str, gauges: Sequence[str], fn: Callable[[], Awaitable[Any]]) -> None:
-        self._values.source(name, fn, gauges, timeout=self._options.timeout, ttl=self._options.ttl)
+    def _from(
+        self,
+        source: str,
+        gauges: Sequence[str],
+        reader: Reader,
+        shape: Callable[[Any], Values] | None = None,
+    ) -> None:
+        """Feed ``gauges`` at scrape time from ``reader()`` (sync or async), called through
+        ``ScrapeTimeValues.call``; ``shape`` turns its result into ``{gauge: value}``
+        (by default the result is the one number of the single gauge)."""
+
+        async def read() -> Values:
+            raw = await self._values.call(source, reader)
+            return shape(raw) if shape else {gauges[0]: float(raw)}
+
+        opts = self._options
+        self._values.source(source, read, gauges, timeout=opts.timeout, ttl=opts.ttl)
 
 
 class SMSMetrics(_Domain):
@@ -129,18 +173,14 @@ class SMSMetrics(_Domain):
     ) -> None:
         """Record one processed message: its outcome, its cost and how long the provider took."""
         self.messages.labels(_closed(status, SMS_STATUSES), provider).inc()
-        if cost:
-            self.cost.labels(provider).inc(cost)
+        if cost and (amount := _amount("SMS cost", cost)):
+            self.cost.labels(provider).inc(amount)
         if duration_seconds is not None:
-            self.duration.labels(provider).observe(duration_seconds)
+            _observe(self.duration.labels(provider), "SMS duration", duration_seconds)
 
     def queue_length_from(self, reader: Reader) -> None:
         """``reader()`` (sync or async) returns the number of queued messages."""
-
-        async def read() -> dict[str, float]:
-            return {"sms_queue_length": float(await read_value(reader))}
-
-        self._source("sms_queue", ["sms_queue_length"], read)
+        self._from("sms_queue", ["sms_queue_length"], reader)
 
 
 class OAuthMetrics(_Domain):
@@ -184,7 +224,8 @@ class OAuthMetrics(_Domain):
         self.errors.labels(provider, error_type).inc()
 
     def observe_operation(self, provider: str, operation: str, seconds: float) -> None:
-        self.duration.labels(provider, operation).observe(seconds)
+        if (valid := _amount("OAuth operation duration", seconds)) is not None:
+            self.duration.labels(provider, operation).observe(valid)
 
     def time_operation(self, provider: str, operation: str) -> _Timer:
         """``with``/``async with``: times the block as one operation, failed or not."""
@@ -193,21 +234,17 @@ class OAuthMetrics(_Domain):
 
     def active_integrations_from(self, reader: Reader) -> None:
         """``reader()`` returns ``{provider: active integrations}``; known providers count 0."""
-
-        async def read() -> dict[str, Any]:
-            counts = dict.fromkeys(self._providers, 0.0)
-            counts.update(await read_value(reader))
-            return {"oauth_integrations_active": counts}
-
-        self._source("oauth_integrations", ["oauth_integrations_active"], read)
+        gauge = "oauth_integrations_active"
+        self._from(
+            "oauth_integrations",
+            [gauge],
+            reader,
+            lambda raw: {gauge: _with_known(self._providers, raw)},
+        )
 
     def connected_users_from(self, reader: Reader) -> None:
         """``reader()`` returns the number of users with an active integration."""
-
-        async def read() -> dict[str, float]:
-            return {"oauth_connected_users": float(await read_value(reader))}
-
-        self._source("oauth_users", ["oauth_connected_users"], read)
+        self._from("oauth_users", ["oauth_connected_users"], reader)
 
 
 class TaskMetrics(_Domain):
@@ -240,7 +277,7 @@ class TaskMetrics(_Domain):
 
     def executed(self, task_type: str, outcome: TaskOutcome, seconds: float) -> None:
         self.executions.labels(task_type, _closed(outcome, TASK_OUTCOMES)).inc()
-        self.duration.labels(task_type).observe(seconds)
+        _observe(self.duration.labels(task_type), "task duration", seconds)
 
     def track(self, task_type: str) -> _Timer:
         """``with``/``async with``: success unless the block raises; a TimeoutError is a timeout."""
@@ -258,13 +295,10 @@ class TaskMetrics(_Domain):
 
     def queue_lengths_from(self, reader: Reader) -> None:
         """``reader()`` returns ``{queue: waiting tasks}``; known queues default to 0."""
-
-        async def read() -> dict[str, Any]:
-            lengths = dict.fromkeys(self._queues, 0.0)
-            lengths.update(await read_value(reader))
-            return {"task_queue_length": lengths}
-
-        self._source("task_queues", ["task_queue_length"], read)
+        gauge = "task_queue_length"
+        self._from(
+            "task_queues", [gauge], reader, lambda raw: {gauge: _with_known(self._queues, raw)}
+        )
 
 
 class UserMetrics(_Domain):
@@ -293,16 +327,12 @@ class UserMetrics(_Domain):
         self.verifications.labels(_closed(status, VERIFICATION_STATUSES)).inc()
 
     def active_sessions_from(self, reader: Reader) -> None:
-        async def read() -> dict[str, float]:
-            return {"active_sessions": float(await read_value(reader))}
-
-        self._source("active_sessions", ["active_sessions"], read)
+        """``reader()`` returns the number of sessions that have not expired."""
+        self._from("active_sessions", ["active_sessions"], reader)
 
     def registered_users_from(self, reader: Reader) -> None:
-        async def read() -> dict[str, float]:
-            return {"registered_users": float(await read_value(reader))}
-
-        self._source("registered_users", ["registered_users"], read)
+        """``reader()`` returns the number of users in the database."""
+        self._from("registered_users", ["registered_users"], reader)
 
 
 class DatabaseMetrics(_Domain):
@@ -323,12 +353,12 @@ class DatabaseMetrics(_Domain):
     def pool_from(self, reader: Reader) -> None:
         """``reader()`` returns a ``PoolStats`` (or ``(size, checked_out)``) for the pool."""
 
-        async def read() -> Mapping[str, float]:
-            size, checked_out = await read_value(reader)
+        def shape(stats: tuple[int, int]) -> Values:
+            size, checked_out = stats
             return {
                 self.GAUGES[0]: float(checked_out),
                 self.GAUGES[1]: float(size),
                 self.GAUGES[2]: checked_out / size if size else 0.0,
             }
 
-        self._source("database_pool", list(self.GAUGES), read)
+        self._from("database_pool", self.GAUGES, reader, shape)

@@ -1,11 +1,13 @@
 """Health checks exported as metrics.
 
-Each registered async check gives ``health_check_status{check}`` (1 healthy,
+Each registered check (sync or async) gives ``health_check_status{check}`` (1 healthy,
 0 not) and ``health_check_duration_seconds{check}``; the check named
 ``database`` also gives the specification's ``database_health_status`` and
 ``database_response_time_seconds``. A check is healthy when it returns without
 raising and does not return ``False``. Failures and timeouts are logged and
 counted in ``health_check_failures_total{check,reason}``, never raised.
+Checks are called like scrape-time readers (``ScrapeTimeValues.call``): a sync
+one on the module's own threads, and not again while a previous call still runs.
 """
 
 from __future__ import annotations
@@ -13,17 +15,17 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import deque
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from dataclasses import dataclass
 from time import perf_counter, time
 from typing import Any
 
 from .labels import Family
-from .scrape import ScrapeTimeValues
+from .scrape import ScrapeTimeValues, SourceOptions
 
 log = logging.getLogger("app_metrics")
 
-Check = Callable[[], Awaitable[Any]]
+Check = Callable[[], Any]  # sync or async
 
 STATUS = "health_check_status"
 DURATION = "health_check_duration_seconds"
@@ -43,8 +45,15 @@ class HealthResult:
 class HealthChecks:
     """Registered checks, their latest results and a bounded history."""
 
-    def __init__(self, values: ScrapeTimeValues, failures: Family, history_size: int = 100) -> None:
+    def __init__(
+        self,
+        values: ScrapeTimeValues,
+        failures: Family,
+        history_size: int = 100,
+        options: SourceOptions | None = None,
+    ) -> None:
         self._values = values
+        self._options = options or SourceOptions()
         self._failures = failures
         self._latest: dict[str, HealthResult] = {}
         self.history: deque[HealthResult] = deque(maxlen=history_size)
@@ -55,8 +64,15 @@ class HealthChecks:
         values.gauge(DATABASE_STATUS, "1 when the database answered its health query, else 0.")
         values.gauge(DATABASE_RESPONSE, "Time the database took to answer its health query.")
 
-    def add(self, name: str, check: Check, *, timeout: float = 2.0, ttl: float = 5.0) -> None:
-        """Register ``check`` under ``name``; it runs at scrape time, at most once per ``ttl``."""
+    def add(
+        self, name: str, check: Check, *, timeout: float | None = None, ttl: float | None = None
+    ) -> None:
+        """Register ``check`` under ``name``; it runs at scrape time, at most once per ``ttl``.
+
+        ``timeout`` and ``ttl`` default to the source options (``source_timeout``/``source_ttl``).
+        """
+        timeout = self._options.timeout if timeout is None else timeout
+        ttl = self._options.ttl if ttl is None else ttl
         gauges = [STATUS, DURATION]
         if name == "database":
             gauges += [DATABASE_STATUS, DATABASE_RESPONSE]
@@ -82,11 +98,12 @@ class HealthChecks:
         start = perf_counter()
         error: str | None = None
         try:
-            healthy = await asyncio.wait_for(check(), timeout) is not False
+            called = self._values.call(f"health:{name}", check)
+            healthy = await asyncio.wait_for(called, timeout) is not False
             if not healthy:
                 error, reason = "check returned False", "unhealthy"
-        except TimeoutError:
-            healthy, error, reason = False, f"timed out after {timeout:g}s", "timeout"
+        except TimeoutError as exc:  # or SourceBusy: still running from an earlier scrape
+            healthy, error, reason = False, str(exc) or f"timed out after {timeout:g}s", "timeout"
         except Exception as exc:
             healthy, error, reason = False, f"{type(exc).__name__}: {exc}", "error"
         duration = perf_counter() - start

@@ -77,6 +77,7 @@ class Metrics:
                 "Health checks that failed, by check and reason (error, timeout, unhealthy).",
                 ("check", "reason"),
             ),
+            options=source_options,
         )
         if multiprocess_dir:
             self._collectors = multiprocess.Merged(multiprocess_dir, [self.values]).collectors

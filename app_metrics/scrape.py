@@ -1,10 +1,16 @@
 """Scrape-time gauges: values read from their sources when Prometheus scrapes.
 
 A source is a sync or async callable that returns the current values of one or
-more gauges. Sources run on the event loop before each render, concurrently,
-each under its own timeout, and their results are cached for ``ttl`` seconds,
-so a hung dependency costs at most one timeout per ``ttl`` and never fails the
-scrape: its series are left out and the failure is counted.
+more gauges. Sources run before each render, concurrently, each under its own
+timeout, and their results are cached for ``ttl`` seconds, so a hung dependency
+costs at most one timeout per ``ttl`` and never fails the scrape: its series
+are left out and the failure is counted.
+
+Every reader call goes through ``ScrapeTimeValues.call``: async readers run on
+the event loop, sync ones on a small thread pool of this module's own (never
+asyncio's default executor, which the application needs). A thread cannot be
+cancelled, so a sync reader still running after its timeout is not called again
+until it returns: meanwhile its source counts as timed out.
 
 The values live in this process and are served by a collector, not by
 prometheus_client gauges, so they also work in multiprocess mode, where
@@ -15,9 +21,13 @@ scrape adds this collector to its exposition registry).
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import inspect
 import logging
+import os
+import threading
 from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from time import monotonic
 from typing import Any
@@ -32,6 +42,20 @@ log = logging.getLogger("app_metrics")
 # {gauge name: {label value or tuple of label values: value}} for labelled ones.
 Values = Mapping[str, float | Mapping[Any, float]]
 SourceFn = Callable[[], Values | Awaitable[Values]]
+
+_THREADS = 4  # sync readers running at once; each stuck one holds a thread until it returns
+
+
+@dataclass(frozen=True)
+class SourceOptions:
+    """Default timeout and cache lifetime (seconds) of scrape-time sources."""
+
+    timeout: float = 2.0
+    ttl: float = 5.0
+
+
+class SourceBusy(TimeoutError):
+    """A sync reader's previous call is still running; it is not called again."""
 
 
 @dataclass
@@ -72,6 +96,10 @@ class ScrapeTimeValues:
         self._sources: dict[str, _Source] = {}
         self._lock: asyncio.Lock | None = None
         self._lock_loop: asyncio.AbstractEventLoop | None = None
+        self._pool: ThreadPoolExecutor | None = None
+        self._pool_pid = 0
+        self._busy: set[str] = set()  # sources whose sync reader is running
+        self._busy_lock = threading.Lock()
 
     def gauge(self, name: str, doc: str, labelnames: Sequence[str] = ()) -> None:
         """Declare a scrape-time gauge (idempotent for the same definition)."""
@@ -108,12 +136,50 @@ class ScrapeTimeValues:
             if due:
                 await asyncio.gather(*(self._run(s) for s in due))
 
+    async def call(self, key: str, fn: Callable[[], Any]) -> Any:
+        """Call the reader of source ``key``: an async one on the loop, a sync one on our pool.
+
+        Raises ``SourceBusy`` (a ``TimeoutError``) while the previous sync call of ``key``
+        is still running, so a hung reader holds one thread, not one per scrape.
+        """
+        if inspect.iscoroutinefunction(fn):
+            return await fn()
+        with self._busy_lock:
+            pool = self._thread_pool()
+            if key in self._busy:
+                raise SourceBusy("its previous call is still running")
+            self._busy.add(key)
+        try:
+            future = pool.submit(contextvars.copy_context().run, fn)
+        except BaseException:
+            self._done(key)
+            raise
+        # runs when the call returns, or at once when it is cancelled before it started
+        future.add_done_callback(lambda _: self._done(key))
+        result = await asyncio.wrap_future(future)
+        if inspect.isawaitable(result):
+            return await result
+        return result
+
+    def _done(self, key: str) -> None:
+        with self._busy_lock:
+            self._busy.discard(key)
+
+    def _thread_pool(self) -> ThreadPoolExecutor:
+        # created lazily, and again in a forked child (the parent's threads are not there)
+        if self._pool is None or self._pool_pid != os.getpid():
+            self._pool = ThreadPoolExecutor(_THREADS, thread_name_prefix="app_metrics-source")
+            self._pool_pid = os.getpid()
+            self._busy.clear()
+        return self._pool
+
     async def _run(self, source: _Source) -> None:
         try:
-            result = await asyncio.wait_for(read_value(source.fn), source.timeout)
+            result = await asyncio.wait_for(self.call(source.name, source.fn), source.timeout)
             source.values = self._normalise(source, result)
-        except TimeoutError:
-            log.warning("scrape-time source %s timed out after %.1fs", source.name, source.timeout)
+        except TimeoutError as exc:
+            reason = str(exc) or f"timed out after {source.timeout:g}s"
+            log.warning("scrape-time source %s: %s", source.name, reason)
             source.values = {}
             self._on_error(source.name, "timeout")
         except Exception:
@@ -131,10 +197,12 @@ class ScrapeTimeValues:
                 raise ValueError(f"source {source.name} returned undeclared gauge {name}")
             gauge = self._gauges[name]
             if isinstance(value, Mapping):
-                series = {}
+                series: dict[tuple[str, ...], float] = {}
                 for key, v in value.items():
                     raw = key if isinstance(key, tuple) else (key,)
-                    series[gauge.guard.clean(raw)] = float(v)
+                    labels = gauge.guard.clean(raw)
+                    # values the guard collapses (<overflow>, <redacted>) add up
+                    series[labels] = series.get(labels, 0.0) + float(v)
                 out[name] = series
             else:
                 if gauge.labelnames:
@@ -160,13 +228,3 @@ class ScrapeTimeValues:
         if self._lock is None or self._lock_loop is not loop:
             self._lock, self._lock_loop = asyncio.Lock(), loop
         return self._lock
-
-
-async def read_value(fn: Callable[[], Any]) -> Any:
-    """Call a sync or async reader; a sync one runs in a thread so it cannot block the loop."""
-    if inspect.iscoroutinefunction(fn):
-        return await fn()
-    result = await asyncio.to_thread(fn)
-    if inspect.isawaitable(result):
-        return await result
-    return result

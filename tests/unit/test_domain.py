@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 
 import pytest
 from fastapi import FastAPI
@@ -201,3 +202,70 @@ def test_const_labels_are_on_every_series() -> None:
     assert ours
     for name, labels in ours:
         assert labels.get("service") == "pa" and labels.get("env") == "test", name
+
+
+BAD_NUMBERS = [-0.01, float("nan"), float("inf"), float("-inf"), "lots"]
+
+
+@pytest.mark.parametrize("bad", BAD_NUMBERS)
+def test_an_invalid_sms_cost_is_logged_and_skipped(
+    wired: tuple, bad: object, caplog: pytest.LogCaptureFixture
+) -> None:
+    app, metrics = wired
+    with caplog.at_level(logging.WARNING, logger="app_metrics"):
+        metrics.sms.message("twilio", "success", cost=bad, duration_seconds=0.3)  # type: ignore[arg-type]
+    metrics.sms.message("twilio", "success", cost=0.01)
+    text = scrape(app)
+    assert value(text, "sms_messages_total", status="success", provider="twilio") == 2
+    assert value(text, "sms_cost_total", provider="twilio") == pytest.approx(0.01)
+    assert value(text, "sms_processing_duration_seconds_count", provider="twilio") == 1
+    assert any("cost" in r.getMessage() for r in caplog.records if r.name == "app_metrics")
+
+
+@pytest.mark.parametrize("bad", BAD_NUMBERS)
+def test_invalid_durations_are_logged_and_skipped(
+    wired: tuple, bad: object, caplog: pytest.LogCaptureFixture
+) -> None:
+    app, metrics = wired
+    with caplog.at_level(logging.WARNING, logger="app_metrics"):
+        metrics.sms.message("twilio", "failure", cost=0.02, duration_seconds=bad)  # type: ignore[arg-type]
+        metrics.oauth.observe_operation("google", "refresh", bad)  # type: ignore[arg-type]
+        metrics.tasks.executed("send_sms", "success", bad)  # type: ignore[arg-type]
+    metrics.tasks.executed("send_sms", "success", 0.5)
+    text = scrape(app)
+    assert value(text, "sms_messages_total", status="failure", provider="twilio") == 1
+    assert value(text, "sms_cost_total", provider="twilio") == pytest.approx(0.02)
+    assert value(text, "sms_processing_duration_seconds_count", provider="twilio") == 0
+    assert value(text, "sms_processing_duration_seconds_sum", provider="twilio") == 0
+    assert (
+        value(
+            text, "oauth_operation_duration_seconds_count", provider="google", operation="refresh"
+        )
+        is None
+    )
+    assert value(text, "task_executions_total", task_type="send_sms", outcome="success") == 2
+    assert value(text, "task_execution_duration_seconds_count", task_type="send_sms") == 1
+    assert value(text, "task_execution_duration_seconds_sum", task_type="send_sms") == 0.5
+    warned = [r for r in caplog.records if r.name == "app_metrics" and r.levelno == logging.WARNING]
+    assert len(warned) == 3
+
+
+def test_scalar_readers_share_one_path_and_accept_async_readers(wired: tuple) -> None:
+    app, metrics = wired
+
+    async def sessions() -> int:
+        return 8
+
+    metrics.users.active_sessions_from(sessions)
+    metrics.users.registered_users_from(lambda: 11.5)
+    metrics.oauth.connected_users_from(lambda: "3")
+    metrics.sms.queue_length_from(lambda: None)  # not a number: an error, left out
+    text = scrape(app)
+    assert value(text, "active_sessions") == 8
+    assert value(text, "registered_users") == 11.5
+    assert value(text, "oauth_connected_users") == 3
+    assert value(text, "sms_queue_length") is None
+    assert (
+        value(text, "app_metrics_scrape_source_errors_total", source="sms_queue", reason="error")
+        == 1
+    )

@@ -3,11 +3,17 @@
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
 
+import pytest
 from fastapi import FastAPI
+from prometheus_client import CollectorRegistry
 
 import app_metrics
+from app_metrics.domain import SourceOptions
+from app_metrics.factory import MetricFactory
+from app_metrics.health import HealthChecks
 
 from .driver import call, isolated, request, scrape, value
 
@@ -161,3 +167,95 @@ def test_health_history_is_bounded() -> None:
     for _ in range(150):
         scrape(app)
     assert len(metrics.health.history) == 100
+
+
+def test_a_hung_sync_reader_holds_one_thread_and_then_counts_as_a_timeout() -> None:
+    app, metrics = make(source_timeout=0.1, source_ttl=0)
+    release = threading.Event()
+    lock = threading.Lock()
+    state = {"entered": 0, "running": 0, "most": 0}
+    threads: list[str] = []
+
+    def hung() -> int:
+        with lock:
+            state["entered"] += 1
+            state["running"] += 1
+            state["most"] = max(state["most"], state["running"])
+        threads.append(threading.current_thread().name)
+        try:
+            release.wait(10)
+            return 5
+        finally:
+            with lock:
+                state["running"] -= 1
+
+    metrics.sms.queue_length_from(hung)
+
+    async def scrapes() -> list[tuple[int, float, str]]:
+        out = []
+        try:
+            for _ in range(10):
+                start = time.monotonic()
+                result = await request(app, "/metrics")
+                out.append((result.status, time.monotonic() - start, result.body.decode()))
+        finally:
+            release.set()  # never leave the reader's thread blocked
+        return out
+
+    results = asyncio.run(scrapes())
+    assert state["most"] == 1 and state["entered"] == 1, state
+    assert all(status == 200 and took < 0.5 for status, took, _ in results), results
+    assert all(name.startswith("app_metrics-source") for name in threads), threads
+    text = results[-1][2]
+    assert value(text, "sms_queue_length") is None
+    errors = "app_metrics_scrape_source_errors_total"
+    assert value(text, errors, source="sms_queue", reason="timeout") == 10
+    deadline = time.monotonic() + 5
+    while state["running"] and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert value(scrape(app), "sms_queue_length") == 5  # the stuck call returned: called again
+
+
+def test_label_values_past_the_cap_are_summed_into_overflow() -> None:
+    app, metrics = make(label_cap=2)
+    metrics.tasks.queue_lengths_from(lambda: {"c": 10, "d": 20, "e": 30, "f": 40})
+    text = scrape(app)
+    assert value(text, "task_queue_length", queue="c") == 10
+    assert value(text, "task_queue_length", queue="d") == 20
+    assert value(text, "task_queue_length", queue="<overflow>") == 70  # e + f
+
+
+def test_sync_health_checks_report_status_and_errors() -> None:
+    app, metrics = make()
+
+    def redis() -> bool:
+        return True
+
+    def sms_provider() -> None:
+        raise ConnectionError("no route to provider")
+
+    metrics.health.add("redis", redis)
+    metrics.health.add("sms_provider", sms_provider)
+    text = scrape(app)
+    assert value(text, "health_check_status", check="redis") == 1
+    assert value(text, "health_check_status", check="sms_provider") == 0
+    assert value(text, "health_check_failures_total", check="sms_provider", reason="error") == 1
+    assert value(text, "health_check_failures_total", check="redis", reason="error") == 0
+    assert "ConnectionError" in (metrics.health.latest()["sms_provider"].error or "")
+
+
+@pytest.mark.parametrize(("options", "calls"), [(SourceOptions(ttl=0), 3), (SourceOptions(), 1)])
+def test_health_check_ttl_defaults_to_the_source_options(
+    options: SourceOptions, calls: int
+) -> None:
+    app, metrics = make()
+    failures = MetricFactory(CollectorRegistry(), {}).counter(
+        "health_check_failures_total", "Failed checks.", ("check", "reason")
+    )
+    checks = HealthChecks(metrics.values, failures, options=options)
+    seen = []
+    checks.add("queue", lambda: seen.append(1))
+    for _ in range(3):
+        text = scrape(app)
+    assert len(seen) == calls
+    assert value(text, "health_check_status", check="queue") == 1
