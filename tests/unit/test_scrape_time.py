@@ -259,3 +259,13 @@ def test_health_check_ttl_defaults_to_the_source_options(
         text = scrape(app)
     assert len(seen) == calls
     assert value(text, "health_check_status", check="queue") == 1
+
+
+def test_instrument_source_options_apply_to_health_checks() -> None:
+    app, metrics = make(source_ttl=0)
+    seen: list[int] = []
+    metrics.health.add("queue", lambda: seen.append(1))  # a sync check
+    for _ in range(3):
+        text = scrape(app)
+    assert len(seen) == 3
+    assert value(text, "health_check_status", check="queue") == 1
