@@ -93,14 +93,14 @@ def stop_process_group(proc: subprocess.Popen[bytes]) -> None:
         proc.wait(timeout=STOP_TIMEOUT)
 
 
-def _wait_ready(server: Server, workers: int) -> None:
+def _wait_ready(server: Server, workers: int, name: str) -> None:
     """Poll ``/metrics`` on new connections until ``workers`` distinct pids answered."""
     deadline = time.monotonic() + START_TIMEOUT
     for _ in range(2000):
         if time.monotonic() > deadline:
             break
         if server.proc.poll() is not None:
-            pytest.fail(f"uvicorn exited with {server.proc.returncode}:\n{server.log_tail()}")
+            pytest.fail(f"{name} exited with {server.proc.returncode}:\n{server.log_tail()}")
         try:
             response = server.get("/metrics")
         except httpx.TransportError:
@@ -112,9 +112,51 @@ def _wait_ready(server: Server, workers: int) -> None:
                 return
         time.sleep(0.02)  # see scrape_every_worker
     pytest.fail(
-        f"uvicorn not ready in {START_TIMEOUT}s ({len(server.worker_pids)}/{workers} workers"
+        f"{name} not ready in {START_TIMEOUT}s ({len(server.worker_pids)}/{workers} workers"
         f" answered /metrics):\n{server.log_tail()}"
     )
+
+
+def launch(
+    name: str,
+    command: Callable[[int], list[str]],
+    log_dir: Path,
+    workers: int,
+    mp_dir: Path | None = None,
+    env: dict[str, str] | None = None,
+    drop_env: Sequence[str] = (),
+) -> Server:
+    """Start ``command(port)`` on a free port in its own session and wait until ``workers``
+    pids answered ``/metrics``; a server that does not get ready is stopped before failing."""
+    port = free_port()
+    child_env = {
+        k: v
+        for k, v in os.environ.items()
+        if k.lower() not in ("prometheus_multiproc_dir", "test_app_root_path") and k not in drop_env
+    }
+    if mp_dir is not None:
+        mp_dir.mkdir(parents=True, exist_ok=True)
+        child_env["PROMETHEUS_MULTIPROC_DIR"] = str(mp_dir)
+    child_env.update(env or {})
+    log_path = log_dir / f"{name}-{port}.log"
+    with log_path.open("wb") as log:
+        proc = subprocess.Popen(
+            command(port),
+            cwd=REPO,
+            env=child_env,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    server = Server(proc, port, log_path, mp_dir)
+    try:
+        _wait_ready(server, workers, name)
+    except BaseException:
+        stop_process_group(proc)
+        server.close()
+        raise
+    return server
 
 
 StartServer = Callable[..., Server]
@@ -135,38 +177,18 @@ def start_server(tmp_path: Path) -> Iterator[StartServer]:
         args: Sequence[str] = (),
         env: dict[str, str] | None = None,
     ) -> Server:
-        port = free_port()
-        child_env = {
-            k: v
-            for k, v in os.environ.items()
-            if k.lower() not in ("prometheus_multiproc_dir", "test_app_root_path")
-        }
-        if mp_dir is not None:
-            mp_dir.mkdir(parents=True, exist_ok=True)
-            child_env["PROMETHEUS_MULTIPROC_DIR"] = str(mp_dir)
-        child_env.update(env or {})
-        log_path = tmp_path / f"uvicorn-{port}.log"
-        cmd = [
-            sys.executable, "-m", "uvicorn", APP,
-            "--host", HOST, "--port", str(port),
-            "--app-dir", str(REPO),
-            "--log-level", "info", "--no-access-log",
-            *(["--workers", str(workers)] if workers > 1 else []),
-            *args,
-        ]  # fmt: skip
-        with log_path.open("wb") as log:
-            proc = subprocess.Popen(
-                cmd,
-                cwd=REPO,
-                env=child_env,
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
-        server = Server(proc, port, log_path, mp_dir)
+        def command(port: int) -> list[str]:
+            return [
+                sys.executable, "-m", "uvicorn", APP,
+                "--host", HOST, "--port", str(port),
+                "--app-dir", str(REPO),
+                "--log-level", "info", "--no-access-log",
+                *(["--workers", str(workers)] if workers > 1 else []),
+                *args,
+            ]  # fmt: skip
+
+        server = launch("uvicorn", command, tmp_path, workers, mp_dir, env)
         started.append(server)
-        _wait_ready(server, workers)
         return server
 
     try:

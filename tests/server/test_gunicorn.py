@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import os
 import signal
-import subprocess
 import sys
 import time
 from collections import Counter
@@ -21,19 +20,16 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 import gunicorn
-import httpx
 import pytest
 
 from .conftest import (
     APP,
     HOST,
     PID_HEADER,
-    REPO,
-    START_TIMEOUT,
     Scrape,
     Server,
-    free_port,
     header,
+    launch,
     poll_scrape,
     raw_request,
     read_until,
@@ -57,30 +53,6 @@ NO_CONTROL_SOCKET = ["--no-control-socket"] if gunicorn.version_info >= (25, 1) 
 StartGunicorn = Callable[..., Server]
 
 
-def _wait_ready(server: Server, workers: int) -> None:
-    """Poll ``/metrics`` on new connections until ``workers`` distinct pids answered."""
-    deadline = time.monotonic() + START_TIMEOUT
-    for _ in range(2000):
-        if time.monotonic() > deadline:
-            break
-        if server.proc.poll() is not None:
-            pytest.fail(f"gunicorn exited with {server.proc.returncode}:\n{server.log_tail()}")
-        try:
-            response = server.get("/metrics")
-        except httpx.TransportError:
-            time.sleep(0.03)
-            continue
-        if response.status_code == 200:
-            server.worker_pids.add(int(response.headers[PID_HEADER]))
-            if len(server.worker_pids) >= workers:
-                return
-        time.sleep(0.02)
-    pytest.fail(
-        f"gunicorn not ready in {START_TIMEOUT}s ({len(server.worker_pids)}/{workers} workers"
-        f" answered /metrics):\n{server.log_tail()}"
-    )
-
-
 @pytest.fixture
 def start_gunicorn(tmp_path: Path) -> Iterator[StartGunicorn]:
     """``start_gunicorn(mp_dir, workers=2)`` -> a ready ``Server`` whose ``proc`` is the master.
@@ -94,40 +66,23 @@ def start_gunicorn(tmp_path: Path) -> Iterator[StartGunicorn]:
     config.write_text("")
 
     def start(mp_dir: Path, workers: int = 2, args: Sequence[str] = ()) -> Server:
-        port = free_port()
-        env = {
-            k: v
-            for k, v in os.environ.items()
-            if k.lower() not in ("prometheus_multiproc_dir", "test_app_root_path")
-            and k != "GUNICORN_CMD_ARGS"
-        }
-        mp_dir.mkdir(parents=True, exist_ok=True)
-        env["PROMETHEUS_MULTIPROC_DIR"] = str(mp_dir)
-        log_path = tmp_path / f"gunicorn-{port}.log"
-        cmd = [
-            sys.executable, "-m", "gunicorn",
-            "--config", str(config),
-            "-w", str(workers), "-k", WORKER_CLASS,
-            "-b", f"{HOST}:{port}",
-            "--graceful-timeout", "5",
-            "--log-level", "info",
-            *NO_CONTROL_SOCKET,
-            *args,
-            APP,
-        ]  # fmt: skip
-        with log_path.open("wb") as log:
-            proc = subprocess.Popen(
-                cmd,
-                cwd=REPO,
-                env=env,
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
-        server = Server(proc, port, log_path, mp_dir)
+        def command(port: int) -> list[str]:
+            return [
+                sys.executable, "-m", "gunicorn",
+                "--config", str(config),
+                "-w", str(workers), "-k", WORKER_CLASS,
+                "-b", f"{HOST}:{port}",
+                "--graceful-timeout", "5",
+                "--log-level", "info",
+                *NO_CONTROL_SOCKET,
+                *args,
+                APP,
+            ]  # fmt: skip
+
+        server = launch(
+            "gunicorn", command, tmp_path, workers, mp_dir, drop_env=("GUNICORN_CMD_ARGS",)
+        )
         started.append(server)
-        _wait_ready(server, workers)
         return server
 
     try:
