@@ -38,7 +38,7 @@ from .conftest import (
     stop_process_group,
     wait_for_total,
 )
-from .test_workers import STALE_PID, write_stale_counter
+from .test_workers import assert_started_fresh, write_stale_counter
 
 pytestmark = pytest.mark.server
 
@@ -153,20 +153,7 @@ def test_stale_counts_of_a_previous_run_are_removed_when_gunicorn_starts(
     mp_dir = tmp_path / "mp"
     write_stale_counter(mp_dir, marker)
 
-    server = start_gunicorn(mp_dir)
-    assert not (mp_dir / f"counter_{STALE_PID}.db").exists()
-
-    def empty(s: Scrape) -> None:
-        assert s.select("http_requests_total", endpoint=ROUTE) == []
-
-    scrape_every_worker(server, empty)
-    send_requests(server, ROUTE, 3)
-    wait_for_total(server, "http_requests_total", 3, endpoint=ROUTE)
-
-    def three(s: Scrape) -> None:
-        assert s.total("http_requests_total", endpoint=ROUTE) == 3
-
-    scrape_every_worker(server, three)
+    assert_started_fresh(start_gunicorn(mp_dir), mp_dir)
 
 
 @pytest.mark.parametrize(

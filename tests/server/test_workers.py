@@ -16,6 +16,7 @@ from .conftest import (
     PID_HEADER,
     REPO,
     Scrape,
+    Server,
     StartServer,
     header,
     poll_scrape,
@@ -101,7 +102,11 @@ def test_stale_counts_of_a_previous_run_are_removed_at_start(
     mp_dir = tmp_path / "mp"
     write_stale_counter(mp_dir, marker)
 
-    server = start_server(workers=2, mp_dir=mp_dir)
+    assert_started_fresh(start_server(workers=2, mp_dir=mp_dir), mp_dir)
+
+
+def assert_started_fresh(server: Server, mp_dir: Path) -> None:
+    """The stale file is gone, no worker shows its counts, and new counts add up exactly."""
     assert not (mp_dir / f"counter_{STALE_PID}.db").exists()
 
     def empty(s: Scrape) -> None:
