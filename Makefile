@@ -9,7 +9,7 @@ PY := $(VENV)/bin/python
 ENV ?= dev
 PYTEST_ARGS ?=
 
-.PHONY: help venv lint format test test-unit test-server bench lock up down status clean
+.PHONY: help venv lint format test test-unit test-server test-service bench lock up down status clean
 
 help: ## List every target
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  %-14s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -35,6 +35,9 @@ test-unit: venv ## Unit tests (in-process ASGI, no servers)
 
 test-server: venv ## Tests against real uvicorn processes on 127.0.0.1 (workers, disconnects)
 	$(PY) -m pytest tests/server $(PYTEST_ARGS)
+
+test-service: venv ## Tests of the sample service against real PostgreSQL and Redis
+	$(PY) -m pytest tests/service $(PYTEST_ARGS)
 
 test: lint ## Lint, then every test suite (what CI runs)
 	$(PY) -m pytest tests $(PYTEST_ARGS)
