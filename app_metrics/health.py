@@ -56,6 +56,7 @@ class HealthChecks:
         self._options = options or SourceOptions()
         self._failures = failures
         self._latest: dict[str, HealthResult] = {}
+        self._checks: dict[str, tuple[Check, float]] = {}
         self.history: deque[HealthResult] = deque(maxlen=history_size)
         values.gauge(
             STATUS, "1 when the named health check passed at the last scrape, else 0.", ("check",)
@@ -78,21 +79,25 @@ class HealthChecks:
             gauges += [DATABASE_STATUS, DATABASE_RESPONSE]
         for reason in ("error", "timeout", "unhealthy"):
             self._failures.labels(name, reason)  # zero-initialised
+        self._checks[name] = (check, timeout)
 
-        async def run() -> dict[str, Any]:
-            result = await self.run_one(name, check, timeout)
-            out: dict[str, Any] = {
-                STATUS: {name: float(result.healthy)},
-                DURATION: {name: result.duration_seconds},
-            }
-            if name == "database":
-                out[DATABASE_STATUS] = float(result.healthy)
-                if result.healthy:
-                    out[DATABASE_RESPONSE] = result.duration_seconds
-            return out
+        async def scrape() -> dict[str, Any]:
+            return _gauges(await self.run_one(name, check, timeout))
 
         # the check enforces its own timeout; the source's is a backstop
-        self._values.source(f"health:{name}", run, gauges, timeout=timeout + 1.0, ttl=ttl)
+        self._values.source(f"health:{name}", scrape, gauges, timeout=timeout + 1.0, ttl=ttl)
+
+    def names(self) -> list[str]:
+        """The registered checks, in registration order."""
+        return list(self._checks)
+
+    async def run(self, name: str) -> HealthResult:
+        """Run a registered check now (for ``/health`` endpoints): its result goes to the
+        history and to the gauges the next scrape serves, so both tell the same story."""
+        check, timeout = self._checks[name]
+        result = await self.run_one(name, check, timeout)
+        self._values.update(f"health:{name}", _gauges(result))
+        return result
 
     async def run_one(self, name: str, check: Check, timeout: float) -> HealthResult:
         start = perf_counter()
@@ -118,3 +123,15 @@ class HealthChecks:
     def latest(self) -> dict[str, HealthResult]:
         """The most recent result of each check (checks run at scrape time)."""
         return dict(self._latest)
+
+
+def _gauges(result: HealthResult) -> dict[str, Any]:
+    out: dict[str, Any] = {
+        STATUS: {result.check: float(result.healthy)},
+        DURATION: {result.check: result.duration_seconds},
+    }
+    if result.check == "database":
+        out[DATABASE_STATUS] = float(result.healthy)
+        if result.healthy:
+            out[DATABASE_RESPONSE] = result.duration_seconds
+    return out

@@ -44,6 +44,7 @@ class Metrics:
         task_types: Sequence[str],
         task_queues: Sequence[str],
         source_options: SourceOptions,
+        health_history: int,
         multiprocess_dir: str | None,
     ) -> None:
         self.registry = registry
@@ -77,6 +78,7 @@ class Metrics:
                 "Health checks that failed, by check and reason (error, timeout, unhealthy).",
                 ("check", "reason"),
             ),
+            history_size=health_history,
             options=source_options,
         )
         if multiprocess_dir:
@@ -135,6 +137,7 @@ def instrument(
     task_queues: Sequence[str] = (),
     source_timeout: float = 2.0,
     source_ttl: float = 5.0,
+    health_history: int = 100,
 ) -> Metrics:
     """Instrument a FastAPI or Starlette ``app`` and serve ``metrics_path``.
 
@@ -154,6 +157,8 @@ def instrument(
         raise ValueError(f"metrics_path must start with '/' and not end with one: {metrics_path!r}")
     if label_cap < 1:
         raise ValueError("label_cap must be at least 1")
+    if health_history < 1:
+        raise ValueError("health_history must be at least 1")
     secret = _read_token(token, token_file)
 
     mp_dir = multiprocess.directory()
@@ -171,6 +176,7 @@ def instrument(
         task_types=task_types,
         task_queues=task_queues,
         source_options=SourceOptions(source_timeout, source_ttl),
+        health_history=health_history,
         multiprocess_dir=mp_dir,
     )
     endpoint = MetricsEndpoint(metrics.render, metrics.refresh, secret)

@@ -136,6 +136,12 @@ class ScrapeTimeValues:
             if due:
                 await asyncio.gather(*(self._run(s) for s in due))
 
+    def update(self, name: str, result: Values) -> None:
+        """Set source ``name``'s values from a run made outside a scrape (fresh for its ttl)."""
+        source = self._sources[name]
+        source.values = self._normalise(source, result)
+        source.fetched_at = monotonic()
+
     async def call(self, key: str, fn: Callable[[], Any]) -> Any:
         """Call the reader of source ``key``: an async one on the loop, a sync one on our pool.
 

@@ -66,6 +66,11 @@ def test_rejects_a_label_cap_below_one() -> None:
         isolated(FastAPI(), label_cap=0)
 
 
+def test_rejects_an_empty_health_history() -> None:
+    with pytest.raises(ValueError, match="health_history"):
+        isolated(FastAPI(), health_history=0)
+
+
 def test_a_rejected_instrument_registers_nothing() -> None:
     from prometheus_client import CollectorRegistry
 

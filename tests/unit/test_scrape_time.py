@@ -269,3 +269,24 @@ def test_instrument_source_options_apply_to_health_checks() -> None:
         text = scrape(app)
     assert len(seen) == 3
     assert value(text, "health_check_status", check="queue") == 1
+
+
+def test_running_a_check_on_demand_updates_what_the_next_scrape_serves() -> None:
+    app, metrics = make(source_ttl=60, health_history=3)
+    state = {"up": True}
+
+    async def database() -> bool:
+        return state["up"]
+
+    metrics.health.add("database", database)
+    assert value(scrape(app), "database_health_status") == 1
+    state["up"] = False
+    result = asyncio.run(metrics.health.run("database"))
+    assert result.healthy is False
+    text = scrape(app)  # within the ttl: no new scrape-time run, but the on-demand result
+    assert value(text, "database_health_status") == 0
+    assert value(text, "health_check_status", check="database") == 0
+    assert metrics.health.names() == ["database"]
+    for _ in range(5):
+        asyncio.run(metrics.health.run("database"))
+    assert len(metrics.health.history) == 3

@@ -1,0 +1,113 @@
+"""Settings from ``ASSISTANT_*`` environment variables, with defaults that work on 127.0.0.1."""
+
+from __future__ import annotations
+
+import logging
+import os
+import secrets
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TypeVar
+
+log = logging.getLogger("assistant")
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class Settings:
+    # URLs may carry passwords: kept out of repr(), like the tokens
+    database_url: str = field(
+        default="postgresql+asyncpg://postgres@127.0.0.1:5432/postgres", repr=False
+    )
+    redis_url: str = field(default="redis://127.0.0.1:6379/0", repr=False)
+    # Bearer token of the trusted client (the assistant's front end) for every API route.
+    api_token: str = field(default_factory=lambda: secrets.token_urlsafe(32), repr=False)
+    # Bearer token for /metrics (None: open); app_metrics reads the file itself.
+    metrics_token: str | None = field(default=None, repr=False)
+    metrics_token_file: str | None = None
+    host: str = "127.0.0.1"
+    port: int = 8000
+    session_ttl_seconds: float = 3600.0
+    verification_code_ttl_seconds: float = 300.0
+    verification_max_attempts: int = 5
+    # pool_size steady connections plus max_overflow burst ones; pool_timeout bounds the
+    # wait for a free one, connect_timeout a connect to a dead host.
+    db_pool_size: int = 5
+    db_max_overflow: int = 5
+    db_pool_timeout_seconds: float = 5.0
+    db_connect_timeout_seconds: float = 2.0
+    db_statement_timeout_seconds: float = 5.0
+    redis_timeout_seconds: float = 1.0
+    health_timeout_seconds: float = 2.0
+    # app_metrics: how long a scrape-time reader may take, and how long its value is reused
+    metrics_source_timeout_seconds: float = 2.0
+    metrics_source_ttl_seconds: float = 5.0
+
+    def __post_init__(self) -> None:
+        not_positive = [
+            name
+            for name, value in vars(self).items()
+            if name.endswith(("_seconds", "_attempts", "_pool_size"))
+            and name != "metrics_source_ttl_seconds"  # 0: read at every scrape
+            and not value > 0
+        ]
+        if not_positive:
+            raise ValueError(f"settings must be > 0: {', '.join(not_positive)}")
+        if self.metrics_source_ttl_seconds < 0 or self.db_max_overflow < 0:
+            raise ValueError("metrics_source_ttl_seconds and db_max_overflow must be >= 0")
+        if not 0 <= self.port <= 65535:
+            raise ValueError(f"port {self.port} is not within 0..65535")
+        if not self.api_token.strip():
+            raise ValueError("api_token must not be empty")
+
+    @property
+    def db_pool_capacity(self) -> int:
+        return self.db_pool_size + self.db_max_overflow
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] = os.environ) -> Settings:
+        """Each field from ``ASSISTANT_<FIELD NAME>`` (``ASSISTANT_DATABASE_URL``,
+        ``ASSISTANT_SESSION_TTL_SECONDS``, ...); unset ones keep their defaults.
+
+        The API token may also come from the file ``ASSISTANT_API_TOKEN_FILE``. Without
+        either, a random one is generated and logged: fine for a local run, and never a
+        fixed default that anyone could guess.
+        """
+        values: dict[str, object] = {}
+        for name, spec in cls.__dataclass_fields__.items():
+            variable = f"ASSISTANT_{name.upper()}"
+            if variable in env and name != "api_token":
+                values[name] = _parse(variable, env[variable], _TYPES[str(spec.type)])
+        api_token = _secret(env, "ASSISTANT_API_TOKEN")
+        if api_token is None:
+            api_token = secrets.token_urlsafe(32)
+            log.warning("ASSISTANT_API_TOKEN is not set; this run's API token is %s", api_token)
+        return cls(**values, api_token=api_token)  # type: ignore[arg-type]
+
+
+_TYPES: dict[str, Callable[[str], object]] = {
+    "str": str,
+    "str | None": str,
+    "int": int,
+    "float": float,
+}
+
+
+def _parse(name: str, raw: str, convert: Callable[[str], T]) -> T:
+    try:
+        return convert(raw.strip())
+    except ValueError:
+        raise ValueError(f"{name}={raw!r} is not a valid {convert.__name__}") from None
+
+
+def _secret(env: Mapping[str, str], name: str) -> str | None:
+    """``name`` or the contents of the file ``name_FILE`` (surrounding white space dropped)."""
+    path = env.get(f"{name}_FILE")
+    if path is not None and name in env:
+        raise ValueError(f"set {name} or {name}_FILE, not both")
+    value = Path(path).read_text() if path is not None else env.get(name)
+    if value is not None and not value.strip():
+        raise ValueError(f"{name} is empty")
+    return value.strip() if value is not None else None

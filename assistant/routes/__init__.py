@@ -1,0 +1,1 @@
+"""HTTP routes: users and phone verification, sessions (login/logout), health."""

@@ -1,0 +1,108 @@
+"""The specification's health endpoints, as JSON, without authentication.
+
+Each endpoint runs its checks now (a real ``SELECT 1``, a ``PING``) through
+``metrics.health.run``, so the answer is current, lands in the same bounded history as
+the checks ``/metrics`` runs, and the next scrape serves the same result. Unhealthy
+answers are 503, for load balancers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import statistics
+from datetime import UTC, datetime
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query
+from fastapi.responses import JSONResponse
+
+from app_metrics import HealthResult
+
+from ..services import Services, ServicesDep
+
+router = APIRouter(prefix="/health", tags=["health"])
+
+
+async def _run(svc: Services, name: str) -> HealthResult:
+    return await svc.metrics.health.run(name)
+
+
+def _result(result: HealthResult) -> dict[str, Any]:
+    return {
+        "check": result.check,
+        "status": "healthy" if result.healthy else "unhealthy",
+        "duration_seconds": round(result.duration_seconds, 6),
+        "checked_at": datetime.fromtimestamp(result.checked_at, UTC).isoformat(),
+        "error": result.error,
+    }
+
+
+def _answer(healthy: bool, body: dict[str, Any]) -> JSONResponse:
+    return JSONResponse(body, 200 if healthy else 503)
+
+
+def _pool(svc: Services) -> dict[str, Any]:
+    details: dict[str, Any] = svc.db.pool_details()
+    details["utilization"] = round(details["checked_out"] / details["capacity"], 4)
+    return details
+
+
+@router.get("/database")
+async def database(svc: ServicesDep) -> JSONResponse:
+    result = await _run(svc, "database")
+    body = _result(result)
+    body["response_time_seconds"] = body["duration_seconds"] if result.healthy else None
+    return _answer(result.healthy, body)
+
+
+@router.get("/database/pool")
+async def database_pool(svc: ServicesDep) -> dict[str, Any]:
+    return _pool(svc)
+
+
+@router.get("/database/performance")
+async def database_performance(svc: ServicesDep) -> dict[str, Any]:
+    """Response times of the recent database checks (a fresh one included)."""
+    await _run(svc, "database")
+    recent = [r for r in svc.metrics.health.history if r.check == "database"]
+    return {
+        "samples": len(recent),
+        "healthy_ratio": round(sum(r.healthy for r in recent) / len(recent), 4),
+        "response_time_seconds": _timing([r.duration_seconds for r in recent if r.healthy]),
+        "latest": _result(recent[-1]),
+        "pool": _pool(svc),
+    }
+
+
+def _timing(durations: list[float]) -> dict[str, float] | None:
+    """Last, mean, p95 (nearest rank) and max of ``durations``, given oldest first."""
+    if not durations:
+        return None
+    ordered = sorted(durations)
+    p95 = ordered[math.ceil(0.95 * len(ordered)) - 1]
+    stats = (durations[-1], statistics.fmean(ordered), p95, ordered[-1])
+    return dict(zip(("last", "mean", "p95", "max"), (round(x, 6) for x in stats), strict=True))
+
+
+@router.get("/overall")
+async def overall(svc: ServicesDep) -> JSONResponse:
+    results = await asyncio.gather(*(_run(svc, name) for name in svc.metrics.health.names()))
+    healthy = all(r.healthy for r in results)
+    body = {
+        "status": "healthy" if healthy else "unhealthy",
+        "checks": {r.check: _result(r) for r in results},
+    }
+    return _answer(healthy, body)
+
+
+@router.get("/history")
+async def history(
+    svc: ServicesDep,
+    check: str | None = None,
+    limit: Annotated[int | None, Query(ge=1)] = None,
+) -> dict[str, Any]:
+    """Recent check results, oldest first; the history keeps the last ``max_entries``."""
+    kept = svc.metrics.health.history
+    results = [_result(r) for r in kept if check is None or r.check == check]
+    return {"max_entries": kept.maxlen, "results": results[-limit:] if limit else results}

@@ -1,0 +1,34 @@
+"""What the routes use, built once per app and reached through ``Depends(services)``."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Annotated
+
+import redis.asyncio as aioredis
+from fastapi import Depends, Request
+
+import app_metrics
+
+from .config import Settings
+from .db import Database
+from .sessions import SessionStore
+from .verification import CodeSender, PhoneVerifications
+
+
+@dataclass(frozen=True)
+class Services:
+    settings: Settings
+    db: Database
+    redis: aioredis.Redis
+    sessions: SessionStore
+    verifications: PhoneVerifications
+    send_code: CodeSender
+    metrics: app_metrics.Metrics
+
+
+def services(request: Request) -> Services:
+    return request.app.state.services  # type: ignore[no-any-return]
+
+
+ServicesDep = Annotated[Services, Depends(services)]

@@ -1,0 +1,54 @@
+"""Drive the assistant app in-process, lifespan included (tests only)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+
+import httpx
+from fastapi import FastAPI
+from prometheus_client import CollectorRegistry
+from prometheus_client.parser import text_string_to_metric_families
+
+from assistant.app import create_app
+from assistant.config import Settings
+
+
+@dataclass
+class InProcess:
+    app: FastAPI
+    client: httpx.AsyncClient
+    codes: list[str] = field(default_factory=list)  # verification codes "sent", oldest first
+
+    async def scrape(self) -> str:
+        response = await self.client.get("/metrics")
+        response.raise_for_status()
+        return response.text
+
+
+@asynccontextmanager
+async def serve(settings: Settings, timeout: float = 10.0) -> AsyncIterator[InProcess]:
+    """Start an app on its own registry (its lifespan too), with a client speaking ASGI to
+    it and the codes it sends recorded instead of delivered; stop it on exit."""
+    codes: list[str] = []
+
+    async def record(phone: str, code: str) -> None:
+        codes.append(code)
+
+    app = create_app(settings, registry=CollectorRegistry(), send_code=record)
+    transport = httpx.ASGITransport(app=app)
+    async with (
+        app.router.lifespan_context(app),
+        httpx.AsyncClient(transport=transport, base_url="http://assistant", timeout=timeout) as c,
+    ):
+        yield InProcess(app, c, codes)
+
+
+def metric(text: str, name: str, **labels: str) -> float | None:
+    """The value of sample ``name{labels}`` in an exposition, or None when it is absent."""
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name == name and sample.labels == labels:
+                return float(sample.value)
+    return None
