@@ -190,6 +190,7 @@ def test_python_m_assistant_serves_from_the_environment(
             scrape = client.get("/metrics", headers={"Authorization": "Bearer scrape-token"})
             assert metric(scrape.text, "user_registrations_total") == 1
             assert metric(scrape.text, "registered_users") == 1
+            assert _container_healthcheck(env) == 0
     finally:
         proc.send_signal(signal.SIGTERM)
         try:
@@ -201,6 +202,13 @@ def test_python_m_assistant_serves_from_the_environment(
     # uvicorn shuts down cleanly, then re-raises the SIGTERM it caught
     assert proc.returncode in (0, -signal.SIGTERM), output
     assert "Application shutdown complete" in output
+    assert _container_healthcheck(env) == 1  # nothing answers any more
+
+
+def _container_healthcheck(env: dict[str, str]) -> int:
+    """The Dockerfile's HEALTHCHECK command, run against this port."""
+    check = [sys.executable, "-m", "assistant.healthcheck"]
+    return subprocess.run(check, cwd=REPO, env=env, capture_output=True, timeout=30).returncode
 
 
 def _answers(client: httpx.Client, path: str) -> bool:
