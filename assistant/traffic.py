@@ -1,0 +1,274 @@
+"""``python -m assistant.traffic``: a realistic, bounded mix of requests against the API.
+
+    python -m assistant.traffic --rate 20 --duration 60 [--url http://127.0.0.1:8000]
+
+Every route is exercised, including 4xx on purpose (duplicate e-mails, invalid payloads,
+unknown users, wrong codes, bad tokens); 5xx and failed deliveries come from the simulated
+providers' failure rates. Bounded in rate, request count and time; a progress line every few
+seconds and a summary per action at the end. With ``--redis-url`` (dev only) it reads the
+pending verification codes so that some verifications succeed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import random
+import statistics
+import sys
+import time
+from collections import Counter, defaultdict
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+
+import httpx
+
+Action = Callable[["Traffic"], Awaitable[httpx.Response | None]]
+
+
+@dataclass
+class Traffic:
+    client: httpx.AsyncClient
+    token: str
+    rng: random.Random
+    redis: object | None = None  # redis.asyncio.Redis, to read pending codes (dev only)
+    users: list[int] = field(default_factory=list)
+    sessions: list[str] = field(default_factory=list)
+
+    @property
+    def api(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.token}"}
+
+    def user(self) -> int | None:
+        return self.rng.choice(self.users) if self.users else None
+
+
+# --- actions: each sends one request (or none when it has nothing to act on) ----------------
+
+
+async def register(t: Traffic) -> httpx.Response:
+    n = t.rng.randrange(10**9)
+    body = {"email": f"user{n}@example.test", "name": f"User {n}", "phone": f"+1555{n % 10**7:07d}"}
+    response = await t.client.post("/users", headers=t.api, json=body)
+    if response.status_code == 201:
+        t.users.append(response.json()["id"])
+    return response
+
+
+async def register_duplicate(t: Traffic) -> httpx.Response | None:
+    uid = t.user()
+    if uid is None:
+        return None
+    user = (await t.client.get(f"/users/{uid}", headers=t.api)).json()
+    body = {"email": user["email"], "name": "Again"}
+    return await t.client.post("/users", headers=t.api, json=body)  # 409
+
+
+async def register_invalid(t: Traffic) -> httpx.Response:
+    body = t.rng.choice([{"email": "not-an-address", "name": "X"}, {"name": ""}, {}])
+    return await t.client.post("/users", headers=t.api, json=body)  # 422
+
+
+async def read_user(t: Traffic) -> httpx.Response | None:
+    uid = t.user()
+    return None if uid is None else await t.client.get(f"/users/{uid}", headers=t.api)
+
+
+async def read_unknown_user(t: Traffic) -> httpx.Response:
+    return await t.client.get(f"/users/{10**8 + t.rng.randrange(10**6)}", headers=t.api)  # 404
+
+
+async def bad_token(t: Traffic) -> httpx.Response:
+    headers = {"Authorization": "Bearer wrong"}
+    return await t.client.get(f"/users/{t.user() or 1}", headers=headers)  # 401
+
+
+async def login(t: Traffic) -> httpx.Response | None:
+    uid = t.user()
+    if uid is None:
+        return None
+    user = (await t.client.get(f"/users/{uid}", headers=t.api)).json()
+    response = await t.client.post("/sessions", headers=t.api, json={"email": user["email"]})
+    if response.status_code == 201:
+        t.sessions.append(response.json()["token"])
+    return response
+
+
+async def me(t: Traffic) -> httpx.Response | None:
+    if not t.sessions:
+        return None
+    token = t.rng.choice(t.sessions)
+    return await t.client.get("/users/me", headers={"Authorization": f"Bearer {token}"})
+
+
+async def logout(t: Traffic) -> httpx.Response | None:
+    if not t.sessions:
+        return None
+    token = t.sessions.pop(t.rng.randrange(len(t.sessions)))
+    return await t.client.delete("/sessions/current", headers={"Authorization": f"Bearer {token}"})
+
+
+async def verify_phone(t: Traffic) -> httpx.Response | None:
+    uid = t.user()
+    if uid is None:
+        return None
+    sent = await t.client.post(f"/users/{uid}/phone/verification", headers=t.api, json={})
+    if sent.status_code != 202:
+        return sent
+    code = await pending_code(t, uid) if t.rng.random() < 0.7 else None
+    answer = {"code": code or f"{t.rng.randrange(10**6):06d}"}  # a wrong guess: "failed"
+    url = f"/users/{uid}/phone/verification/confirm"
+    return await t.client.post(url, headers=t.api, json=answer)
+
+
+async def pending_code(t: Traffic, uid: int) -> str | None:
+    if t.redis is None:
+        return None
+    value = await t.redis.hget(f"assistant:phone_code:{uid}", "code")  # type: ignore[attr-defined]
+    return value.decode() if isinstance(value, bytes) else value
+
+
+async def health(t: Traffic) -> httpx.Response:
+    path = t.rng.choice(["/health/overall", "/health/database", "/health/database/pool"])
+    return await t.client.get(path)
+
+
+# relative weights of the mix
+MIX: dict[str, tuple[Action, int]] = {
+    "register": (register, 10),
+    "register_duplicate": (register_duplicate, 1),
+    "register_invalid": (register_invalid, 1),
+    "read_user": (read_user, 20),
+    "read_unknown_user": (read_unknown_user, 2),
+    "bad_token": (bad_token, 1),
+    "login": (login, 8),
+    "me": (me, 15),
+    "logout": (logout, 4),
+    "verify_phone": (verify_phone, 4),
+    "health": (health, 3),
+}
+
+
+# --- running the mix ------------------------------------------------------------------------
+
+
+@dataclass
+class Stats:
+    statuses: dict[str, Counter[str]] = field(default_factory=lambda: defaultdict(Counter))
+    latencies: dict[str, list[float]] = field(default_factory=lambda: defaultdict(list))
+    sent: int = 0
+
+    def record(self, action: str, outcome: str, seconds: float) -> None:
+        self.sent += 1
+        self.statuses[action][outcome] += 1
+        self.latencies[action].append(seconds)
+
+    def summary(self, elapsed: float) -> str:
+        lines = [f"{self.sent} requests in {elapsed:.1f}s ({self.sent / max(elapsed, 1e-9):.1f}/s)"]
+        lines.append(f"{'action':20s} {'count':>6s} {'p50 ms':>8s} {'p95 ms':>8s}  statuses")
+        for action in sorted(self.statuses):
+            times = sorted(self.latencies[action])
+            p50 = statistics.median(times) * 1000
+            p95 = times[min(len(times) - 1, int(0.95 * len(times)))] * 1000
+            mix = " ".join(f"{k}:{v}" for k, v in sorted(self.statuses[action].items()))
+            lines.append(f"{action:20s} {len(times):6d} {p50:8.1f} {p95:8.1f}  {mix}")
+        return "\n".join(lines)
+
+
+async def one(traffic: Traffic, stats: Stats, name: str, action: Action) -> None:
+    start = time.perf_counter()
+    try:
+        response = await action(traffic)
+    except httpx.HTTPError as exc:
+        stats.record(name, type(exc).__name__, time.perf_counter() - start)
+        return
+    if response is not None:
+        stats.record(name, str(response.status_code), time.perf_counter() - start)
+
+
+async def run(args: argparse.Namespace, transport: httpx.AsyncBaseTransport | None = None) -> Stats:
+    """Send the mix; ``transport`` replaces the network (tests drive an app in-process)."""
+    rng = random.Random(args.seed)
+    names = list(MIX)
+    weights = [MIX[n][1] for n in names]
+    redis = None
+    if args.redis_url:
+        import redis.asyncio as aioredis
+
+        redis = aioredis.from_url(args.redis_url)
+    stats = Stats()
+    total = min(args.max_requests, int(args.rate * args.duration))
+    limits = httpx.Limits(max_connections=args.concurrency)
+    async with httpx.AsyncClient(
+        base_url=args.url, timeout=args.timeout, limits=limits, transport=transport
+    ) as client:
+        traffic = Traffic(client, args.token, rng, redis)
+        gate = asyncio.Semaphore(args.concurrency)
+        start = time.monotonic()
+        next_report = start + args.progress
+        pending: set[asyncio.Task[None]] = set()
+
+        async def guarded(name: str) -> None:
+            async with gate:
+                await one(traffic, stats, name, MIX[name][0])
+
+        for i in range(total):
+            delay = start + i / args.rate - time.monotonic()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            if time.monotonic() - start > args.duration:
+                break
+            name = rng.choices(names, weights)[0]
+            task = asyncio.create_task(guarded(name))
+            pending.add(task)
+            task.add_done_callback(pending.discard)
+            if time.monotonic() >= next_report:
+                print(f"[{time.monotonic() - start:5.1f}s] {stats.sent} requests, "
+                      f"{len(traffic.users)} users, {len(traffic.sessions)} sessions",
+                      file=sys.stderr, flush=True)  # fmt: skip
+                next_report += args.progress
+        if pending:
+            await asyncio.wait(pending, timeout=args.timeout + 1)
+        elapsed = time.monotonic() - start
+    if redis is not None:
+        await redis.aclose()  # type: ignore[attr-defined]
+    print(stats.summary(elapsed))
+    return stats
+
+
+def parse(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(
+        prog="python -m assistant.traffic", description=__doc__.split("\n")[0]
+    )
+    p.add_argument("--url", default=os.environ.get("ASSISTANT_URL", "http://127.0.0.1:8000"))
+    p.add_argument("--token", default=os.environ.get("ASSISTANT_API_TOKEN", ""),
+                   help="the API token (default: $ASSISTANT_API_TOKEN)")  # fmt: skip
+    p.add_argument("--rate", type=float, default=20.0, help="requests per second (max 500)")
+    p.add_argument("--duration", type=float, default=60.0, help="seconds (max 86400)")
+    p.add_argument("--max-requests", type=int, default=1_000_000)
+    p.add_argument("--concurrency", type=int, default=20)
+    p.add_argument("--timeout", type=float, default=10.0, help="per request, seconds")
+    p.add_argument("--progress", type=float, default=5.0, help="seconds between progress lines")
+    p.add_argument("--seed", type=int, default=None)
+    p.add_argument("--redis-url", default=os.environ.get("ASSISTANT_TRAFFIC_REDIS_URL"),
+                   help="read pending verification codes from Redis (dev only)")  # fmt: skip
+    args = p.parse_args(argv)
+    if not 0 < args.rate <= 500:
+        p.error("--rate must be in (0, 500]")
+    if not 0 < args.duration <= 86_400:
+        p.error("--duration must be in (0, 86400]")
+    if args.max_requests < 1 or args.concurrency < 1:
+        p.error("--max-requests and --concurrency must be at least 1")
+    if not args.token:
+        p.error("an API token is needed: --token or ASSISTANT_API_TOKEN")
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    asyncio.run(run(parse(argv)))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

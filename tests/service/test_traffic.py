@@ -1,0 +1,59 @@
+"""The traffic generator drives every route of the mix and moves the metrics it should."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import httpx
+import pytest
+
+from assistant import Settings
+from assistant.traffic import MIX, parse, run
+from tests.service.backends import Postgres, Redis
+
+from .harness import metric, serve
+
+pytestmark = [pytest.mark.service, pytest.mark.anyio]
+
+TOKEN = "traffic-token"
+
+
+async def test_a_short_run_exercises_the_mix_and_the_metrics(
+    fresh_database: Postgres, redis_flushed: Redis, capsys: pytest.CaptureFixture[str]
+) -> None:
+    settings = Settings(
+        database_url=fresh_database.url,
+        redis_url=redis_flushed.url,
+        api_token=TOKEN,
+        metrics_source_ttl_seconds=0,
+    )
+    async with serve(settings) as service:
+        argv = ["--url", "http://assistant", "--token", TOKEN, "--rate", "250",
+                "--duration", "4", "--seed", "7", "--redis-url", redis_flushed.url]  # fmt: skip
+        stats = await run(parse(argv), transport=httpx.ASGITransport(app=service.app))
+        text = await service.scrape()
+
+    assert 500 <= stats.sent <= 1000
+    assert set(stats.statuses) == set(MIX), "every action ran"
+    seen = {status for counts in stats.statuses.values() for status in counts}
+    assert {"200", "201", "401", "404", "409", "422"} <= seen
+    assert (metric(text, "user_registrations_total") or 0) >= 50
+    assert (metric(text, "phone_verifications_total", status="verified") or 0) >= 1
+    assert (metric(text, "phone_verifications_total", status="failed") or 0) >= 1
+    assert (metric(text, "active_sessions") or 0) >= 1
+    summary = capsys.readouterr().out
+    assert summary.splitlines()[0].startswith(f"{stats.sent} requests in")
+
+
+def test_bad_arguments_are_refused_with_a_clear_message() -> None:
+    for argv, message in (
+        (["--token", "t", "--rate", "0"], "--rate must be in (0, 500]"),
+        (["--token", "t", "--duration", "100000"], "--duration must be in (0, 86400]"),
+        ([], "an API token is needed"),
+    ):
+        cmd = [sys.executable, "-m", "assistant.traffic", *argv]
+        env = {"PATH": "/usr/bin:/bin"}
+        done = subprocess.run(cmd, capture_output=True, text=True, timeout=60, env=env)
+        assert done.returncode == 2
+        assert message in done.stderr
