@@ -15,23 +15,21 @@ from prometheus_client import CollectorRegistry
 
 import app_metrics
 
-from . import errors
+from . import errors, oauth
 from .config import Settings
 from .db import Database, is_unavailable
 from .redis_client import create_redis
 from .routes import health, sessions, users
+from .routes import sms as sms_routes
+from .routes import tasks as task_routes
 from .services import Services
 from .sessions import SessionStore
+from .sms import SmsService
+from .tasks import TASK_KINDS, TaskService
 from .verification import CodeSender, PhoneVerifications
+from .worker import Loop, Worker, create_worker_redis
 
 log = logging.getLogger("assistant")
-
-
-async def log_instead_of_sms(phone: str, code: str) -> None:
-    """Until SMS delivery exists: say a code was issued, without the code or the number."""
-    log.info(
-        "verification code issued for a phone ending in %s (SMS delivery not built)", phone[-2:]
-    )
 
 
 @asynccontextmanager
@@ -44,9 +42,11 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
             raise
         # start anyway: health says unhealthy, DB routes answer 503, first use creates it
         log.warning("database unavailable at start (%s); schema creation deferred", exc)
+    svc.worker.start()  # the delivery loops: SMS and task queues
     try:
         yield
     finally:
+        await svc.worker.stop()
         await svc.redis.aclose()
         await svc.db.dispose()
 
@@ -55,13 +55,14 @@ def create_app(
     settings: Settings | None = None,
     *,
     registry: CollectorRegistry | None = None,
-    send_code: CodeSender = log_instead_of_sms,
+    send_code: CodeSender | None = None,
 ) -> FastAPI:
-    """The app; ``registry`` defaults to prometheus_client's global one (one app per process)."""
+    """The app; ``registry`` defaults to prometheus_client's global one (one app per process).
+    ``send_code`` replaces the SMS that carries verification codes."""
     settings = settings or Settings.from_env()
     app = FastAPI(title="Personal assistant API", version="0.1.0", lifespan=lifespan)
     errors.install(app)
-    for module in (users, sessions, health):
+    for module in (users, sessions, health, sms_routes, task_routes):
         app.include_router(module.router)
 
     metrics = app_metrics.instrument(
@@ -72,6 +73,10 @@ def create_app(
         exclude_paths=[route.path for route in health.router.routes],  # probes, not API traffic
         source_timeout=settings.metrics_source_timeout_seconds,
         source_ttl=settings.metrics_source_ttl_seconds,
+        sms_providers=[p.name for p in settings.sms_provider_profiles],
+        task_types=TASK_KINDS,
+        task_queues=settings.task_queue_names,
+        oauth_providers=oauth.PROVIDERS,
     )
     db = Database(settings)
     redis = create_redis(settings)
@@ -91,6 +96,34 @@ def create_app(
     metrics.database.pool_from(pool_stats)
     metrics.users.active_sessions_from(session_store.count_active)
     metrics.users.registered_users_from(db.count_users)
+    sms = SmsService(redis, settings.sms_provider_profiles, metrics, settings.queue_max_deliveries)
+    tasks = TaskService(
+        redis,
+        db,
+        sms,
+        metrics,
+        queues=settings.task_queue_names,
+        profiles=settings.task_profile_map,
+        timeout=settings.task_timeout_seconds,
+        max_deliveries=settings.queue_max_deliveries,
+    )
+    metrics.sms.queue_length_from(sms.queue.length)
+    metrics.tasks.queue_lengths_from(tasks.queue_lengths)
+    worker_redis = create_worker_redis(settings)
+    handlers = [(sms.queue, sms.deliver)] + [(q, tasks.run) for q in tasks.queues.values()]
+    worker = Worker(
+        [
+            Loop(
+                queue.consumer(worker_redis, settings.queue_dead_consumer_seconds),
+                handle,
+                settings.queue_block_seconds,
+            )
+            for queue, handle in handlers
+        ],
+        worker_redis,
+        settings.worker_stop_timeout_seconds,
+    )
+    oauth.install(app, metrics, db)  # routes, app.state.oauth, scrape-time gauges
 
     app.state.services = Services(
         settings=settings,
@@ -98,7 +131,10 @@ def create_app(
         redis=redis,
         sessions=session_store,
         verifications=verifications,
-        send_code=send_code,
+        send_code=send_code or sms.send_code,
         metrics=metrics,
+        sms=sms,
+        tasks=tasks,
+        worker=worker,
     )
     return app

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import secrets
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -44,6 +45,26 @@ class Settings:
     # app_metrics: how long a scrape-time reader may take, and how long its value is reused
     metrics_source_timeout_seconds: float = 2.0
     metrics_source_ttl_seconds: float = 5.0
+    # SMS providers, tried in this order (failover): "name:key=value,...;name:..." with
+    # latency (seconds), failure (probability 0..1) and cost (per delivered message).
+    sms_providers: str = (
+        "twilio:latency=0.05,failure=0.02,cost=0.0079;vonage:latency=0.08,failure=0.03,cost=0.0068"
+    )
+    # Background task kinds, the same format: simulated latency and failure probability,
+    # on top of the real work a kind does.
+    task_profiles: str = (
+        "send_reminder:latency=0.02,failure=0;refresh_tokens:latency=0.1,failure=0.05;"
+        "cleanup_sessions:latency=0,failure=0"
+    )
+    task_queues: str = "default,maintenance"  # comma-separated; the first is the default
+    task_timeout_seconds: float = 10.0
+    # the reliable queues (queue.py): how long a consumer blocks waiting, when a consumer
+    # without a heartbeat is dead (its unacknowledged entries go back to the queue), and
+    # how often one entry may be taken before it is recorded as failed
+    queue_block_seconds: float = 0.5
+    queue_dead_consumer_seconds: float = 30.0
+    queue_max_deliveries: int = 3
+    worker_stop_timeout_seconds: float = 5.0
 
     def __post_init__(self) -> None:
         not_positive = [
@@ -61,6 +82,31 @@ class Settings:
             raise ValueError(f"port {self.port} is not within 0..65535")
         if not self.api_token.strip():
             raise ValueError("api_token must not be empty")
+        if self.queue_max_deliveries < 1:
+            raise ValueError("queue_max_deliveries must be >= 1")
+        if self.queue_dead_consumer_seconds <= self.task_timeout_seconds + self.queue_block_seconds:
+            # a live consumer busy with a job must not look dead
+            raise ValueError(
+                "queue_dead_consumer_seconds must exceed task_timeout_seconds + queue_block_seconds"
+            )
+        if not self.sms_provider_profiles:
+            raise ValueError("sms_providers names no provider")
+        if not self.task_queue_names:
+            raise ValueError("task_queues names no queue")
+        self.task_profile_map  # noqa: B018 (validates the format)
+
+    @property
+    def sms_provider_profiles(self) -> tuple[Profile, ...]:
+        return parse_profiles("ASSISTANT_SMS_PROVIDERS", self.sms_providers, _SMS_KEYS)
+
+    @property
+    def task_profile_map(self) -> dict[str, Profile]:
+        profiles = parse_profiles("ASSISTANT_TASK_PROFILES", self.task_profiles, _TASK_KEYS)
+        return {profile.name: profile for profile in profiles}
+
+    @property
+    def task_queue_names(self) -> tuple[str, ...]:
+        return tuple(name.strip() for name in self.task_queues.split(",") if name.strip())
 
     @property
     def db_pool_capacity(self) -> int:
@@ -85,6 +131,40 @@ class Settings:
             api_token = secrets.token_urlsafe(32)
             log.warning("ASSISTANT_API_TOKEN is not set; this run's API token is %s", api_token)
         return cls(**values, api_token=api_token)  # type: ignore[arg-type]
+
+
+@dataclass(frozen=True)
+class Profile:
+    """One simulated SMS provider or task kind."""
+
+    name: str
+    latency: float = 0.0  # seconds per call
+    failure: float = 0.0  # probability 0..1 that a call fails
+    cost: float = 0.0  # per delivered message (SMS only)
+
+
+_SMS_KEYS = ("latency", "failure", "cost")
+_TASK_KEYS = ("latency", "failure")
+_NAME = re.compile(r"[a-z][a-z0-9_]{0,31}")
+
+
+def parse_profiles(variable: str, raw: str, keys: tuple[str, ...]) -> tuple[Profile, ...]:
+    """``"twilio:latency=0.05,failure=0.02,cost=0.0079;vonage:..."`` as profiles, in order."""
+    profiles: list[Profile] = []
+    for entry in filter(None, (part.strip() for part in raw.split(";"))):
+        name, _, options = (text.strip() for text in entry.partition(":"))
+        if not _NAME.fullmatch(name) or name in {p.name for p in profiles}:
+            raise ValueError(f"{variable}: {name!r} is not a valid (or is a repeated) name")
+        values: dict[str, float] = {}
+        for option in filter(None, (part.strip() for part in options.split(","))):
+            key, _, number = (text.strip() for text in option.partition("="))
+            if key not in keys:
+                raise ValueError(f"{variable}: unknown key {key!r} for {name} (use {keys})")
+            values[key] = _parse(f"{variable} {name}.{key}", number, float)
+            if not values[key] >= 0 or (key == "failure" and values[key] > 1):
+                raise ValueError(f"{variable}: {name}.{key}={number} is out of range")
+        profiles.append(Profile(name, **values))
+    return tuple(profiles)
 
 
 _TYPES: dict[str, Callable[[str], object]] = {

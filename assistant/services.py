@@ -13,7 +13,10 @@ import app_metrics
 from .config import Settings
 from .db import Database
 from .sessions import SessionStore
+from .sms import SmsService
+from .tasks import TaskService
 from .verification import CodeSender, PhoneVerifications
+from .worker import Worker
 
 
 @dataclass(frozen=True)
@@ -25,6 +28,9 @@ class Services:
     verifications: PhoneVerifications
     send_code: CodeSender
     metrics: app_metrics.Metrics
+    sms: SmsService
+    tasks: TaskService
+    worker: Worker  # the delivery loops (SMS and task queues)
 
 
 def services(request: Request) -> Services:

@@ -35,6 +35,7 @@ class Traffic:
     redis: object | None = None  # redis.asyncio.Redis, to read pending codes (dev only)
     users: list[int] = field(default_factory=list)
     sessions: list[str] = field(default_factory=list)
+    integrations: set[tuple[int, str]] = field(default_factory=set)  # (user, provider)
 
     @property
     def api(self) -> dict[str, str]:
@@ -129,6 +130,72 @@ async def pending_code(t: Traffic, uid: int) -> str | None:
     return value.decode() if isinstance(value, bytes) else value
 
 
+PROVIDERS = ("google", "microsoft", "github")
+
+
+async def oauth_connect(t: Traffic) -> httpx.Response | None:
+    uid = t.user()
+    if uid is None:
+        return None
+    provider = t.rng.choice(PROVIDERS)  # 201, 409 when connected already, 502 when refused
+    response = await t.client.post(
+        f"/users/{uid}/integrations", headers=t.api, json={"provider": provider}
+    )
+    if response.status_code == 201:
+        t.integrations.add((uid, provider))
+    return response
+
+
+def _integration(t: Traffic) -> tuple[int, str] | None:
+    """Mostly a connected one; sometimes one that is not (a 404)."""
+    if t.integrations and t.rng.random() < 0.9:
+        return t.rng.choice(sorted(t.integrations))
+    uid = t.user()
+    return None if uid is None else (uid, t.rng.choice(PROVIDERS))
+
+
+async def oauth_refresh(t: Traffic) -> httpx.Response | None:
+    pair = _integration(t)
+    if pair is None:
+        return None
+    url = f"/users/{pair[0]}/integrations/{pair[1]}/refresh"
+    return await t.client.post(url, headers=t.api)  # 200, 404, or 502 from the provider
+
+
+async def oauth_revoke(t: Traffic) -> httpx.Response | None:
+    pair = _integration(t)
+    if pair is None:
+        return None
+    t.integrations.discard(pair)
+    return await t.client.delete(f"/users/{pair[0]}/integrations/{pair[1]}", headers=t.api)
+
+
+async def send_sms(t: Traffic) -> httpx.Response | None:
+    uid = t.user()
+    if uid is None:
+        return None
+    body = {"user_id": uid, "body": t.rng.choice(["Your meeting starts in 10 minutes", "Hi!"])}
+    return await t.client.post("/sms", headers=t.api, json=body)  # 202; delivery is async
+
+
+async def sms_counts(t: Traffic) -> httpx.Response | None:
+    uid = t.user()
+    return None if uid is None else await t.client.get(f"/users/{uid}/sms", headers=t.api)
+
+
+async def enqueue_task(t: Traffic) -> httpx.Response:
+    kind = t.rng.choice(["send_reminder", "refresh_tokens", "cleanup_sessions", "no_such_task"])
+    body: dict[str, object] = {"type": kind}  # an unknown kind is a 422
+    if kind == "send_reminder" and t.users:
+        body["user_id"] = t.rng.choice(t.users)
+    return await t.client.post("/tasks", headers=t.api, json=body)
+
+
+async def oauth_list(t: Traffic) -> httpx.Response | None:
+    uid = t.user()
+    return None if uid is None else await t.client.get(f"/users/{uid}/integrations", headers=t.api)
+
+
 async def health(t: Traffic) -> httpx.Response:
     path = t.rng.choice(["/health/overall", "/health/database", "/health/database/pool"])
     return await t.client.get(path)
@@ -146,6 +213,13 @@ MIX: dict[str, tuple[Action, int]] = {
     "me": (me, 15),
     "logout": (logout, 4),
     "verify_phone": (verify_phone, 4),
+    "oauth_connect": (oauth_connect, 5),
+    "oauth_refresh": (oauth_refresh, 6),
+    "oauth_revoke": (oauth_revoke, 2),
+    "oauth_list": (oauth_list, 3),
+    "send_sms": (send_sms, 8),
+    "sms_counts": (sms_counts, 2),
+    "enqueue_task": (enqueue_task, 6),
     "health": (health, 3),
 }
 

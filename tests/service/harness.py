@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -30,13 +31,16 @@ class InProcess:
 @asynccontextmanager
 async def serve(settings: Settings, timeout: float = 10.0) -> AsyncIterator[InProcess]:
     """Start an app on its own registry (its lifespan too), with a client speaking ASGI to
-    it and the codes it sends recorded instead of delivered; stop it on exit."""
+    it and the codes it sends (as SMS, through the queue) recorded; stop it on exit."""
     codes: list[str] = []
+    app = create_app(settings, registry=CollectorRegistry())
+    services = app.state.services
 
     async def record(phone: str, code: str) -> None:
+        await services.sms.send_code(phone, code)  # the real path: an SMS through the queue
         codes.append(code)
 
-    app = create_app(settings, registry=CollectorRegistry(), send_code=record)
+    app.state.services = dataclasses.replace(services, send_code=record)
     transport = httpx.ASGITransport(app=app)
     async with (
         app.router.lifespan_context(app),

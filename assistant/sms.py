@@ -1,0 +1,165 @@
+"""SMS through simulated providers, queued in Redis and delivered by the worker.
+
+Accepting a message (``enqueue``) is one MULTI transaction: its record
+``assistant:sms:<id>`` (status ``queued``), the queue entry and the user's ``accepted``
+count. Either all are stored or the caller gets a 503; a 202 always means stored.
+
+Delivery (``deliver``, run by the worker) routes by **failover**: the providers in their
+configured order, the next one when one fails. Every provider call is recorded in
+``sms_messages_total{status,provider}`` and ``sms_processing_duration_seconds{provider}``,
+the cost of a delivered message in ``sms_cost_total{provider}``. When every provider
+failed, or the entry was already taken ``queue_max_deliveries`` times (consumers died with
+it), the message is recorded as ``failed``. Per-user counts (``accepted``, ``delivered``,
+``failed``) live in the hash ``assistant:sms_user:<id>``: an API route reads them, and
+no user id ever becomes a metric label.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import random
+import time
+import uuid
+from dataclasses import dataclass
+from time import perf_counter
+
+import redis.asyncio as aioredis
+
+import app_metrics
+
+from .config import Profile
+from .queue import ReliableQueue
+from .redis_client import PREFIX, redis_available
+
+log = logging.getLogger("assistant")
+
+SMS_QUEUE = "sms"
+RECORD_KEY = PREFIX + "sms:"
+USER_KEY = PREFIX + "sms_user:"
+RECORD_TTL_SECONDS = 7 * 24 * 3600
+FINAL = ("delivered", "failed")
+
+
+class ProviderError(Exception):
+    pass
+
+
+@dataclass(frozen=True)
+class Provider:
+    """A simulated provider: it takes ``latency`` seconds (±50 %), fails with probability
+    ``failure`` and bills ``cost`` per delivered message."""
+
+    profile: Profile
+
+    @property
+    def name(self) -> str:
+        return self.profile.name
+
+    async def send(self, to: str, body: str) -> None:
+        await asyncio.sleep(self.profile.latency * random.uniform(0.5, 1.5))
+        if random.random() < self.profile.failure:
+            raise ProviderError(f"{self.name} rejected the message")
+
+
+def verification_text(code: str) -> str:
+    return f"Your verification code is {code}"
+
+
+class SmsService:
+    def __init__(
+        self,
+        redis: aioredis.Redis,
+        providers: tuple[Profile, ...],
+        metrics: app_metrics.Metrics,
+        max_deliveries: int,
+    ) -> None:
+        self.redis = redis
+        self.queue = ReliableQueue(redis, SMS_QUEUE)
+        self.providers = tuple(Provider(p) for p in providers)
+        self.metrics = metrics
+        self.max_deliveries = max_deliveries
+
+    async def enqueue(self, to: str, body: str, user_id: int | None = None) -> str:
+        """Store a message for delivery; returns its id (503 when Redis is unavailable)."""
+        sms_id = uuid.uuid4().hex
+        entry = json.dumps({"id": sms_id, "to": to, "body": body, "user_id": user_id})
+        record = {"status": "queued", "user_id": user_id or "", "accepted_at": time.time()}
+        with redis_available():
+            async with self.redis.pipeline(transaction=True) as tx:
+                tx.hset(RECORD_KEY + sms_id, mapping=record)
+                tx.expire(RECORD_KEY + sms_id, RECORD_TTL_SECONDS)
+                tx.lpush(self.queue.key, entry)
+                if user_id is not None:
+                    tx.hincrby(USER_KEY + str(user_id), "accepted", 1)
+                await tx.execute()
+        return sms_id
+
+    async def send_code(self, phone: str, code: str) -> None:
+        """The phone-verification ``CodeSender``: the code goes out as an SMS."""
+        await self.enqueue(phone, verification_text(code))
+
+    async def status(self, sms_id: str) -> dict[str, str] | None:
+        with redis_available():
+            record = await self.redis.hgetall(RECORD_KEY + sms_id)
+        return record or None
+
+    async def user_counts(self, user_id: int) -> dict[str, int]:
+        with redis_available():
+            counts = await self.redis.hgetall(USER_KEY + str(user_id))
+        return {k: int(counts.get(k, 0)) for k in ("accepted", "delivered", "failed")}
+
+    async def deliver(self, entry: str) -> None:
+        """The worker's handler for one queue entry."""
+        message = json.loads(entry)
+        key = RECORD_KEY + message["id"]
+        deliveries = await self.redis.hincrby(key, "deliveries", 1)
+        if await self.redis.hget(key, "status") in FINAL:
+            return  # settled before a crash lost the acknowledgement
+        if deliveries > self.max_deliveries:
+            log.warning("SMS %s: taken %d times, recorded as failed", message["id"], deliveries)
+            await self._settle(message, "failed", error="retries_exhausted")
+            return
+        tried: list[str] = []
+        for provider in self.providers:
+            tried.append(provider.name)
+            start = perf_counter()
+            try:
+                await provider.send(message["to"], message["body"])
+            except ProviderError:
+                self.metrics.sms.message(
+                    provider.name, "failure", duration_seconds=perf_counter() - start
+                )
+                continue
+            self.metrics.sms.message(
+                provider.name,
+                "success",
+                cost=provider.profile.cost,
+                duration_seconds=perf_counter() - start,
+            )
+            await self._settle(message, "delivered", provider=provider.name, tried=tried)
+            return
+        await self._settle(message, "failed", error="all_providers_failed", tried=tried)
+
+    async def _settle(
+        self,
+        message: dict[str, object],
+        status: str,
+        *,
+        provider: str = "",
+        error: str = "",
+        tried: list[str] | None = None,
+    ) -> None:
+        record = {
+            "status": status,
+            "provider": provider,
+            "error": error,
+            "tried": ",".join(tried or []),
+            "settled_at": time.time(),
+        }
+        async with self.redis.pipeline(transaction=True) as tx:
+            tx.hset(RECORD_KEY + str(message["id"]), mapping=record)
+            if message.get("user_id") is not None:
+                tx.hincrby(USER_KEY + str(message["user_id"]), status, 1)
+            await tx.execute()

@@ -1,0 +1,146 @@
+"""The delivery loops: one asyncio task per queue, started and stopped by the app's lifespan.
+
+Each loop heartbeats (recovering what dead consumers held), takes one entry, hands it to
+its handler and acknowledges it once the handler has recorded the outcome. When Redis
+cannot be reached it gives back what it holds as soon as Redis answers again, waits with
+a growing backoff (0.1 s to 2 s) and resumes by itself. ``stop()`` lets a handler finish
+within ``stop_timeout`` seconds, then cancels it; the entry goes back to the queue.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable, Sequence
+
+import redis.asyncio as aioredis
+import redis.exceptions
+from redis.asyncio.retry import Retry
+from redis.backoff import ConstantBackoff
+
+from .config import Settings
+from .queue import Consumer
+
+log = logging.getLogger("assistant")
+
+Handler = Callable[[str], Awaitable[None]]
+UNAVAILABLE = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, OSError)
+BACKOFF_MIN, BACKOFF_MAX = 0.1, 2.0
+
+
+def create_worker_redis(settings: Settings) -> aioredis.Redis:
+    """A client for the loops: its read timeout outlasts a blocking take."""
+    return aioredis.Redis.from_url(
+        settings.redis_url,
+        decode_responses=True,
+        socket_connect_timeout=settings.redis_timeout_seconds,
+        socket_timeout=settings.queue_block_seconds + settings.redis_timeout_seconds,
+        retry=Retry(ConstantBackoff(0.05), 1),
+        client_name="assistant-worker",
+    )
+
+
+class Loop:
+    def __init__(self, consumer: Consumer, handle: Handler, block_seconds: float) -> None:
+        self.consumer = consumer
+        self.handle = handle
+        self.block_seconds = block_seconds
+        self.name = consumer.queue.name
+        self.stopping = asyncio.Event()
+        self.running = asyncio.Event()  # cleared: paused
+        self.running.set()
+        self.parked = asyncio.Event()  # set while paused and idle
+        self.busy = False  # inside a handler
+
+    async def run(self) -> None:
+        backoff = BACKOFF_MIN
+        give_back = True  # at start: nothing is held, but a restart may reuse nothing
+        while not self.stopping.is_set():
+            if not self.running.is_set():
+                self.parked.set()
+                await _first(self.running.wait(), self.stopping.wait())
+                self.parked.clear()
+                continue
+            try:
+                if give_back:
+                    await self.consumer.requeue()
+                    give_back = False
+                await self.consumer.heartbeat()
+                entry = await self.consumer.take(self.block_seconds)
+                if entry is None:
+                    continue
+                self.busy = True
+                try:
+                    await self.handle(entry)
+                finally:
+                    self.busy = False
+                await self.consumer.ack(entry)
+                if backoff > BACKOFF_MIN:
+                    log.info("queue %s: Redis is back, delivering again", self.name)
+                backoff = BACKOFF_MIN
+            except UNAVAILABLE as exc:
+                if backoff == BACKOFF_MIN:
+                    log.warning("queue %s: Redis unavailable (%s); retrying", self.name, exc)
+                give_back = True
+                await _first(asyncio.sleep(backoff), self.stopping.wait())
+                backoff = min(backoff * 2, BACKOFF_MAX)
+            except Exception:
+                # a handler bug: the entry goes back; its delivery count ends the retries
+                log.exception("queue %s: handler failed; the entry is given back", self.name)
+                give_back = True
+                await _first(asyncio.sleep(backoff), self.stopping.wait())
+
+
+async def _first(*waits: Awaitable[object]) -> None:
+    """Wait until the first of ``waits`` is done; cancel the others."""
+    tasks = [asyncio.ensure_future(w) for w in waits]
+    try:
+        await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+
+class Worker:
+    """The loops of one app process, with pause/resume (tests, maintenance) and a bounded stop."""
+
+    def __init__(self, loops: Sequence[Loop], redis: aioredis.Redis, stop_timeout: float) -> None:
+        self.loops = {loop.name: loop for loop in loops}
+        self.redis = redis
+        self.stop_timeout = stop_timeout
+        self._tasks: list[asyncio.Task[None]] = []
+
+    def start(self) -> None:
+        self._tasks = [
+            asyncio.create_task(loop.run(), name=f"queue-{loop.name}")
+            for loop in self.loops.values()
+        ]
+
+    async def pause(self, *names: str, timeout: float = 15.0) -> None:
+        """Stop taking entries from the named queues (all by default); returns once idle."""
+        loops = [self.loops[n] for n in names] if names else list(self.loops.values())
+        for loop in loops:
+            loop.running.clear()
+        async with asyncio.timeout(timeout):
+            await asyncio.gather(*(loop.parked.wait() for loop in loops))
+
+    def resume(self, *names: str) -> None:
+        for name in names or self.loops:
+            self.loops[name].running.set()
+
+    async def stop(self) -> None:
+        """Bounded: idle loops end within a block period, a handler gets ``stop_timeout``."""
+        for loop in self.loops.values():
+            loop.stopping.set()
+        if self._tasks:
+            _, pending = await asyncio.wait(self._tasks, timeout=self.stop_timeout)
+            for task in pending:
+                task.cancel()
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+        for loop in self.loops.values():
+            with contextlib.suppress(*UNAVAILABLE):  # Redis down: dead-consumer recovery
+                async with asyncio.timeout(2.0):
+                    await loop.consumer.leave()
+        await self.redis.aclose()
