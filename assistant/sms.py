@@ -96,9 +96,9 @@ class SmsService:
                 await tx.execute()
         return sms_id
 
-    async def send_code(self, phone: str, code: str) -> None:
-        """The phone-verification ``CodeSender``: the code goes out as an SMS."""
-        await self.enqueue(phone, verification_text(code))
+    async def send_code(self, user_id: int, phone: str, code: str) -> None:
+        """The phone-verification ``CodeSender``: the code goes out as an SMS of the user's."""
+        await self.enqueue(phone, verification_text(code), user_id)
 
     async def status(self, sms_id: str) -> dict[str, str] | None:
         with redis_available():

@@ -24,8 +24,8 @@ CODE_KEY = PREFIX + "phone_code:"
 CODE_DIGITS = 6
 EXPIRED_GRACE_SECONDS = 600.0
 
-# Delivers a code to a phone; SMS providers plug in here (a later step).
-CodeSender = Callable[[str, str], Awaitable[None]]
+# Delivers a code to a user's phone: (user id, phone, code).
+CodeSender = Callable[[int, str, str], Awaitable[None]]
 
 
 class Outcome(enum.Enum):

@@ -57,7 +57,7 @@ async def send_code(user_id: UserId, body: CodeRequest, svc: ServicesDep) -> Cod
     if phone is None:
         raise ApiError(422, "phone_missing", "no phone number given and none on file")
     code = await svc.verifications.issue(user_id, phone)
-    await svc.send_code(phone, code)
+    await svc.send_code(user_id, phone, code)
     svc.metrics.users.phone_verification("sent")
     return CodeSent(expires_in_seconds=svc.verifications.ttl_seconds)
 

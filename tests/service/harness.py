@@ -36,8 +36,8 @@ async def serve(settings: Settings, timeout: float = 10.0) -> AsyncIterator[InPr
     app = create_app(settings, registry=CollectorRegistry())
     services = app.state.services
 
-    async def record(phone: str, code: str) -> None:
-        await services.sms.send_code(phone, code)  # the real path: an SMS through the queue
+    async def record(user_id: int, phone: str, code: str) -> None:
+        await services.sms.send_code(user_id, phone, code)  # the real path: an SMS via the queue
         codes.append(code)
 
     app.state.services = dataclasses.replace(services, send_code=record)

@@ -173,6 +173,9 @@ async def test_verification_codes_go_out_as_sms(settings: Settings) -> None:
             return metric(text, "sms_messages_total", status="success", provider="primary") == 1
 
         await until(sent)
+        counts = await service.client.get(f"/users/{ann}/sms", headers=API)
+        assert counts.json()["accepted"] == 1  # the code's SMS counts as the user's
+        assert json.loads(entry)["user_id"] == ann
 
 
 async def test_entry_of_a_dead_consumer_is_recovered(settings: Settings) -> None:
