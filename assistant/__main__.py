@@ -14,7 +14,7 @@ def main() -> None:
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
-    settings = Settings.from_env()
+    settings = Settings.from_env(generate_token=True)  # one process: a generated token is safe
     uvicorn.run(create_app(settings), host=settings.host, port=settings.port)
 
 

@@ -113,13 +113,16 @@ class Settings:
         return self.db_pool_size + self.db_max_overflow
 
     @classmethod
-    def from_env(cls, env: Mapping[str, str] = os.environ) -> Settings:
+    def from_env(
+        cls, env: Mapping[str, str] = os.environ, *, generate_token: bool = False
+    ) -> Settings:
         """Each field from ``ASSISTANT_<FIELD NAME>`` (``ASSISTANT_DATABASE_URL``,
         ``ASSISTANT_SESSION_TTL_SECONDS``, ...); unset ones keep their defaults.
 
         The API token may also come from the file ``ASSISTANT_API_TOKEN_FILE``. Without
-        either, a random one is generated and logged: fine for a local run, and never a
-        fixed default that anyone could guess.
+        either, ``generate_token`` (``python -m assistant``, one process) makes a random
+        one and writes it to a private file, never to the log; otherwise (a factory run
+        with several workers, which would each make their own) it is an error.
         """
         values: dict[str, object] = {}
         for name, spec in cls.__dataclass_fields__.items():
@@ -128,9 +131,25 @@ class Settings:
                 values[name] = _parse(variable, env[variable], _TYPES[str(spec.type)])
         api_token = _secret(env, "ASSISTANT_API_TOKEN")
         if api_token is None:
+            if not generate_token:
+                raise ValueError(
+                    "ASSISTANT_API_TOKEN or ASSISTANT_API_TOKEN_FILE must be set: every worker "
+                    "of the service needs the same token"
+                )
             api_token = secrets.token_urlsafe(32)
-            log.warning("ASSISTANT_API_TOKEN is not set; this run's API token is %s", api_token)
+            path = _write_private(api_token)
+            log.warning("ASSISTANT_API_TOKEN is not set; this run's token is in %s", path)
         return cls(**values, api_token=api_token)  # type: ignore[arg-type]
+
+
+def _write_private(token: str) -> Path:
+    """Write a generated token to a file only this user can read; return its path."""
+    directory = Path(os.environ.get("XDG_RUNTIME_DIR") or "/tmp")
+    path = directory / f"assistant-api-token.{os.getpid()}"
+    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(descriptor, "w") as f:
+        f.write(token + "\n")
+    return path
 
 
 @dataclass(frozen=True)

@@ -61,8 +61,10 @@ async def register_duplicate(t: Traffic) -> httpx.Response | None:
     uid = t.user()
     if uid is None:
         return None
-    user = (await t.client.get(f"/users/{uid}", headers=t.api)).json()
-    body = {"email": user["email"], "name": "Again"}
+    found = await t.client.get(f"/users/{uid}", headers=t.api)
+    if found.status_code != 200:
+        return found  # an outage: count what the API said
+    body = {"email": found.json()["email"], "name": "Again"}
     return await t.client.post("/users", headers=t.api, json=body)  # 409
 
 
@@ -89,8 +91,11 @@ async def login(t: Traffic) -> httpx.Response | None:
     uid = t.user()
     if uid is None:
         return None
-    user = (await t.client.get(f"/users/{uid}", headers=t.api)).json()
-    response = await t.client.post("/sessions", headers=t.api, json={"email": user["email"]})
+    found = await t.client.get(f"/users/{uid}", headers=t.api)
+    if found.status_code != 200:
+        return found
+    email = found.json()["email"]
+    response = await t.client.post("/sessions", headers=t.api, json={"email": email})
     if response.status_code == 201:
         t.sessions.append(response.json()["token"])
     return response
@@ -254,8 +259,8 @@ async def one(traffic: Traffic, stats: Stats, name: str, action: Action) -> None
     start = time.perf_counter()
     try:
         response = await action(traffic)
-    except httpx.HTTPError as exc:
-        stats.record(name, type(exc).__name__, time.perf_counter() - start)
+    except Exception as exc:  # a transport error, or an answer the mix did not expect
+        stats.record(name, f"error:{type(exc).__name__}", time.perf_counter() - start)
         return
     if response is not None:
         stats.record(name, str(response.status_code), time.perf_counter() - start)

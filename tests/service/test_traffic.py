@@ -71,3 +71,16 @@ def test_bad_arguments_are_refused_with_a_clear_message() -> None:
         done = subprocess.run(cmd, capture_output=True, text=True, timeout=60, env=env)
         assert done.returncode == 2
         assert message in done.stderr
+
+
+async def test_an_outage_is_counted_not_crashed_on() -> None:
+    """Every request answered 503: each action records what it got, none raises."""
+
+    def outage(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(503, json={"error": "database_unavailable"})
+
+    argv = ["--url", "http://assistant", "--token", TOKEN, "--rate", "200",
+            "--duration", "5", "--max-requests", "200", "--seed", "3"]  # fmt: skip
+    stats = await run(parse(argv), transport=httpx.MockTransport(outage))
+    statuses = {status for counts in stats.statuses.values() for status in counts}
+    assert statuses == {"503"}

@@ -1,0 +1,36 @@
+"""Settings from the environment: the API token is never guessed, shared or logged."""
+
+from __future__ import annotations
+
+import logging
+import stat
+from pathlib import Path
+
+import pytest
+
+from assistant import Settings
+
+
+def test_without_a_token_a_multi_worker_setup_refuses_to_start() -> None:
+    with pytest.raises(ValueError, match="ASSISTANT_API_TOKEN or ASSISTANT_API_TOKEN_FILE"):
+        Settings.from_env({})
+
+
+def test_a_generated_token_goes_to_a_private_file_not_the_log(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setenv("XDG_RUNTIME_DIR", str(tmp_path))
+    with caplog.at_level(logging.WARNING):
+        settings = Settings.from_env({}, generate_token=True)
+    [token_file] = tmp_path.glob("assistant-api-token.*")
+    assert token_file.read_text().strip() == settings.api_token
+    assert stat.S_IMODE(token_file.stat().st_mode) == 0o600
+    assert settings.api_token not in caplog.text
+    assert str(token_file) in caplog.text
+
+
+def test_the_token_comes_from_a_file(tmp_path: Path) -> None:
+    (tmp_path / "token").write_text("from-a-secret\n")
+    settings = Settings.from_env({"ASSISTANT_API_TOKEN_FILE": str(tmp_path / "token")})
+    assert settings.api_token == "from-a-secret"
+    assert "from-a-secret" not in repr(settings)
