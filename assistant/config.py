@@ -84,13 +84,18 @@ class Settings:
             raise ValueError("api_token must not be empty")
         if self.queue_max_deliveries < 1:
             raise ValueError("queue_max_deliveries must be >= 1")
-        if self.queue_dead_consumer_seconds <= self.task_timeout_seconds + self.queue_block_seconds:
-            # a live consumer busy with a job must not look dead
-            raise ValueError(
-                "queue_dead_consumer_seconds must exceed task_timeout_seconds + queue_block_seconds"
-            )
         if not self.sms_provider_profiles:
             raise ValueError("sms_providers names no provider")
+        # a handler runs within 2/3 of queue_dead_consumer_seconds (worker.py): the longest
+        # work (a job's timeout; an SMS trying every provider at 1.5 × its latency) plus
+        # queue_block_seconds for the Redis calls around it must fit
+        sms_worst = sum(1.5 * p.latency for p in self.sms_provider_profiles)
+        work = max(self.task_timeout_seconds, sms_worst) + self.queue_block_seconds
+        if work >= self.queue_dead_consumer_seconds * 2 / 3:
+            raise ValueError(
+                f"queue_dead_consumer_seconds must exceed 1.5 × {work:g} s: task_timeout_seconds"
+                " or 1.5 × the SMS providers' summed latency, plus queue_block_seconds"
+            )
         if not self.task_queue_names:
             raise ValueError("task_queues names no queue")
         self.task_profile_map  # noqa: B018 (validates the format)

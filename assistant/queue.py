@@ -14,19 +14,24 @@ Keys of the queue ``<name>``:
 
 Delivery is at least once: an entry taken by a consumer that dies after doing the work
 but before recording it runs again; handlers record a final outcome per entry id and skip
-an entry whose outcome is already recorded.
+an entry whose outcome is already recorded (``Records``). An entry that cannot be parsed
+(``BadEntry``) goes to the dead-letter list ``assistant:queue:<name>:dead`` (the newest
+``DEAD_LETTERS_KEPT``).
 """
 
 from __future__ import annotations
 
+import json
 import time
 import uuid
+from typing import Any
 
 import redis.asyncio as aioredis
 
 from .redis_client import PREFIX
 
 QUEUE_KEY = PREFIX + "queue:"
+DEAD_LETTERS_KEPT = 1000
 
 # KEYS[1] consumers, KEYS[2] queue; ARGV[1] heartbeat cutoff, ARGV[2] processing key prefix.
 # The processing keys are derived inside the script: fine on one Redis, not on a cluster.
@@ -48,6 +53,74 @@ while redis.call('LMOVE', KEYS[1], KEYS[2], 'LEFT', 'RIGHT') do moved = moved + 
 return moved
 """
 
+# KEYS[1] processing, KEYS[2] destination; ARGV[1] entry, ARGV[2] entries kept (0: all).
+# Moves one held entry to the tail of the destination (taken last); nothing when not held.
+_MOVE_ONE = """
+if redis.call('LREM', KEYS[1], 1, ARGV[1]) == 0 then return 0 end
+redis.call('LPUSH', KEYS[2], ARGV[1])
+if tonumber(ARGV[2]) > 0 then redis.call('LTRIM', KEYS[2], 0, tonumber(ARGV[2]) - 1) end
+return 1
+"""
+
+# KEYS[1] record; ARGV: fields to read. Counts one more delivery unless the record is gone
+# (its TTL passed: never recreated): {deliveries, field values...}, or nil.
+_TAKEN = """
+if redis.call('EXISTS', KEYS[1]) == 0 then return false end
+local values = redis.call('HMGET', KEYS[1], unpack(ARGV))
+table.insert(values, 1, redis.call('HINCRBY', KEYS[1], 'deliveries', 1))
+return values
+"""
+
+# KEYS[1] record, KEYS[2] counts (optional); ARGV[1] count field, ARGV[2..] field, value...
+# Settles a record still 'queued' (not final, not gone) and counts it: 1, else 0.
+_SETTLE = """
+if redis.call('HGET', KEYS[1], 'status') ~= 'queued' then return 0 end
+redis.call('HSET', KEYS[1], unpack(ARGV, 2))
+if KEYS[2] then redis.call('HINCRBY', KEYS[2], ARGV[1], 1) end
+return 1
+"""
+
+
+class BadEntry(ValueError):
+    """A queue entry that cannot be parsed: it goes to the dead-letter list, never retried."""
+
+
+def parse_entry(entry: str, **fields: type) -> dict[str, Any]:
+    """The JSON object ``entry``, with each of ``fields`` of its type; else ``BadEntry``."""
+    try:
+        value = json.loads(entry)
+    except ValueError:
+        raise BadEntry("not JSON") from None
+    if not isinstance(value, dict):
+        raise BadEntry("not a JSON object")
+    wrong = [name for name, kind in fields.items() if not isinstance(value.get(name), kind)]
+    if wrong:
+        raise BadEntry(f"missing or mistyped {', '.join(wrong)}")
+    return value
+
+
+class Records:
+    """The handlers' per-entry records: hashes whose ``status`` is ``queued`` until settled."""
+
+    def __init__(self, redis: aioredis.Redis) -> None:
+        self._taken = redis.register_script(_TAKEN)
+        self._settle = redis.register_script(_SETTLE)
+
+    async def taken(self, key: str, *fields: str) -> tuple[int, list[str | None]] | None:
+        """Count one more delivery: (deliveries, [status, values of ``fields``...]); None when
+        the record is gone (expired), which is then left alone."""
+        result = await self._taken(keys=[key], args=["status", *fields])
+        return None if result is None else (int(result[0]), result[1:])
+
+    async def settle(
+        self, key: str, fields: dict[str, Any], counts: str | None = None, count: str = ""
+    ) -> bool:
+        """Record the final ``fields`` and add 1 to ``count`` of the hash ``counts``, only if
+        the record is still ``queued``: True when this call settled it (count metrics then)."""
+        args = [count, *(item for pair in fields.items() for item in pair)]
+        keys = [key, counts] if counts else [key]
+        return bool(await self._settle(keys=keys, args=args))
+
 
 class ReliableQueue:
     def __init__(self, redis: aioredis.Redis, name: str) -> None:
@@ -56,6 +129,8 @@ class ReliableQueue:
         self.key = QUEUE_KEY + name
         self.consumers_key = self.key + ":consumers"
         self.processing_prefix = self.key + ":processing:"
+        self.dead_key = self.key + ":dead"
+        self._move_one = redis.register_script(_MOVE_ONE)
         self._recover = redis.register_script(_RECOVER)
         self._requeue = redis.register_script(_REQUEUE)
 
@@ -95,6 +170,16 @@ class Consumer:
 
     async def ack(self, entry: str) -> None:
         await self.queue.redis.lrem(self.processing, 1, entry)
+
+    async def give_back(self, entry: str) -> None:
+        """Return one held entry to the tail of the queue: the waiting ones go first."""
+        q = self.queue
+        await q._move_one(keys=[self.processing, q.key], args=[entry, 0])
+
+    async def dead_letter(self, entry: str) -> None:
+        """Acknowledge an entry that cannot be handled, keeping it in the dead-letter list."""
+        q = self.queue
+        await q._move_one(keys=[self.processing, q.dead_key], args=[entry, DEAD_LETTERS_KEPT])
 
     async def requeue(self) -> int:
         """Give back everything this consumer holds (after an error, or at shutdown)."""

@@ -5,13 +5,17 @@ Accepting a message (``enqueue``) is one MULTI transaction: its record
 count. Either all are stored or the caller gets a 503; a 202 always means stored.
 
 Delivery (``deliver``, run by the worker) routes by **failover**: the providers in their
-configured order, the next one when one fails. Every provider call is recorded in
-``sms_messages_total{status,provider}`` and ``sms_processing_duration_seconds{provider}``,
-the cost of a delivered message in ``sms_cost_total{provider}``. When every provider
-failed, or the entry was already taken ``queue_max_deliveries`` times (consumers died with
-it), the message is recorded as ``failed``. Per-user counts (``accepted``, ``delivered``,
-``failed``) live in the hash ``assistant:sms_user:<id>``: an API route reads them, and
-no user id ever becomes a metric label.
+configured order, the next one when one fails. When every provider failed, or the entry
+was already taken ``queue_max_deliveries`` times (consumers died with it, or it ran out of
+time), the message is recorded as ``failed``. Settling is idempotent (``Records.settle``):
+only the delivery that settles a message records its provider calls in
+``sms_messages_total{status,provider}`` and ``sms_processing_duration_seconds{provider}``
+and the cost of a delivered message in ``sms_cost_total{provider}``, so a message delivered
+twice is counted once. A message failed for ``retries_exhausted`` made no call of its own:
+it counts as one ``failure`` of the provider tried last (the record's ``trying``), or of
+the first provider, without cost or duration. Per-user counts (``accepted``,
+``delivered``, ``failed``) live in the hash ``assistant:sms_user:<id>``: an API route
+reads them, and no user id ever becomes a metric label.
 """
 
 from __future__ import annotations
@@ -30,7 +34,7 @@ import redis.asyncio as aioredis
 import app_metrics
 
 from .config import Profile
-from .queue import ReliableQueue
+from .queue import Records, ReliableQueue, parse_entry
 from .redis_client import PREFIX, redis_available
 
 log = logging.getLogger("assistant")
@@ -77,6 +81,7 @@ class SmsService:
     ) -> None:
         self.redis = redis
         self.queue = ReliableQueue(redis, SMS_QUEUE)
+        self.records = Records(redis)
         self.providers = tuple(Provider(p) for p in providers)
         self.metrics = metrics
         self.max_deliveries = max_deliveries
@@ -112,35 +117,45 @@ class SmsService:
 
     async def deliver(self, entry: str) -> None:
         """The worker's handler for one queue entry."""
-        message = json.loads(entry)
+        message = parse_entry(entry, id=str, to=str, body=str)
         key = RECORD_KEY + message["id"]
-        deliveries = await self.redis.hincrby(key, "deliveries", 1)
-        if await self.redis.hget(key, "status") in FINAL:
+        taken = await self.records.taken(key, "trying")
+        if taken is None:
+            log.warning("SMS %s: its record expired; dropped, outcome unknown", message["id"])
+            return
+        deliveries, (status, trying) = taken
+        if status in FINAL:
             return  # settled before a crash lost the acknowledgement
         if deliveries > self.max_deliveries:
             log.warning("SMS %s: taken %d times, recorded as failed", message["id"], deliveries)
-            await self._settle(message, "failed", error="retries_exhausted")
+            if await self._settle(message, "failed", error="retries_exhausted"):
+                self.metrics.sms.message(trying or self.providers[0].name, "failure")
             return
-        tried: list[str] = []
+        calls: list[tuple[Provider, float, bool]] = []  # recorded once settled
         for provider in self.providers:
-            tried.append(provider.name)
+            await self.redis.hset(key, "trying", provider.name)
             start = perf_counter()
             try:
                 await provider.send(message["to"], message["body"])
             except ProviderError:
-                self.metrics.sms.message(
-                    provider.name, "failure", duration_seconds=perf_counter() - start
-                )
+                calls.append((provider, perf_counter() - start, False))
                 continue
+            calls.append((provider, perf_counter() - start, True))
+            break
+        tried = [provider.name for provider, _, _ in calls]
+        if calls[-1][2]:
+            settled = await self._settle(message, "delivered", provider=tried[-1], tried=tried)
+        else:
+            settled = await self._settle(
+                message, "failed", error="all_providers_failed", tried=tried
+            )
+        for provider, seconds, ok in calls if settled else ():
             self.metrics.sms.message(
                 provider.name,
-                "success",
-                cost=provider.profile.cost,
-                duration_seconds=perf_counter() - start,
+                "success" if ok else "failure",
+                cost=provider.profile.cost if ok else 0.0,
+                duration_seconds=seconds,
             )
-            await self._settle(message, "delivered", provider=provider.name, tried=tried)
-            return
-        await self._settle(message, "failed", error="all_providers_failed", tried=tried)
 
     async def _settle(
         self,
@@ -150,7 +165,8 @@ class SmsService:
         provider: str = "",
         error: str = "",
         tried: list[str] | None = None,
-    ) -> None:
+    ) -> bool:
+        """Record the outcome unless already recorded: True when this call recorded it."""
         record = {
             "status": status,
             "provider": provider,
@@ -158,8 +174,6 @@ class SmsService:
             "tried": ",".join(tried or []),
             "settled_at": time.time(),
         }
-        async with self.redis.pipeline(transaction=True) as tx:
-            tx.hset(RECORD_KEY + str(message["id"]), mapping=record)
-            if message.get("user_id") is not None:
-                tx.hincrby(USER_KEY + str(message["user_id"]), status, 1)
-            await tx.execute()
+        user_id = message.get("user_id")
+        counts = None if user_id is None else USER_KEY + str(user_id)
+        return await self.records.settle(RECORD_KEY + str(message["id"]), record, counts, status)

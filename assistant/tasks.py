@@ -11,13 +11,17 @@ Kinds:
 Each kind first waits its configured ``latency`` and fails with probability ``failure``
 (``ASSISTANT_TASK_PROFILES``). The outcome, ``success``, ``failure`` or ``timeout``
 (``ASSISTANT_TASK_TIMEOUT_SECONDS``), is recorded in ``task_executions_total`` and
-``task_execution_duration_seconds`` and in the job's record ``assistant:task:<id>``.
+``task_execution_duration_seconds`` and in the job's record ``assistant:task:<id>``, once:
+only the run that settles the record (``Records.settle``) counts. A job taken more than
+``queue_max_deliveries`` times fails with ``retries_exhausted``: counted in
+``task_executions_total`` without a duration (it did not run).
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import random
 import time
 import uuid
@@ -31,10 +35,12 @@ import app_metrics
 
 from .config import Profile
 from .db import Database, User
-from .queue import ReliableQueue
+from .queue import BadEntry, Records, ReliableQueue, parse_entry
 from .redis_client import PREFIX, redis_available
 from .sessions import EXPIRY_INDEX
 from .sms import SmsService
+
+log = logging.getLogger("assistant")
 
 TASK_KINDS = ("send_reminder", "refresh_tokens", "cleanup_sessions")
 DEFAULT_QUEUE = {"cleanup_sessions": 1}  # index into the queues: maintenance, if configured
@@ -68,6 +74,7 @@ class TaskService:
         self.sms = sms
         self.metrics = metrics
         self.queues = {name: ReliableQueue(redis, "tasks:" + name) for name in queues}
+        self.records = Records(redis)
         self.profiles = profiles
         self.timeout = timeout
         self.max_deliveries = max_deliveries
@@ -107,15 +114,21 @@ class TaskService:
 
     async def run(self, entry: str) -> None:
         """The worker's handler for one queue entry."""
-        job = json.loads(entry)
-        key = RECORD_KEY + job["id"]
-        deliveries = await self.redis.hincrby(key, "deliveries", 1)
-        if await self.redis.hget(key, "status") in FINAL:
-            return
+        job = parse_entry(entry, id=str, type=str, params=dict)
         kind = job["type"]
+        if kind not in self._kinds:
+            raise BadEntry(f"unknown task type {kind!r}")
+        key = RECORD_KEY + job["id"]
+        taken = await self.records.taken(key)
+        if taken is None:
+            log.warning("task %s: its record expired; dropped, outcome unknown", job["id"])
+            return
+        deliveries, (status,) = taken
+        if status in FINAL:
+            return
         if deliveries > self.max_deliveries:
-            self.metrics.tasks.executed(kind, "failure", 0.0)
-            await self._settle(key, "failure", error="retries_exhausted")
+            if await self._settle(key, "failure", error="retries_exhausted"):
+                self.metrics.tasks.executions.labels(kind, "failure").inc()
             return
         start = perf_counter()
         result: dict[str, Any] = {}
@@ -129,8 +142,8 @@ class TaskService:
         except Exception as exc:
             outcome, error = "failure", f"{type(exc).__name__}: {exc}"
         seconds = perf_counter() - start
-        self.metrics.tasks.executed(kind, outcome, seconds)  # type: ignore[arg-type]
-        await self._settle(key, outcome, error=error, result=result, seconds=seconds)
+        if await self._settle(key, outcome, error=error, result=result, seconds=seconds):
+            self.metrics.tasks.executed(kind, outcome, seconds)  # type: ignore[arg-type]
 
     async def _simulate_then(self, kind: str, params: dict[str, Any]) -> dict[str, Any]:
         profile = self.profiles.get(kind, Profile(kind))
@@ -147,18 +160,18 @@ class TaskService:
         *,
         error: str = "",
         result: dict[str, Any] | None = None,
-        seconds: float = 0.0,
-    ) -> None:
-        await self.redis.hset(
-            key,
-            mapping={
-                "status": outcome,
-                "error": error,
-                "result": json.dumps(result or {}),
-                "duration_seconds": seconds,
-                "finished_at": time.time(),
-            },
-        )
+        seconds: float | None = None,
+    ) -> bool:
+        """Record the outcome unless already recorded: True when this call recorded it."""
+        fields: dict[str, Any] = {
+            "status": outcome,
+            "error": error,
+            "result": json.dumps(result or {}),
+            "finished_at": time.time(),
+        }
+        if seconds is not None:
+            fields["duration_seconds"] = seconds
+        return await self.records.settle(key, fields)
 
     async def _send_reminder(self, params: dict[str, Any]) -> dict[str, Any]:
         user_id = params.get("user_id")

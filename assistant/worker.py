@@ -1,7 +1,12 @@
 """The delivery loops: one asyncio task per queue, started and stopped by the app's lifespan.
 
 Each loop heartbeats (recovering what dead consumers held), takes one entry, hands it to
-its handler and acknowledges it once the handler has recorded the outcome. When Redis
+its handler and acknowledges it once the handler has recorded the outcome. While a handler
+runs, the loop keeps heartbeating (every ``dead_after / 3``) and limits it to
+``2/3 × dead_after`` (the settings check that the work fits): a slow handler never looks
+dead, so no other consumer takes its entry as well. An entry the handler cannot parse
+(``BadEntry``) goes to the dead-letter list, logged once; after another handler error the
+entry goes back to the queue's tail and the loop waits (0.1 s doubling to 2 s). When Redis
 cannot be reached it gives back what it holds as soon as Redis answers again, waits with
 a growing backoff (0.1 s to 2 s) and resumes by itself. ``stop()`` lets a handler finish
 within ``stop_timeout`` seconds, then cancels it; the entry goes back to the queue.
@@ -20,13 +25,19 @@ from redis.asyncio.retry import Retry
 from redis.backoff import ConstantBackoff
 
 from .config import Settings
-from .queue import Consumer
+from .queue import QUEUE_KEY, BadEntry, Consumer
 
 log = logging.getLogger("assistant")
 
 Handler = Callable[[str], Awaitable[None]]
 UNAVAILABLE = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, OSError)
 BACKOFF_MIN, BACKOFF_MAX = 0.1, 2.0
+HANDLER_SHARE = 2 / 3  # of dead_after: a handler's time limit
+ORPHANS_SCANNED = 1000  # keys looked at for task queues no longer configured
+
+
+class HandlerTimeout(Exception):
+    pass
 
 
 def create_worker_redis(settings: Settings) -> aioredis.Redis:
@@ -52,9 +63,10 @@ class Loop:
         self.running.set()
         self.parked = asyncio.Event()  # set while paused and idle
         self.busy = False  # inside a handler
+        self.time_limit = consumer.dead_after * HANDLER_SHARE
 
     async def run(self) -> None:
-        backoff = BACKOFF_MIN
+        backoff = retry = BACKOFF_MIN  # Redis unavailable; a handler failed
         give_back = True  # at start: nothing is held, but a restart may reuse nothing
         while not self.stopping.is_set():
             if not self.running.is_set():
@@ -70,15 +82,24 @@ class Loop:
                 entry = await self.consumer.take(self.block_seconds)
                 if entry is None:
                     continue
-                self.busy = True
                 try:
-                    await self.handle(entry)
-                finally:
-                    self.busy = False
+                    await self._deliver(entry)
+                except BadEntry as exc:
+                    log.error("queue %s: dead-lettered entry (%s): %.200r", self.name, exc, entry)
+                    await self.consumer.dead_letter(entry)
+                    continue
+                except UNAVAILABLE:
+                    raise
+                except Exception:
+                    log.exception("queue %s: handler failed; retry in %.1f s", self.name, retry)
+                    await self.consumer.give_back(entry)  # to the tail: others go first
+                    await _first(asyncio.sleep(retry), self.stopping.wait())
+                    retry = min(retry * 2, BACKOFF_MAX)
+                    continue
                 await self.consumer.ack(entry)
                 if backoff > BACKOFF_MIN:
                     log.info("queue %s: Redis is back, delivering again", self.name)
-                backoff = BACKOFF_MIN
+                backoff = retry = BACKOFF_MIN
             except UNAVAILABLE as exc:
                 if backoff == BACKOFF_MIN:
                     log.warning("queue %s: Redis unavailable (%s); retrying", self.name, exc)
@@ -86,10 +107,31 @@ class Loop:
                 await _first(asyncio.sleep(backoff), self.stopping.wait())
                 backoff = min(backoff * 2, BACKOFF_MAX)
             except Exception:
-                # a handler bug: the entry goes back; its delivery count ends the retries
-                log.exception("queue %s: handler failed; the entry is given back", self.name)
+                log.exception("queue %s: failed; what is held is given back", self.name)
                 give_back = True
                 await _first(asyncio.sleep(backoff), self.stopping.wait())
+
+    async def _deliver(self, entry: str) -> None:
+        """The handler, heartbeating while it runs, within ``time_limit``."""
+        beat = asyncio.create_task(self._beat())
+        self.busy = True
+        try:
+            async with asyncio.timeout(self.time_limit) as limit:
+                await self.handle(entry)
+        except TimeoutError:
+            if limit.expired():
+                raise HandlerTimeout(f"handler took longer than {self.time_limit:.2f} s") from None
+            raise
+        finally:
+            self.busy = False
+            beat.cancel()
+            await asyncio.gather(beat, return_exceptions=True)
+
+    async def _beat(self) -> None:
+        while True:
+            await asyncio.sleep(self.consumer.dead_after / 3)
+            with contextlib.suppress(*UNAVAILABLE):
+                await self.consumer.heartbeat()
 
 
 async def _first(*waits: Awaitable[object]) -> None:
@@ -117,6 +159,23 @@ class Worker:
             asyncio.create_task(loop.run(), name=f"queue-{loop.name}")
             for loop in self.loops.values()
         ]
+        self._tasks.append(asyncio.create_task(self._warn_unconsumed(), name="queue-orphans"))
+
+    async def _warn_unconsumed(self) -> None:
+        """Log task queues that still hold entries but are no longer configured."""
+        consumed = {loop.consumer.queue.key for loop in self.loops.values()}
+        prefix = QUEUE_KEY + "tasks:"
+        try:
+            scanned = 0
+            async for key in self.redis.scan_iter(match=prefix + "*", count=100, _type="list"):
+                scanned += 1
+                if key not in consumed and ":" not in key[len(prefix) :]:
+                    length = await self.redis.llen(key)
+                    log.warning("queue %s is not configured; %d entries wait in it", key, length)
+                if scanned >= ORPHANS_SCANNED:
+                    break
+        except UNAVAILABLE as exc:
+            log.warning("could not look for unconfigured task queues (%s)", exc)
 
     async def pause(self, *names: str, timeout: float = 15.0) -> None:
         """Stop taking entries from the named queues (all by default); returns once idle."""

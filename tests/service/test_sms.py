@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import json
+import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
@@ -12,7 +13,7 @@ from contextlib import asynccontextmanager
 import pytest
 
 from assistant import Settings
-from assistant.sms import RECORD_KEY
+from assistant.sms import RECORD_KEY, Provider
 from tests.service.backends import Postgres, Redis
 
 from .harness import InProcess, metric, serve
@@ -61,7 +62,7 @@ async def user(service: InProcess, name: str = "ann", phone: str | None = "+1415
     return response.json()["id"]  # type: ignore[no-any-return]
 
 
-async def send(service: InProcess, user_id: int, body: str = "hello") -> str:
+async def send_sms(service: InProcess, user_id: int, body: str = "hello") -> str:
     response = await service.client.post(
         "/sms", headers=API, json={"user_id": user_id, "body": body}
     )
@@ -88,7 +89,7 @@ def worker(service: InProcess):  # type: ignore[no-untyped-def]
 async def test_accepted_message_is_delivered_and_measured(settings: Settings) -> None:
     async with running(settings) as service:
         ann = await user(service)
-        record = await settled(service, await send(service, ann))
+        record = await settled(service, await send_sms(service, ann))
         assert record["status"] == "delivered" and record["provider"] == "primary"
         text = await service.scrape()
         assert metric(text, "sms_messages_total", status="success", provider="primary") == 1
@@ -105,7 +106,7 @@ async def test_accepted_message_is_delivered_and_measured(settings: Settings) ->
 async def test_failover_to_the_next_provider(settings: Settings) -> None:
     async with running(settings, sms_providers=PRIMARY_FAILS) as service:
         ann = await user(service)
-        record = await settled(service, await send(service, ann))
+        record = await settled(service, await send_sms(service, ann))
         assert record["status"] == "delivered" and record["provider"] == "backup"
         assert record["tried"] == "primary,backup"
         text = await service.scrape()
@@ -118,7 +119,7 @@ async def test_failover_to_the_next_provider(settings: Settings) -> None:
 async def test_all_providers_failing_is_recorded_as_failed(settings: Settings) -> None:
     async with running(settings, sms_providers=ALL_FAIL) as service:
         ann = await user(service)
-        record = await settled(service, await send(service, ann))
+        record = await settled(service, await send_sms(service, ann))
         assert record["status"] == "failed" and record["error"] == "all_providers_failed"
         text = await service.scrape()
         assert metric(text, "sms_messages_total", status="failure", provider="primary") == 1
@@ -146,7 +147,7 @@ async def test_queue_length_is_the_real_queue(settings: Settings) -> None:
     async with running(settings) as service:
         ann = await user(service)
         await worker(service).pause("sms")
-        ids = [await send(service, ann, f"m{i}") for i in range(3)]
+        ids = [await send_sms(service, ann, f"m{i}") for i in range(3)]
         assert metric(await service.scrape(), "sms_queue_length") == 3
         worker(service).resume("sms")
         for sms_id in ids:
@@ -184,7 +185,7 @@ async def test_entry_of_a_dead_consumer_is_recovered(settings: Settings) -> None
         queue = service.app.state.services.sms.queue
         r = queue.redis
         await worker(service).pause("sms")
-        sms_id = await send(service, ann)
+        sms_id = await send_sms(service, ann)
         # a consumer took it and died before acknowledging it
         dead = queue.processing_prefix + "dead-consumer"
         assert await r.lmove(queue.key, dead, "RIGHT", "LEFT")
@@ -202,7 +203,7 @@ async def test_redis_down_503_then_the_loop_resumes(settings: Settings, redis: R
         ann = await user(service)
         r = service.app.state.services.redis
         await worker(service).pause("sms")
-        ids = [await send(service, ann, f"m{i}") for i in range(2)]
+        ids = [await send_sms(service, ann, f"m{i}") for i in range(2)]
         # the test server runs without persistence; a production Redis has AOF. SAVE
         # stands in for it, so the accepted messages survive the restart.
         await r.save()
@@ -227,3 +228,116 @@ async def test_redis_down_503_then_the_loop_resumes(settings: Settings, redis: R
             assert (await settled(service, sms_id))["status"] == "delivered"
         assert await r.llen(service.app.state.services.sms.queue.key) == 0
         assert await r.hget(RECORD_KEY + ids[0], "status") == "delivered"
+
+
+def total(texts: list[str], name: str, **labels: str) -> float:
+    return sum(metric(text, name, **labels) or 0.0 for text in texts)
+
+
+async def test_slow_delivery_with_two_processes_is_counted_once(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    send = Provider.send
+    calls = 0
+
+    async def first_call_slow(self: Provider, to: str, body: str) -> None:
+        nonlocal calls
+        calls += 1
+        if calls == 1:
+            await asyncio.sleep(1.5)  # longer than dead_after (1 s): the provider stalls
+        await send(self, to, body)
+
+    monkeypatch.setattr(Provider, "send", first_call_slow)
+    async with running(settings) as one, running(settings) as two:
+        ann = await user(one)
+        sms_id = await send_sms(one, ann)
+        record = await settled(one, sms_id)
+        await asyncio.sleep(1.5)  # a second delivery, if any, settles meanwhile
+        record = (await one.client.get(f"/sms/{sms_id}", headers=API)).json()
+        assert record["status"] == "delivered"
+        counts = (await one.client.get(f"/users/{ann}/sms", headers=API)).json()
+        assert counts == {"user_id": ann, "accepted": 1, "delivered": 1, "failed": 0}
+        texts = [await one.scrape(), await two.scrape()]
+        assert total(texts, "sms_messages_total", status="success", provider="primary") == 1
+        assert total(texts, "sms_cost_total", provider="primary") == pytest.approx(0.01)
+        count = "sms_processing_duration_seconds_count"
+        assert total(texts, count, provider="primary") == 1
+
+
+async def test_concurrent_deliveries_settle_once(settings: Settings) -> None:
+    slow = "primary:latency=0.05,failure=0,cost=0.01"
+    async with running(settings, sms_providers=slow) as service:
+        ann = await user(service)
+        sms = service.app.state.services.sms
+        await worker(service).pause("sms")
+        await send_sms(service, ann)
+        [entry] = await sms.redis.lrange(sms.queue.key, 0, -1)
+        await asyncio.gather(sms.deliver(entry), sms.deliver(entry))
+        counts = (await service.client.get(f"/users/{ann}/sms", headers=API)).json()
+        assert counts["delivered"] == 1
+        text = await service.scrape()
+        assert metric(text, "sms_messages_total", status="success", provider="primary") == 1
+        assert metric(text, "sms_cost_total", provider="primary") == pytest.approx(0.01)
+
+
+async def test_malformed_entries_are_dead_lettered(
+    settings: Settings, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="assistant")
+    async with running(settings) as service:
+        ann = await user(service)
+        queue = service.app.state.services.sms.queue
+        await worker(service).pause("sms")
+        bad = ["not json", json.dumps({"to": "+1", "body": "no id"}), "[1]"]
+        for entry in bad:
+            await queue.redis.lpush(queue.key, entry)
+        sms_id = await send_sms(service, ann)
+        worker(service).resume("sms")
+        start = time.monotonic()
+        assert (await settled(service, sms_id))["status"] == "delivered"
+        assert time.monotonic() - start < 1.0
+        assert await queue.redis.lrange(queue.dead_key, 0, -1) == bad[::-1]
+        assert await queue.length() == 0
+        lines = [r for r in caplog.records if "queue sms" in r.getMessage()]
+        assert len(lines) == len(bad), [r.getMessage() for r in lines]
+
+
+async def test_exhausted_messages_are_counted_as_failures(settings: Settings) -> None:
+    async with running(settings) as service:
+        ann = await user(service)
+        r = service.app.state.services.redis
+        await worker(service).pause("sms")
+        first, second = await send_sms(service, ann, "a"), await send_sms(service, ann, "b")
+        await r.hset(RECORD_KEY + first, "deliveries", settings.queue_max_deliveries)
+        await r.hset(RECORD_KEY + second, mapping={"deliveries": 3, "trying": "backup"})
+        worker(service).resume("sms")
+        for sms_id in (first, second):
+            record = await settled(service, sms_id)
+            assert record["status"] == "failed" and record["error"] == "retries_exhausted"
+        text = await service.scrape()
+        assert metric(text, "sms_messages_total", status="failure", provider="primary") == 1
+        assert metric(text, "sms_messages_total", status="failure", provider="backup") == 1
+        assert metric(text, "sms_processing_duration_seconds_count", provider="primary") == 0
+        assert metric(text, "sms_cost_total", provider="primary") == 0
+        counts = (await service.client.get(f"/users/{ann}/sms", headers=API)).json()
+        assert counts == {"user_id": ann, "accepted": 2, "delivered": 0, "failed": 2}
+
+
+async def test_an_expired_record_is_not_recreated(
+    settings: Settings, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.WARNING, logger="assistant")
+    async with running(settings) as service:
+        ann = await user(service)
+        r = service.app.state.services.redis
+        await worker(service).pause("sms")
+        sms_id = await send_sms(service, ann)
+        await r.delete(RECORD_KEY + sms_id)  # its TTL passed while it waited
+        worker(service).resume("sms")
+
+        async def dropped() -> bool:
+            return any("record expired" in m for m in caplog.messages)
+
+        await until(dropped)
+        assert not await r.exists(RECORD_KEY + sms_id)
+        assert await service.app.state.services.sms.queue.length() == 0

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import dataclasses
+import json
+import logging
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -11,6 +13,7 @@ import pytest
 
 from assistant import Settings
 from assistant.sessions import EXPIRY_INDEX
+from assistant.tasks import RECORD_KEY
 from tests.service.backends import Postgres, Redis
 
 from .harness import InProcess, metric, serve
@@ -140,3 +143,54 @@ async def test_bad_task_requests(settings: Settings) -> None:
         for bad in ({"type": "mine_bitcoin"}, {"type": "refresh_tokens", "queue": "nope"}, {}):
             assert (await client.post("/tasks", headers=API, json=bad)).status_code == 422
         assert (await client.get("/tasks/nope", headers=API)).status_code == 404
+
+
+async def test_exhausted_task_is_a_failure_without_a_duration(settings: Settings) -> None:
+    async with running(settings) as service:
+        services = service.app.state.services
+        await services.worker.pause()
+        accepted = await submit(service, type="refresh_tokens")
+        key = RECORD_KEY + accepted["id"]
+        await services.redis.hset(key, "deliveries", settings.queue_max_deliveries)
+        services.worker.resume()
+        record = await finished(service, accepted["id"])
+        assert record["status"] == "failure" and record["error"] == "retries_exhausted"
+        assert "duration_seconds" not in record
+        text = await service.scrape()
+        assert executions(text, "refresh_tokens", "failure") == 1
+        count = "task_execution_duration_seconds_count"
+        assert metric(text, count, task_type="refresh_tokens") == 0
+
+
+async def test_unknown_task_type_is_dead_lettered(
+    settings: Settings, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="assistant")
+    async with running(settings) as service:
+        services = service.app.state.services
+        queue = services.tasks.queues["default"]
+        await services.worker.pause()
+        bad = json.dumps({"id": "x1", "type": "mine_bitcoin", "queue": "default", "params": {}})
+        await queue.redis.lpush(queue.key, bad)
+        accepted = await submit(service, type="refresh_tokens")
+        services.worker.resume()
+        assert (await finished(service, accepted["id"]))["status"] == "success"
+        assert await queue.redis.lrange(queue.dead_key, 0, -1) == [bad]
+        lines = [m for m in caplog.messages if "queue tasks:default" in m]
+        assert len(lines) == 1 and "mine_bitcoin" in lines[0], lines
+
+
+async def test_unconfigured_task_queue_is_reported(
+    settings: Settings, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.WARNING, logger="assistant")
+    async with running(settings) as service:
+        r = service.app.state.services.redis
+        await r.lpush("assistant:queue:tasks:retired", "a", "b")
+    async with running(settings):
+
+        async def reported() -> bool:
+            return any("tasks:retired is not configured; 2" in m for m in caplog.messages)
+
+        await until(reported)
+    assert not any("tasks:default" in m for m in caplog.messages)
