@@ -21,6 +21,10 @@ Fixtures:
     the end: a connection left in a transaction blocks the next reset.
 ``redis_flushed`` (function) -> the same ``Redis``
     Starts it again if stopped, then FLUSHALL.
+``settings`` (function) -> ``assistant.Settings`` on those two, API token ``harness.TOKEN``;
+    a test module overrides it to change fields (``harness.settings_for(..., **fields)``).
+``service`` (function, async) -> ``harness.InProcess``: the app running in-process on
+    ``settings``, lifespan included.
 
 The servers start once per session (~1 s for initdb + postgres, ~0.03 s for redis) and are
 stopped by PID at the session's end, whatever happens; an atexit hook and a parent-death
@@ -34,12 +38,15 @@ that as ``import redis.asyncio as aioredis``.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from typing import TypeVar
 
 import pytest
 
+from assistant import Settings
 from tests.service.backends import Backend, BackendError, Postgres, Redis
+
+from .harness import InProcess, serve, settings_for
 
 B = TypeVar("B", bound=Backend)
 T = TypeVar("T")
@@ -87,3 +94,14 @@ def redis_flushed(redis: Redis) -> Redis:
     _or_fail(redis.start)  # no-op unless an earlier test left it stopped
     _or_fail(redis.flushall)
     return redis
+
+
+@pytest.fixture
+def settings(fresh_database: Postgres, redis_flushed: Redis) -> Settings:
+    return settings_for(fresh_database.url, redis_flushed.url)
+
+
+@pytest.fixture
+async def service(settings: Settings) -> AsyncIterator[InProcess]:
+    async with serve(settings) as running:
+        yield running

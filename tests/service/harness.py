@@ -6,6 +6,7 @@ import dataclasses
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+from typing import Any
 
 import httpx
 from fastapi import FastAPI
@@ -14,6 +15,15 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from assistant.app import create_app
 from assistant.config import Settings
+
+TOKEN = "test-api-token"
+API = {"Authorization": f"Bearer {TOKEN}"}
+
+
+def settings_for(database_url: str, redis_url: str, **overrides: Any) -> Settings:
+    """Settings for a test app on the fixtures' servers; every scrape reads them afresh."""
+    fields: dict[str, Any] = {"api_token": TOKEN, "metrics_source_ttl_seconds": 0}
+    return Settings(database_url=database_url, redis_url=redis_url, **(fields | overrides))
 
 
 @dataclass

@@ -16,30 +16,12 @@ import pytest
 from assistant import Settings
 from tests.service.backends import Backend, Postgres, Redis
 
-from .harness import InProcess, metric, serve
+from .harness import API, InProcess, metric, serve
 
 pytestmark = [pytest.mark.service, pytest.mark.anyio]
 
-TOKEN = "test-api-token"
-API = {"Authorization": f"Bearer {TOKEN}"}
 ROUTE_BOUND = 3.0  # seconds a route may take to say "unavailable"
 SCRAPE_BOUND = 5.0  # seconds /metrics may take with a backend down
-
-
-@pytest.fixture
-def settings(fresh_database: Postgres, redis_flushed: Redis) -> Settings:
-    return Settings(
-        database_url=fresh_database.url,
-        redis_url=redis_flushed.url,
-        api_token=TOKEN,
-        metrics_source_ttl_seconds=0,
-    )
-
-
-@pytest.fixture
-async def service(settings: Settings) -> AsyncIterator[InProcess]:
-    async with serve(settings) as running:
-        yield running
 
 
 @asynccontextmanager

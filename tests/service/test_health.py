@@ -8,7 +8,6 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator
 from datetime import datetime
 from pathlib import Path
 
@@ -18,13 +17,11 @@ import pytest
 from assistant import Settings
 from tests.service.backends import Postgres, Redis, free_port
 
-from .harness import InProcess, metric, serve
+from .harness import API, TOKEN, InProcess, metric
 
 pytestmark = [pytest.mark.service, pytest.mark.anyio]
 
 REPO = Path(__file__).resolve().parents[2]
-TOKEN = "test-api-token"
-API = {"Authorization": f"Bearer {TOKEN}"}
 CHECK_KEYS = {"check", "status", "duration_seconds", "checked_at", "error"}
 
 
@@ -38,12 +35,6 @@ def settings(fresh_database: Postgres, redis_flushed: Redis) -> Settings:
         db_max_overflow=2,
         metrics_source_ttl_seconds=0,
     )
-
-
-@pytest.fixture
-async def service(settings: Settings) -> AsyncIterator[InProcess]:
-    async with serve(settings) as running:
-        yield running
 
 
 def assert_healthy(result: dict[str, object], check: str) -> None:

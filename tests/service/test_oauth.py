@@ -15,14 +15,12 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from assistant import Settings
 from assistant.oauth import PROVIDERS, OAuthSettings
-from tests.service.backends import Postgres, Redis
+from tests.service.backends import Postgres
 
-from .harness import InProcess, metric, serve
+from .harness import API, InProcess, metric, serve
 
 pytestmark = [pytest.mark.service, pytest.mark.anyio]
 
-TOKEN = "test-api-token"
-API = {"Authorization": f"Bearer {TOKEN}"}
 # fast, and failing only where a test says so
 RELIABLE = {
     "latency_seconds": 0.001,
@@ -37,16 +35,6 @@ RELIABLE = {
 def providers_behave(service: InProcess, **rates: float) -> None:
     """Swap the simulated providers' behaviour of a running app."""
     service.app.state.oauth.providers.settings = OAuthSettings.uniform(**{**RELIABLE, **rates})
-
-
-@pytest.fixture
-def settings(fresh_database: Postgres, redis_flushed: Redis) -> Settings:
-    return Settings(
-        database_url=fresh_database.url,
-        redis_url=redis_flushed.url,
-        api_token=TOKEN,
-        metrics_source_ttl_seconds=0,  # every scrape reads PostgreSQL afresh
-    )
 
 
 @pytest.fixture

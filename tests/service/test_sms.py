@@ -16,12 +16,10 @@ from assistant import Settings
 from assistant.sms import RECORD_KEY, Provider
 from tests.service.backends import Postgres, Redis
 
-from .harness import InProcess, metric, serve
+from .harness import API, InProcess, metric, serve, settings_for
 
 pytestmark = [pytest.mark.service, pytest.mark.anyio]
 
-TOKEN = "test-api-token"
-API = {"Authorization": f"Bearer {TOKEN}"}
 BOTH_WORK = "primary:latency=0.001,failure=0,cost=0.01;backup:latency=0.001,failure=0,cost=0.02"
 PRIMARY_FAILS = "primary:latency=0.001,failure=1,cost=0.01;backup:latency=0.001,failure=0,cost=0.02"
 ALL_FAIL = "primary:latency=0.001,failure=1,cost=0.01;backup:latency=0.001,failure=1,cost=0.02"
@@ -30,11 +28,9 @@ WAIT = 5.0
 
 @pytest.fixture
 def settings(fresh_database: Postgres, redis_flushed: Redis) -> Settings:
-    return Settings(
-        database_url=fresh_database.url,
-        redis_url=redis_flushed.url,
-        api_token=TOKEN,
-        metrics_source_ttl_seconds=0,
+    return settings_for(
+        fresh_database.url,
+        redis_flushed.url,
         sms_providers=BOTH_WORK,
         queue_block_seconds=0.1,
         queue_dead_consumer_seconds=1.0,

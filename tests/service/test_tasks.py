@@ -16,23 +16,19 @@ from assistant.sessions import EXPIRY_INDEX
 from assistant.tasks import RECORD_KEY
 from tests.service.backends import Postgres, Redis
 
-from .harness import InProcess, metric, serve
+from .harness import API, InProcess, metric, serve, settings_for
 from .test_sms import BOTH_WORK, until, user
 
 pytestmark = [pytest.mark.service, pytest.mark.anyio]
 
-TOKEN = "test-api-token"
-API = {"Authorization": f"Bearer {TOKEN}"}
 QUICK = "send_reminder:latency=0;refresh_tokens:latency=0,failure=0;cleanup_sessions:latency=0"
 
 
 @pytest.fixture
 def settings(fresh_database: Postgres, redis_flushed: Redis) -> Settings:
-    return Settings(
-        database_url=fresh_database.url,
-        redis_url=redis_flushed.url,
-        api_token=TOKEN,
-        metrics_source_ttl_seconds=0,
+    return settings_for(
+        fresh_database.url,
+        redis_flushed.url,
         sms_providers=BOTH_WORK,
         task_profiles=QUICK,
         queue_block_seconds=0.1,

@@ -5,41 +5,22 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import time
-from collections.abc import AsyncIterator
 
 import asyncpg
 import pytest
 
 from assistant import Settings
-from tests.service.backends import Postgres, Redis
+from tests.service.backends import Postgres
 
-from .harness import InProcess, metric, serve
+from .harness import API, TOKEN, InProcess, metric, serve
 
 pytestmark = [pytest.mark.service, pytest.mark.anyio]
 
-TOKEN = "test-api-token"
-API = {"Authorization": f"Bearer {TOKEN}"}
 ALICE = {"email": "Alice@Example.com", "name": "Alice", "phone": "+14155550123"}
 
 
 def bearer(token: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {token}"}
-
-
-@pytest.fixture
-def settings(fresh_database: Postgres, redis_flushed: Redis) -> Settings:
-    return Settings(
-        database_url=fresh_database.url,
-        redis_url=redis_flushed.url,
-        api_token=TOKEN,
-        metrics_source_ttl_seconds=0,  # every scrape reads the backends afresh
-    )
-
-
-@pytest.fixture
-async def service(settings: Settings) -> AsyncIterator[InProcess]:
-    async with serve(settings) as running:
-        yield running
 
 
 async def register(service: InProcess, **overrides: str) -> dict[str, object]:
