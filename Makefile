@@ -45,10 +45,12 @@ test: lint ## Lint, then every test suite (what CI runs)
 bench: venv ## Overhead per request vs. peers, /metrics render time, series after scans
 	$(PY) bench/overhead.py
 
-lock: venv ## Rewrite requirements/dev.lock from the current .venv
+lock: venv ## Rewrite requirements/dev.lock from the current .venv (names normalised, sorted)
 	{ echo "# Exact versions CI installs (python -m pip install -r requirements/dev.lock -e .)."; \
 	  echo "# Regenerate after changing pyproject.toml ranges: make lock"; \
-	  $(PY) -m pip freeze --exclude-editable | grep -v '^app-metrics' | LC_ALL=C sort -f; } > requirements/dev.lock
+	  $(PY) -m pip freeze --exclude-editable | grep -v '^app-metrics' \
+	    | awk -F'==' '{n = tolower($$1); gsub("_", "-", n); print n "==" $$2}' | LC_ALL=C sort; \
+	} > requirements/dev.lock
 
 up: ## Start the monitoring stack (ENV=dev|stage|prod) -- not built yet, see README
 	@echo "make up: the stack (Compose and native runtime) is not built yet; it lands with issues 4 and 5." >&2
