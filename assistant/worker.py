@@ -41,13 +41,15 @@ class HandlerTimeout(Exception):
 
 
 def create_worker_redis(settings: Settings) -> aioredis.Redis:
-    """A client for the loops: its read timeout outlasts a blocking take."""
+    """A client for the loops: its read timeout outlasts a blocking take, and it never
+    retries by itself: a retried take whose first reply was lost would leave an entry in
+    this consumer's processing list; the loop backs off and gives entries back instead."""
     return aioredis.Redis.from_url(
         settings.redis_url,
         decode_responses=True,
         socket_connect_timeout=settings.redis_timeout_seconds,
         socket_timeout=settings.queue_block_seconds + settings.redis_timeout_seconds,
-        retry=Retry(ConstantBackoff(0.05), 1),
+        retry=Retry(ConstantBackoff(0.05), 0),
         client_name="assistant-worker",
     )
 
