@@ -122,6 +122,19 @@ class Records:
         return bool(await self._settle(keys=keys, args=args))
 
 
+# Store a record and queue its entry, once: a client that retries after a lost reply finds
+# the record and adds nothing. KEYS: record, queue[, per-user counts]; ARGV: entry, ttl,
+# then the record's field/value pairs.
+_PUT = """
+if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
+redis.call('HSET', KEYS[1], unpack(ARGV, 3))
+redis.call('EXPIRE', KEYS[1], ARGV[2])
+redis.call('LPUSH', KEYS[2], ARGV[1])
+if #KEYS == 3 then redis.call('HINCRBY', KEYS[3], 'accepted', 1) end
+return 1
+"""
+
+
 class ReliableQueue:
     def __init__(self, redis: aioredis.Redis, name: str) -> None:
         self.redis = redis
@@ -133,6 +146,21 @@ class ReliableQueue:
         self._move_one = redis.register_script(_MOVE_ONE)
         self._recover = redis.register_script(_RECOVER)
         self._requeue = redis.register_script(_REQUEUE)
+        self._put = redis.register_script(_PUT)
+
+    async def put(
+        self,
+        entry: str,
+        record_key: str,
+        record: dict[str, Any],
+        ttl_seconds: int,
+        user_counts_key: str | None = None,
+    ) -> bool:
+        """Store ``record`` (with a TTL) and queue ``entry`` in one step, idempotently;
+        ``user_counts_key`` also counts it as the user's ``accepted``. False: already there."""
+        keys = [record_key, self.key, *([user_counts_key] if user_counts_key else [])]
+        fields = [str(v) for pair in record.items() for v in pair]
+        return bool(await self._put(keys=keys, args=[entry, ttl_seconds, *fields]))
 
     async def length(self) -> int:
         """Entries waiting (not those being processed)."""

@@ -91,14 +91,9 @@ class SmsService:
         sms_id = uuid.uuid4().hex
         entry = json.dumps({"id": sms_id, "to": to, "body": body, "user_id": user_id})
         record = {"status": "queued", "user_id": user_id or "", "accepted_at": time.time()}
+        user_key = None if user_id is None else USER_KEY + str(user_id)
         with redis_available():
-            async with self.redis.pipeline(transaction=True) as tx:
-                tx.hset(RECORD_KEY + sms_id, mapping=record)
-                tx.expire(RECORD_KEY + sms_id, RECORD_TTL_SECONDS)
-                tx.lpush(self.queue.key, entry)
-                if user_id is not None:
-                    tx.hincrby(USER_KEY + str(user_id), "accepted", 1)
-                await tx.execute()
+            await self.queue.put(entry, RECORD_KEY + sms_id, record, RECORD_TTL_SECONDS, user_key)
         return sms_id
 
     async def send_code(self, user_id: int, phone: str, code: str) -> None:

@@ -93,11 +93,7 @@ class TaskService:
         entry = json.dumps({"id": task_id, "type": kind, "queue": queue, "params": params})
         record = {"status": "queued", "type": kind, "queue": queue, "enqueued_at": time.time()}
         with redis_available():
-            async with self.redis.pipeline(transaction=True) as tx:
-                tx.hset(RECORD_KEY + task_id, mapping=record)
-                tx.expire(RECORD_KEY + task_id, RECORD_TTL_SECONDS)
-                tx.lpush(self.queues[queue].key, entry)
-                await tx.execute()
+            await self.queues[queue].put(entry, RECORD_KEY + task_id, record, RECORD_TTL_SECONDS)
         return task_id
 
     async def status(self, task_id: str) -> dict[str, str] | None:

@@ -337,3 +337,18 @@ async def test_an_expired_record_is_not_recreated(
         await until(dropped)
         assert not await r.exists(RECORD_KEY + sms_id)
         assert await service.app.state.services.sms.queue.length() == 0
+
+
+async def test_a_retried_enqueue_stores_and_queues_once(settings: Settings) -> None:
+    """A client retrying after a lost reply must not queue (or count) the message twice."""
+    async with running(settings) as service:
+        sms = service.app.state.services.sms
+        await worker(service).pause("sms")
+        args = ('{"id": "x"}', "assistant:sms:x", {"status": "queued"}, 60, "assistant:u:1")
+        assert await sms.queue.put(*args) is True
+        assert await sms.queue.put(*args) is False  # the retry finds the record
+        assert await sms.queue.length() == 1
+        assert await sms.redis.hget("assistant:u:1", "accepted") == "1"
+        assert await sms.redis.ttl("assistant:sms:x") > 0
+        await sms.redis.delete(sms.queue.key, "assistant:sms:x", "assistant:u:1")
+        worker(service).resume("sms")
