@@ -123,7 +123,7 @@ def create_app(
         worker_redis,
         settings.worker_stop_timeout_seconds,
     )
-    oauth.install(app, metrics, db)  # routes, app.state.oauth, scrape-time gauges
+    tasks.oauth = oauth.install(app, metrics, db)  # routes, app.state.oauth, scrape-time gauges
 
     app.state.services = Services(
         settings=settings,

@@ -401,6 +401,19 @@ class OAuthService:
             )
             return list(rows)
 
+    async def due_for_refresh(
+        self, limit: int, user_id: int | None = None
+    ) -> list[tuple[int, str]]:
+        """Active integrations whose access tokens expire soonest: (user, provider) pairs."""
+        query = select(OAuthIntegration.user_id, OAuthIntegration.provider).where(
+            OAuthIntegration.status == ACTIVE
+        )
+        if user_id is not None:
+            query = query.where(OAuthIntegration.user_id == user_id)
+        query = query.order_by(OAuthIntegration.access_token_expires_at).limit(limit)
+        async with self.db.session() as session:
+            return [(int(uid), str(provider)) for uid, provider in await session.execute(query)]
+
     # scrape time (app_metrics caches the values for source_ttl)
     async def count_active_by_provider(self) -> dict[str, int]:
         async with self.db.session() as session:

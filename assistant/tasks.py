@@ -5,7 +5,9 @@ Kinds:
 
 * ``send_reminder`` (``user_id``): queues a reminder SMS to the user's phone; fails for an
   unknown user or one without a phone (real errors);
-* ``refresh_tokens``: a stand-in for the OAuth refresh until OAuth exists: simulated only;
+* ``refresh_tokens`` (``user_id`` optional): refreshes, through the OAuth service, the
+  active integrations whose tokens expire soonest (at most ``REFRESH_BATCH``); fails when
+  any refresh fails;
 * ``cleanup_sessions``: real work, prunes expired entries of the session expiry index.
 
 Each kind first waits its configured ``latency`` and fails with probability ``failure``
@@ -27,7 +29,7 @@ import time
 import uuid
 from collections.abc import Awaitable, Callable
 from time import perf_counter
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import redis.asyncio as aioredis
 
@@ -40,6 +42,9 @@ from .redis_client import PREFIX, redis_available
 from .sessions import EXPIRY_INDEX
 from .sms import SmsService
 
+if TYPE_CHECKING:
+    from .oauth import OAuthService
+
 log = logging.getLogger("assistant")
 
 TASK_KINDS = ("send_reminder", "refresh_tokens", "cleanup_sessions")
@@ -47,6 +52,9 @@ DEFAULT_QUEUE = {"cleanup_sessions": 1}  # index into the queues: maintenance, i
 RECORD_KEY = PREFIX + "task:"
 RECORD_TTL_SECONDS = 7 * 24 * 3600
 FINAL = ("success", "failure", "timeout")
+
+
+REFRESH_BATCH = 10  # integrations one refresh_tokens job refreshes at most
 
 
 class TaskError(Exception):
@@ -78,6 +86,7 @@ class TaskService:
         self.profiles = profiles
         self.timeout = timeout
         self.max_deliveries = max_deliveries
+        self.oauth: OAuthService | None = None  # set once OAuth is installed (refresh_tokens)
         self._kinds: dict[str, Callable[[dict[str, Any]], Awaitable[dict[str, Any]]]] = {
             "send_reminder": self._send_reminder,
             "refresh_tokens": self._refresh_tokens,
@@ -183,7 +192,20 @@ class TaskService:
         return {"sms_id": sms_id}
 
     async def _refresh_tokens(self, params: dict[str, Any]) -> dict[str, Any]:
-        return {"refreshed": 0}  # nothing to refresh until OAuth integrations exist
+        """Refresh the integrations expiring soonest (the user's, with ``user_id``), through
+        the OAuth service, so each refresh is counted there too; any failure fails the job."""
+        if self.oauth is None:
+            raise TaskError("the OAuth service is not installed")
+        due = await self.oauth.due_for_refresh(REFRESH_BATCH, params.get("user_id"))
+        failed = []
+        for user_id, provider in due:
+            try:
+                await self.oauth.refresh(user_id, provider)
+            except Exception as exc:  # a provider failure (502) or a revoke meanwhile (404)
+                failed.append(f"{provider}: {getattr(exc, 'error', type(exc).__name__)}")
+        if failed:
+            raise TaskError(f"{len(failed)} of {len(due)} refreshes failed ({', '.join(failed)})")
+        return {"refreshed": len(due)}
 
     async def _cleanup_sessions(self, params: dict[str, Any]) -> dict[str, Any]:
         removed = await self.redis.zremrangebyscore(EXPIRY_INDEX, "-inf", time.time())

@@ -190,3 +190,30 @@ async def test_unconfigured_task_queue_is_reported(
 
         await until(reported)
     assert not any("tasks:default" in m for m in caplog.messages)
+
+
+async def test_refresh_tokens_refreshes_the_users_integrations_through_oauth(
+    settings: Settings,
+) -> None:
+    from assistant.oauth import OAuthSettings
+
+    from .test_oauth import RELIABLE
+
+    async with running(settings, task_profiles=QUICK) as service:
+        service.app.state.oauth.providers.settings = OAuthSettings.uniform(**RELIABLE)
+        body = {"email": "ann@example.com", "name": "Ann"}
+        user = (await service.client.post("/users", headers=API, json=body)).json()["id"]
+        for provider in ("google", "github"):
+            connect = {"provider": provider}
+            url = f"/users/{user}/integrations"
+            assert (await service.client.post(url, headers=API, json=connect)).status_code == 201
+        record = await finished(service, (await submit(service, type="refresh_tokens",
+                                                       user_id=user))["id"])  # fmt: skip
+        assert record["status"] == "success", record
+        text = await service.scrape()
+        for provider in ("google", "github"):
+            refreshed = metric(text, "oauth_token_refresh_total", provider=provider,
+                               status="success")  # fmt: skip
+            assert refreshed == 1, provider
+        listed = (await service.client.get(f"/users/{user}/integrations", headers=API)).json()
+        assert sorted(i["refresh_count"] for i in listed) == [1, 1]
