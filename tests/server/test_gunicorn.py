@@ -38,7 +38,11 @@ from .conftest import (
     stop_process_group,
     wait_for_total,
 )
-from .test_workers import assert_started_fresh, write_stale_counter
+from .test_workers import (
+    assert_restart_starts_from_zero,
+    assert_started_fresh,
+    write_stale_counter,
+)
 
 pytestmark = pytest.mark.server
 
@@ -164,24 +168,7 @@ def test_a_new_gunicorn_master_starts_from_zero(
 ) -> None:
     """Stop gunicorn and start it again on the same directory: a new master, a new run.
     With --preload the app is imported (and the directory prepared) in the master."""
-    mp_dir = tmp_path / "mp"
-    first = start_gunicorn(mp_dir, workers, args)
-    send_requests(first, ROUTE, 5)
-    settled = wait_for_total(first, "http_requests_total", 5, endpoint=ROUTE)
-    assert settled.total("http_requests_total", endpoint=ROUTE) == 5
-    stop_process_group(first.proc)
-    assert first.proc.returncode is not None
-
-    second = start_gunicorn(mp_dir, workers, args)
-    send_requests(second, ROUTE, 2)
-    wait_for_total(second, "http_requests_total", 2, endpoint=ROUTE)
-
-    def two(s: Scrape) -> None:
-        assert s.total("http_requests_total", endpoint=ROUTE) == 2, (
-            "counts of the previous gunicorn run were kept"
-        )
-
-    scrape_every_worker(second, two)
+    assert_restart_starts_from_zero(lambda: start_gunicorn(tmp_path / "mp", workers, args))
 
 
 def test_gunicorn_restarts_a_sigkilled_worker_and_its_counts_stay(

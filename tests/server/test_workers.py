@@ -7,6 +7,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -152,15 +153,19 @@ def test_restarted_server_starts_from_zero(
     systemd or a container's init restarts a server. With --workers 2 the new run has a
     new supervisor; a single-process server is its own run.
     """
-    mp_dir = tmp_path / "mp"
-    first = start_server(workers=workers, mp_dir=mp_dir)
+    assert_restart_starts_from_zero(lambda: start_server(workers=workers, mp_dir=tmp_path / "mp"))
+
+
+def assert_restart_starts_from_zero(start: Callable[[], Server]) -> None:
+    """Serve 5 requests, stop, start again on the same directory: every scrape shows 2 of 2."""
+    first = start()
     send_requests(first, ROUTE, 5)
     settled = wait_for_total(first, "http_requests_total", 5, endpoint=ROUTE)
     assert settled.total("http_requests_total", endpoint=ROUTE) == 5
     stop_process_group(first.proc)
     assert first.proc.returncode is not None
 
-    second = start_server(workers=workers, mp_dir=mp_dir)
+    second = start()
     send_requests(second, ROUTE, 2)
     wait_for_total(second, "http_requests_total", 2, endpoint=ROUTE)
 
