@@ -39,6 +39,7 @@ from .conftest import (
     wait_for_total,
 )
 from .test_workers import (
+    assert_every_scrape_sums_to,
     assert_restart_starts_from_zero,
     assert_started_fresh,
     write_stale_counter,
@@ -136,18 +137,7 @@ def test_two_gunicorn_workers_sum_exactly_in_every_scrape(
     for pid in server.worker_pids:
         assert (mp_dir / f"counter_{pid}.db").exists(), sorted(p.name for p in mp_dir.iterdir())
 
-    def check(s: Scrape) -> None:
-        assert s.total("http_requests_total", endpoint=ROUTE) == sent
-        assert s.total("http_requests_total", endpoint=ROUTE, status="200") == sent
-        assert s.total("http_request_duration_seconds_count", endpoint=ROUTE) == sent
-        assert s.total("http_request_duration_seconds_bucket", endpoint=ROUTE, le="+Inf") == sent
-        assert s.total("http_request_duration_seconds_sum", endpoint=ROUTE) > 0
-        assert s.total("http_requests_in_progress") == 0
-        # one series per label set, not one per worker
-        assert len(s.select("http_requests_total", endpoint=ROUTE)) == 1
-
-    scrapes = scrape_every_worker(server, check, min_scrapes=6)
-    assert len(scrapes) >= 6
+    assert_every_scrape_sums_to(server, sent, min_scrapes=6)
 
 
 @pytest.mark.parametrize("marker", [False, True], ids=["stale-files", "stale-run-marker"])

@@ -59,6 +59,13 @@ async def serve(settings: Settings, timeout: float = 10.0) -> AsyncIterator[InPr
         yield InProcess(app, c, codes)
 
 
+@asynccontextmanager
+async def running(settings: Settings, **overrides: Any) -> AsyncIterator[InProcess]:
+    """``serve`` on ``settings`` with some fields replaced."""
+    async with serve(dataclasses.replace(settings, **overrides)) as service:
+        yield service
+
+
 def metric(text: str, name: str, **labels: str) -> float | None:
     """The value of sample ``name{labels}`` in an exposition, or None when it is absent."""
     for family in text_string_to_metric_families(text):

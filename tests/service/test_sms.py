@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import json
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
+from collections.abc import Awaitable, Callable
 
 import pytest
 
@@ -16,7 +14,7 @@ from assistant import Settings
 from assistant.sms import RECORD_KEY, Provider
 from tests.service.backends import Postgres, Redis
 
-from .harness import API, InProcess, metric, serve, settings_for
+from .harness import API, InProcess, metric, running, settings_for
 
 pytestmark = [pytest.mark.service, pytest.mark.anyio]
 
@@ -36,12 +34,6 @@ def settings(fresh_database: Postgres, redis_flushed: Redis) -> Settings:
         queue_dead_consumer_seconds=1.0,
         task_timeout_seconds=0.5,
     )
-
-
-@asynccontextmanager
-async def running(settings: Settings, **overrides: object) -> AsyncIterator[InProcess]:
-    async with serve(dataclasses.replace(settings, **overrides)) as service:
-        yield service
 
 
 async def until(check: Callable[[], Awaitable[bool]], timeout: float = WAIT) -> None:

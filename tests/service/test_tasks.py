@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import logging
 import time
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 
 import pytest
 
@@ -16,7 +13,7 @@ from assistant.sessions import EXPIRY_INDEX
 from assistant.tasks import RECORD_KEY
 from tests.service.backends import Postgres, Redis
 
-from .harness import API, InProcess, metric, serve, settings_for
+from .harness import API, InProcess, metric, running, settings_for
 from .test_sms import BOTH_WORK, until, user
 
 pytestmark = [pytest.mark.service, pytest.mark.anyio]
@@ -35,12 +32,6 @@ def settings(fresh_database: Postgres, redis_flushed: Redis) -> Settings:
         queue_dead_consumer_seconds=1.0,
         task_timeout_seconds=0.3,
     )
-
-
-@asynccontextmanager
-async def running(settings: Settings, **overrides: object) -> AsyncIterator[InProcess]:
-    async with serve(dataclasses.replace(settings, **overrides)) as service:
-        yield service
 
 
 async def submit(service: InProcess, **body: object) -> dict[str, str]:
