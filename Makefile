@@ -7,9 +7,12 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 ENV ?= dev
+ENVIRONMENTS := dev stage prod
 PYTEST_ARGS ?=
+STACK := $(PY) -m stack
 
-.PHONY: help venv lint format test test-unit test-server test-service bench lock up down status clean
+.PHONY: help venv lint format generate test test-unit test-server test-service test-stack bench \
+	lock check-env up down status logs clean
 
 help: ## List every target
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  %-14s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -22,9 +25,13 @@ $(VENV)/.installed: pyproject.toml requirements/dev.lock
 
 venv: $(VENV)/.installed ## Create .venv with the pinned dependencies and app_metrics (editable)
 
-lint: venv ## ruff lint and format check
+lint: venv ## ruff, then every stack configuration (promtool, amtool, compose, yamllint, dashboards)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+	$(STACK) lint
+
+generate: venv ## Rewrite the generated files (per-env Prometheus/Alertmanager configs, README versions)
+	$(STACK) generate
 
 format: venv ## Apply ruff fixes and formatting
 	$(VENV)/bin/ruff check --fix .
@@ -39,6 +46,9 @@ test-server: venv ## Tests against real uvicorn processes on 127.0.0.1 (workers,
 test-service: venv ## Tests of the sample service against real PostgreSQL and Redis
 	$(PY) -m pytest tests/service $(PYTEST_ARGS)
 
+test-stack: venv ## Tests of the stack's configuration and tooling (real promtool, amtool, Alertmanager)
+	$(PY) -m pytest tests/stack $(PYTEST_ARGS)
+
 test: lint ## Lint, then every test suite (what CI runs)
 	$(PY) -m pytest tests $(PYTEST_ARGS)
 
@@ -52,15 +62,21 @@ lock: venv ## Rewrite requirements/dev.lock from the current .venv (names normal
 	    | awk -F'==' '{n = tolower($$1); gsub("_", "-", n); print n "==" $$2}' | LC_ALL=C sort; \
 	} > requirements/dev.lock
 
-up: ## Start the monitoring stack (ENV=dev|stage|prod) -- not built yet, see README
-	@echo "make up: the stack (Compose and native runtime) is not built yet; it lands with issues 4 and 5." >&2
+check-env:
+	@case " $(ENVIRONMENTS) " in *" $(ENV) "*) ;; \
+	  *) echo "unknown ENV '$(ENV)': use one of $(ENVIRONMENTS)" >&2; exit 2;; esac
 
+up: check-env venv ## Check the configs and secrets, then start the stack (ENV=dev|stage|prod)
+	$(STACK) up --env $(ENV)
 
-down: ## Stop the stack -- not built yet
-	@echo "make down: nothing to stop; the stack is not built yet." >&2
+down: check-env venv ## Stop the stack; volumes (data) are kept
+	$(STACK) down --env $(ENV)
 
-status: ## Show the stack's components -- not built yet
-	@echo "make status: the stack is not built yet." >&2
+status: check-env venv ## Show the stack's services and their health
+	$(STACK) status --env $(ENV)
+
+logs: check-env venv ## Show the last lines of every service's log
+	$(STACK) logs --env $(ENV)
 
 clean: ## Remove .venv and caches
 	rm -rf $(VENV) .pytest_cache .ruff_cache build *.egg-info

@@ -42,7 +42,8 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
             raise
         # start anyway: health says unhealthy, DB routes answer 503, first use creates it
         log.warning("database unavailable at start (%s); schema creation deferred", exc)
-    svc.worker.start()  # the delivery loops: SMS and task queues
+    if svc.settings.runs_worker:
+        svc.worker.start()  # the delivery loops: SMS and task queues
     try:
         yield
     finally:
@@ -62,8 +63,10 @@ def create_app(
     settings = settings or Settings.from_env()
     app = FastAPI(title="Personal assistant API", version="0.1.0", lifespan=lifespan)
     errors.install(app)
-    for module in (users, sessions, health, sms_routes, task_routes):
-        app.include_router(module.router)
+    app.include_router(health.router)
+    if settings.serves_api:
+        for module in (users, sessions, sms_routes, task_routes):
+            app.include_router(module.router)
 
     metrics = app_metrics.instrument(
         app,
@@ -94,8 +97,6 @@ def create_app(
     metrics.health.add("database", db.ping, timeout=settings.health_timeout_seconds)
     metrics.health.add("redis", ping_redis, timeout=settings.health_timeout_seconds)
     metrics.database.pool_from(pool_stats)
-    metrics.users.active_sessions_from(session_store.count_active)
-    metrics.users.registered_users_from(db.count_users)
     sms = SmsService(redis, settings.sms_provider_profiles, metrics, settings.queue_max_deliveries)
     tasks = TaskService(
         redis,
@@ -107,8 +108,13 @@ def create_app(
         timeout=settings.task_timeout_seconds,
         max_deliveries=settings.queue_max_deliveries,
     )
-    metrics.sms.queue_length_from(sms.queue.length)
-    metrics.tasks.queue_lengths_from(tasks.queue_lengths)
+    if settings.serves_api:
+        # state read from PostgreSQL and Redis: exported once, by the API (a worker would
+        # export the same values again and double every sum)
+        metrics.users.active_sessions_from(session_store.count_active)
+        metrics.users.registered_users_from(db.count_users)
+        metrics.sms.queue_length_from(sms.queue.length)
+        metrics.tasks.queue_lengths_from(tasks.queue_lengths)
     worker_redis = create_worker_redis(settings)
     handlers = [(sms.queue, sms.deliver)] + [(q, tasks.run) for q in tasks.queues.values()]
     worker = Worker(
@@ -123,7 +129,8 @@ def create_app(
         worker_redis,
         settings.worker_stop_timeout_seconds,
     )
-    tasks.oauth = oauth.install(app, metrics, db)  # routes, app.state.oauth, scrape-time gauges
+    # routes, app.state.oauth and (api) scrape-time gauges; the worker's refresh task needs it
+    tasks.oauth = oauth.install(app, metrics, db, api=settings.serves_api)
 
     app.state.services = Services(
         settings=settings,

@@ -30,6 +30,9 @@ class Settings:
     metrics_token_file: str | None = None
     host: str = "127.0.0.1"
     port: int = 8000
+    # all: API routes and the delivery loops in one process; api: routes only; worker: the
+    # loops, serving only /metrics and /health (Compose runs one api and one worker)
+    role: str = "all"
     session_ttl_seconds: float = 3600.0
     verification_code_ttl_seconds: float = 300.0
     verification_max_attempts: int = 5
@@ -80,6 +83,8 @@ class Settings:
             raise ValueError("metrics_source_ttl_seconds and db_max_overflow must be >= 0")
         if not 0 <= self.port <= 65535:
             raise ValueError(f"port {self.port} is not within 0..65535")
+        if self.role not in ROLES:
+            raise ValueError(f"role {self.role!r} is not one of {', '.join(ROLES)}")
         if not self.api_token.strip():
             raise ValueError("api_token must not be empty")
         if self.queue_max_deliveries < 1:
@@ -99,6 +104,14 @@ class Settings:
         if not self.task_queue_names:
             raise ValueError("task_queues names no queue")
         self.task_profile_map  # noqa: B018 (validates the format)
+
+    @property
+    def serves_api(self) -> bool:
+        return self.role in ("all", "api")
+
+    @property
+    def runs_worker(self) -> bool:
+        return self.role in ("all", "worker")
 
     @property
     def sms_provider_profiles(self) -> tuple[Profile, ...]:
@@ -122,7 +135,9 @@ class Settings:
         cls, env: Mapping[str, str] = os.environ, *, generate_token: bool = False
     ) -> Settings:
         """Each field from ``ASSISTANT_<FIELD NAME>`` (``ASSISTANT_DATABASE_URL``,
-        ``ASSISTANT_SESSION_TTL_SECONDS``, ...); unset ones keep their defaults.
+        ``ASSISTANT_SESSION_TTL_SECONDS``, ...); unset ones keep their defaults. The URLs
+        (they carry passwords) may instead come from the files ``ASSISTANT_DATABASE_URL_FILE``
+        and ``ASSISTANT_REDIS_URL_FILE``, mounted secrets.
 
         The API token may also come from the file ``ASSISTANT_API_TOKEN_FILE``. Without
         either, ``generate_token`` (``python -m assistant``, one process) makes a random
@@ -132,7 +147,11 @@ class Settings:
         values: dict[str, object] = {}
         for name, spec in cls.__dataclass_fields__.items():
             variable = f"ASSISTANT_{name.upper()}"
-            if variable in env and name != "api_token":
+            if name in _FROM_FILE:
+                secret = _secret(env, variable)
+                if secret is not None:
+                    values[name] = secret
+            elif variable in env and name != "api_token":
                 values[name] = _parse(variable, env[variable], _TYPES[str(spec.type)])
         api_token = _secret(env, "ASSISTANT_API_TOKEN")
         if api_token is None:
@@ -167,6 +186,8 @@ class Profile:
     cost: float = 0.0  # per delivered message (SMS only)
 
 
+ROLES = ("all", "api", "worker")
+_FROM_FILE = ("database_url", "redis_url")  # or ASSISTANT_<NAME>_FILE
 _SMS_KEYS = ("latency", "failure", "cost")
 _TASK_KEYS = ("latency", "failure")
 _NAME = re.compile(r"[a-z][a-z0-9_]{0,31}")

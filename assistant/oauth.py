@@ -449,16 +449,19 @@ def install(
     metrics: app_metrics.Metrics,
     db: Database,
     settings: OAuthSettings | None = None,
+    *,
+    api: bool = True,
 ) -> OAuthService:
-    """Routes, the service (``app.state.oauth``) and the scrape-time gauges. Pass
-    ``oauth_providers=oauth.PROVIDERS`` to ``app_metrics.instrument`` as well."""
+    """The service (``app.state.oauth``); with ``api``, also its routes and the scrape-time
+    gauges. Pass ``oauth_providers=oauth.PROVIDERS`` to ``app_metrics.instrument`` as well."""
     from .routes import oauth as routes  # the routes import this module
 
     service = OAuthService(
         db, metrics.oauth, SimulatedProviders(settings or OAuthSettings.from_env())
     )
     app.state.oauth = service
-    app.include_router(routes.router)
-    metrics.oauth.active_integrations_from(service.count_active_by_provider)
-    metrics.oauth.connected_users_from(service.count_connected_users)
+    if api:
+        app.include_router(routes.router)
+        metrics.oauth.active_integrations_from(service.count_active_by_provider)
+        metrics.oauth.connected_users_from(service.count_connected_users)
     return service

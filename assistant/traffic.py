@@ -21,6 +21,7 @@ import time
 from collections import Counter, defaultdict
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import httpx
 
@@ -323,6 +324,8 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--url", default=os.environ.get("ASSISTANT_URL", "http://127.0.0.1:8000"))
     p.add_argument("--token", default=os.environ.get("ASSISTANT_API_TOKEN", ""),
                    help="the API token (default: $ASSISTANT_API_TOKEN)")  # fmt: skip
+    p.add_argument("--token-file", default=os.environ.get("ASSISTANT_API_TOKEN_FILE"),
+                   help="the API token from a file ($ASSISTANT_API_TOKEN_FILE)")  # fmt: skip
     p.add_argument("--rate", type=float, default=20.0, help="requests per second (max 500)")
     p.add_argument("--duration", type=float, default=60.0, help="seconds (max 86400)")
     p.add_argument("--max-requests", type=int, default=1_000_000)
@@ -339,8 +342,13 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
         p.error("--duration must be in (0, 86400]")
     if args.max_requests < 1 or args.concurrency < 1:
         p.error("--max-requests and --concurrency must be at least 1")
+    if args.token_file and not args.token:
+        try:
+            args.token = Path(args.token_file).read_text().strip()
+        except OSError as exc:
+            p.error(f"--token-file: {exc}")
     if not args.token:
-        p.error("an API token is needed: --token or ASSISTANT_API_TOKEN")
+        p.error("an API token is needed: --token, --token-file or ASSISTANT_API_TOKEN(_FILE)")
     return args
 
 

@@ -34,3 +34,26 @@ def test_the_token_comes_from_a_file(tmp_path: Path) -> None:
     settings = Settings.from_env({"ASSISTANT_API_TOKEN_FILE": str(tmp_path / "token")})
     assert settings.api_token == "from-a-secret"
     assert "from-a-secret" not in repr(settings)
+
+
+def test_the_database_and_redis_urls_come_from_files(tmp_path: Path) -> None:
+    (tmp_path / "db").write_text("postgresql+asyncpg://assistant:s3cret@postgres/assistant\n")
+    (tmp_path / "redis").write_text("redis://redis:6379/1")
+    settings = Settings.from_env(
+        {
+            "ASSISTANT_API_TOKEN": "t",
+            "ASSISTANT_DATABASE_URL_FILE": str(tmp_path / "db"),
+            "ASSISTANT_REDIS_URL_FILE": str(tmp_path / "redis"),
+        }
+    )
+    assert settings.database_url == "postgresql+asyncpg://assistant:s3cret@postgres/assistant"
+    assert settings.redis_url == "redis://redis:6379/1"
+    assert "s3cret" not in repr(settings)
+    with pytest.raises(ValueError, match="not both"):
+        Settings.from_env(
+            {
+                "ASSISTANT_API_TOKEN": "t",
+                "ASSISTANT_REDIS_URL": "redis://x",
+                "ASSISTANT_REDIS_URL_FILE": str(tmp_path / "redis"),
+            }
+        )

@@ -1,0 +1,15 @@
+#!/bin/sh
+# Runs once, when the postgres image initialises an empty data directory
+# (/docker-entrypoint-initdb.d): a login role for postgres_exporter with pg_monitor (read-only
+# statistics, no table data), its password from the mounted secret file.
+set -eu
+password_file=/run/secrets/postgres_exporter_password
+if [ ! -s "$password_file" ]; then
+  echo "create-monitoring-role: $password_file is missing or empty" >&2
+  exit 1
+fi
+psql -v ON_ERROR_STOP=1 --username "$POSTGRES_USER" --dbname "$POSTGRES_DB" \
+  --set password="$(cat "$password_file")" <<'SQL'
+CREATE ROLE postgres_exporter LOGIN PASSWORD :'password' CONNECTION LIMIT 3;
+GRANT pg_monitor TO postgres_exporter;
+SQL

@@ -1,0 +1,318 @@
+"""``make lint`` for the stack's configuration, on a machine without Docker: every check runs
+the real tool (promtool, amtool, yamllint, check-jsonschema, docker-compose) and shows its
+message when it fails. ``preflight`` runs the same checks on one environment's real files
+before `make up` starts anything."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+
+from . import ENVIRONMENTS, ROOT
+from .render import alertmanager_config, drift, substitute
+from .secrets import EXAMPLE, prepare
+from .settings import StackError, environment_settings, images, read_env_file
+
+DATASOURCE_UID = "prometheus"
+
+
+@dataclass
+class Check:
+    name: str
+    problems: list[str]
+
+
+def run(args: list[str], cwd: Path | None = None, env: Mapping[str, str] | None = None) -> str:
+    """Run a tool; its combined output if it fails, else an empty string."""
+    try:
+        done = subprocess.run(
+            args, cwd=cwd, env=env, capture_output=True, text=True, timeout=120, check=False
+        )
+    except FileNotFoundError:
+        return f"{args[0]}: not found"
+    if done.returncode == 0:
+        return ""
+    output = (done.stdout + done.stderr).strip()
+    return f"$ {' '.join(args)}  (exit {done.returncode})\n{output}"
+
+
+def tool(root: Path, name: str) -> str:
+    return str(root / {"promtool": "prometheus", "amtool": "alertmanager"}[name] / name)
+
+
+def checkable(text: str, root: Path, secrets_dir: Path) -> str:
+    """A configuration with its container paths mapped onto this machine: mounted secrets
+    onto ``secrets_dir``, templates and rules onto the repository's folders."""
+    return (
+        text.replace("/run/secrets/", f"{secrets_dir}/")
+        .replace("/etc/alertmanager/templates/", f"{root}/alertmanager/templates/")
+        .replace("../rules/", f"{root}/prometheus/rules/")
+    )
+
+
+def stand_in_run_dir(env: str, work: Path, root: Path = ROOT) -> Path:
+    """.run/<env> as `make up` would write it, from .env.example's values."""
+    return prepare(env, read_env_file(EXAMPLE), work / env, root)
+
+
+# ---- the checks ------------------------------------------------------------------------
+
+
+def generated_files(root: Path, work: Path) -> Iterator[Check]:
+    stale = drift(root)
+    yield Check(
+        "generated files are up to date",
+        [f"{p.relative_to(root)} differs: run `make generate`" for p in stale],
+    )
+
+
+def yaml_files(root: Path, work: Path) -> Iterator[Check]:
+    folders = ["compose", "prometheus", "alertmanager", "grafana", "exporters", ".env.example"]
+    args = [str(Path(sys.executable).parent / "yamllint"), "-c", str(root / ".yamllint.yaml")]
+    out = run([*args, *[f for f in folders if f != ".env.example"]], cwd=root)
+    yield Check("yamllint", [out] if out else [])
+
+
+def prometheus_configs(root: Path, work: Path) -> Iterator[Check]:
+    for env in ENVIRONMENTS:
+        run_dir = stand_in_run_dir(env, work, root)
+        source = root / "prometheus" / "generated" / f"prometheus.{env}.yml"
+        copy = work / f"prometheus.{env}.yml"
+        copy.write_text(checkable(source.read_text(), root, run_dir / "secrets"))
+        out = run([tool(root, "promtool"), "check", "config", str(copy)])
+        yield Check(f"promtool check config ({env})", [out] if out else [])
+
+
+def rules(root: Path, work: Path) -> Iterator[Check]:
+    files = sorted((root / "prometheus" / "rules").glob("*.rules.yml"))
+    out = run([tool(root, "promtool"), "check", "rules", *map(str, files)])
+    yield Check("promtool check rules", [out] if out else [])
+    tests = sorted((root / "prometheus" / "rules" / "tests").glob("*.test.yml"))
+    out = run([tool(root, "promtool"), "test", "rules", *map(str, tests)], cwd=tests[0].parent)
+    yield Check(f"promtool test rules ({len(tests)} files)", [out] if out else [])
+
+
+def alertmanager_configs(root: Path, work: Path) -> Iterator[Check]:
+    cases = yaml.safe_load((root / "alertmanager" / "tests" / "routes.yml").read_text())
+    for env in ENVIRONMENTS:
+        run_dir = stand_in_run_dir(env, work, root)
+        config = work / f"alertmanager.{env}.yml"
+        text = substitute(
+            alertmanager_config(env, root), read_env_file(EXAMPLE), "alertmanager", quote=True
+        )
+        config.write_text(checkable(text, root, run_dir / "secrets"))
+        out = run([tool(root, "amtool"), "check-config", str(config)])
+        yield Check(f"amtool check-config ({env})", [out] if out else [])
+        problems = []
+        for case in cases:
+            labels = [f"{k}={v}" for k, v in case["labels"].items()]
+            out = run(
+                [
+                    tool(root, "amtool"),
+                    "config",
+                    "routes",
+                    "test",
+                    f"--config.file={config}",
+                    f"--verify.receivers={','.join(case['receivers'])}",
+                    *labels,
+                ]
+            )
+            if out:
+                problems.append(f"{' '.join(labels)}: expected {case['receivers']}\n{out}")
+        yield Check(f"amtool config routes test ({env}, {len(cases)} cases)", problems)
+
+
+def compose_files(root: Path, work: Path) -> Iterator[Check]:
+    files = sorted((root / "compose").glob("compose*.yaml"))
+    checker = str(Path(sys.executable).parent / "check-jsonschema")
+    out = run([checker, "--builtin-schema", "vendor.compose-spec", *map(str, files)])
+    yield Check(f"check-jsonschema compose-spec ({len(files)} files)", [out] if out else [])
+    v1 = shutil.which("docker-compose")
+    for env in ENVIRONMENTS:
+        if v1 is None:
+            yield Check(f"docker-compose config ({env}): skipped, not installed", [])
+            continue
+        variables = compose_variables(env, stand_in_run_dir(env, work, root))
+        args = [v1, *compose_file_args(env, root), "config", "-q"]
+        out = run(args, cwd=root, env={**os.environ, **variables})
+        yield Check(f"docker-compose config ({env})", [out] if out else [])
+
+
+def dashboards(root: Path, work: Path) -> Iterator[Check]:
+    problems: list[str] = []
+    datasources = yaml.safe_load(
+        (root / "grafana" / "provisioning" / "datasources" / "prometheus.yml").read_text()
+    )["datasources"]
+    if [d.get("uid") for d in datasources] != [DATASOURCE_UID]:
+        problems.append(f"provisioning: expected one datasource with uid {DATASOURCE_UID!r}")
+    uids: dict[str, Path] = {}
+    exprs: list[tuple[str, str]] = []
+    files = sorted((root / "grafana" / "dashboards").rglob("*.json"))
+    for path in files:
+        where = path.relative_to(root)
+        try:
+            board = json.loads(path.read_text())
+        except ValueError as exc:
+            problems.append(f"{where}: not JSON: {exc}")
+            continue
+        problems += [f"{where}: {p}" for p in dashboard_problems(board)]
+        uid = board.get("uid")
+        if uid in uids:
+            problems.append(f"{where}: uid {uid!r} already used by {uids[uid]}")
+        uids[uid] = where
+        exprs += [(f"{where} panel {title!r}", e) for title, e in expressions(board)]
+    out = check_expressions(root, work, exprs)
+    yield Check(f"dashboards ({len(files)} files, {len(exprs)} queries)", problems + out)
+
+
+def dashboard_problems(board: dict) -> list[str]:
+    problems = []
+    if not board.get("uid"):
+        problems.append("no uid")
+    if "__inputs" in board:
+        problems.append("__inputs present (breaks file provisioning)")
+    for variable in board.get("templating", {}).get("list", []):
+        source = variable.get("datasource")
+        if variable.get("type") == "query" and (not source or source.get("uid") != DATASOURCE_UID):
+            problems.append(
+                f"variable {variable.get('name')!r}: datasource is not uid {DATASOURCE_UID!r}"
+            )
+    boxes: list[tuple[str, tuple[int, int, int, int]]] = []
+    for panel in panels(board):
+        title = panel.get("title", "?")
+        if panel.get("type") == "row":
+            continue
+        sources = [panel.get("datasource")] + [t.get("datasource") for t in panel["targets"]]
+        if any(not s or s.get("uid") != DATASOURCE_UID for s in sources):
+            problems.append(f"panel {title!r}: datasource is not uid {DATASOURCE_UID!r}")
+        if not panel.get("description"):
+            problems.append(f"panel {title!r}: no description")
+        if not panel.get("fieldConfig", {}).get("defaults", {}).get("unit"):
+            problems.append(f"panel {title!r}: no unit")
+        grid = panel.get("gridPos", {})
+        box = tuple(grid.get(k, 0) for k in "xywh")
+        for other, obox in boxes:
+            if _overlap(box, obox):
+                problems.append(f"panel {title!r} overlaps panel {other!r}")
+        boxes.append((title, box))  # type: ignore[arg-type]
+    return problems
+
+
+def panels(board: dict) -> Iterator[dict]:
+    for panel in board.get("panels", []):
+        yield panel
+        yield from panel.get("panels", [])  # collapsed rows
+
+
+def expressions(board: dict) -> Iterator[tuple[str, str]]:
+    for panel in panels(board):
+        for target in panel.get("targets", []):
+            if target.get("expr"):
+                yield panel.get("title", "?"), target["expr"]
+    for variable in board.get("templating", {}).get("list", []):
+        query = variable.get("definition", "")
+        match = re.fullmatch(r"label_values\((.*),\s*\w+\)", query)
+        if match:
+            yield f"variable {variable['name']}", match[1]
+
+
+def _overlap(a: tuple[int, int, int, int], b: tuple[int, int, int, int]) -> bool:
+    ax, ay, aw, ah = a
+    bx, by, bw, bh = b
+    return ax < bx + bw and bx < ax + aw and ay < by + bh and by < ay + ah
+
+
+# Grafana's variables, as the values a query gets at run time (for parsing only)
+GRAFANA_VARIABLES = {
+    "$__rate_interval": "1m",
+    "$__interval": "15s",
+    "$__range": "1h",
+    "$component": ".*",
+}
+
+
+def check_expressions(root: Path, work: Path, exprs: list[tuple[str, str]]) -> list[str]:
+    """Parse every expression with promtool (as recording rules: the only parser it has)."""
+    if not exprs:
+        return []
+    rules = []
+    for i, (_, expr) in enumerate(exprs):
+        for name, value in GRAFANA_VARIABLES.items():
+            expr = expr.replace(name, value)
+        rules.append({"record": f"dashboard_query_{i}", "expr": expr})
+    path = work / "dashboard-queries.rules.yml"
+    path.write_text(yaml.safe_dump({"groups": [{"name": "dashboards", "rules": rules}]}))
+    out = run([tool(root, "promtool"), "check", "rules", str(path)])
+    if not out:
+        return []
+    bad = [f"{w}: {e}" for i, (w, e) in enumerate(exprs) if f'dashboard_query_{i}"' in out]
+    return [out, *bad]
+
+
+CHECKS: list[Callable[[Path, Path], Iterator[Check]]] = [
+    generated_files,
+    yaml_files,
+    prometheus_configs,
+    rules,
+    alertmanager_configs,
+    compose_files,
+    dashboards,
+]
+
+
+# ---- Compose invocation (shared with compose.py) ------------------------------------------
+
+
+def compose_file_args(env: str, root: Path = ROOT) -> list[str]:
+    return [
+        "--project-name",
+        f"assistant-{env}",
+        "-f",
+        str(root / "compose" / "compose.yaml"),
+        "-f",
+        str(root / "compose" / f"compose.{env}.yaml"),
+    ]
+
+
+def compose_variables(env: str, run_dir: Path) -> dict[str, str]:
+    """What the Compose files interpolate: the images, the environment's settings, where
+    `make up` put the secrets."""
+    return {
+        **images(),
+        **environment_settings(env),
+        "STACK_ENV": env,
+        "STACK_RUN_DIR": str(run_dir),
+    }
+
+
+def _guarded(check: Callable[[Path, Path], Iterator[Check]], root: Path, work: Path):
+    """A check's results; a StackError or unreadable file becomes a failed result."""
+    try:
+        yield from check(root, work)
+    except (StackError, OSError, ValueError) as exc:
+        yield Check(check.__name__.replace("_", " "), [str(exc)])
+
+
+def lint(root: Path = ROOT, out=sys.stdout) -> int:
+    """Run every check; print one line each, the tool's message under a failed one."""
+    failed = 0
+    with tempfile.TemporaryDirectory(prefix="stack-lint-") as tmp:
+        for check in CHECKS:
+            for result in _guarded(check, root, Path(tmp)):
+                mark = "FAIL" if result.problems else "ok  "
+                print(f"  {mark} {result.name}", file=out, flush=True)
+                for problem in result.problems:
+                    print("       " + problem.replace("\n", "\n       "), file=out)
+                failed += bool(result.problems)
+    print(f"lint: {failed} check(s) failed" if failed else "lint: all checks passed", file=out)
+    return 1 if failed else 0

@@ -1,0 +1,55 @@
+"""The per-environment settings (compose/env/<env>.env) and the image versions
+(compose/versions.env): KEY=VALUE files, read the same way Compose reads them."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from . import ENVIRONMENTS, ROOT
+
+COMPOSE_DIR = ROOT / "compose"
+VERSIONS_FILE = COMPOSE_DIR / "versions.env"
+_LINE = re.compile(r"(?P<key>[A-Za-z_][A-Za-z0-9_]*)=(?P<value>.*)")
+
+
+class StackError(Exception):
+    """A problem the user must fix; its message says what and where."""
+
+
+def check_environment(env: str) -> str:
+    if env not in ENVIRONMENTS:
+        raise StackError(f"unknown ENV {env!r}: use one of {', '.join(ENVIRONMENTS)}")
+    return env
+
+
+def env_file(env: str) -> Path:
+    return COMPOSE_DIR / "env" / f"{check_environment(env)}.env"
+
+
+def read_env_file(path: Path) -> dict[str, str]:
+    """``KEY=VALUE`` lines; blank lines and ``#`` comments skipped; one pair of surrounding
+    quotes removed. Anything else is an error naming the file and line."""
+    values: dict[str, str] = {}
+    for number, raw in enumerate(path.read_text().splitlines(), 1):
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        match = _LINE.fullmatch(line)
+        if match is None:
+            raise StackError(f"{path}:{number}: expected KEY=VALUE, got {raw!r}")
+        value = match["value"]
+        if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
+            value = value[1:-1]
+        values[match["key"]] = value
+    return values
+
+
+def environment_settings(env: str) -> dict[str, str]:
+    """The environment's settings plus ENV itself."""
+    return {**read_env_file(env_file(env)), "ENV": env}
+
+
+def images() -> dict[str, str]:
+    """``{"PROMETHEUS_IMAGE": "prom/prometheus:v3.5.0@sha256:...", ...}``"""
+    return read_env_file(VERSIONS_FILE)

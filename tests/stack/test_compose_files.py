@@ -1,0 +1,160 @@
+"""The Compose files as Compose reads them: each environment merged and interpolated by
+Debian's docker-compose (no engine needed), then checked against the stack's rules."""
+
+from __future__ import annotations
+
+import functools
+import os
+import shutil
+import subprocess
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from stack import ENVIRONMENTS, ROOT
+from stack.lint import compose_file_args, compose_variables, stand_in_run_dir
+from stack.settings import images
+
+COMPOSE_APT = "apt-get install -y --no-install-recommends docker-compose"
+PERSISTENT = {"prometheus": "/prometheus", "grafana": "/var/lib/grafana",
+              "alertmanager": "/alertmanager", "postgres": "/var/lib/postgresql/data",
+              "redis": "/data"}  # fmt: skip
+
+
+@functools.cache
+def merged(env: str, **overrides: str) -> dict[str, Any]:
+    binary = shutil.which("docker-compose")
+    if binary is None:
+        pytest.fail(f"docker-compose not installed: {COMPOSE_APT}", pytrace=False)
+    with tempfile.TemporaryDirectory() as tmp:
+        variables = compose_variables(env, stand_in_run_dir(env, Path(tmp))) | overrides
+        done = subprocess.run(
+            [binary, *compose_file_args(env), "config"],
+            cwd=ROOT, env={**os.environ, **variables}, capture_output=True, text=True, check=False,
+        )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    return yaml.safe_load(done.stdout)  # type: ignore[no-any-return]
+
+
+def services(env: str) -> dict[str, dict[str, Any]]:
+    return merged(env)["services"]  # type: ignore[no-any-return]
+
+
+def volumes(service: dict[str, Any]) -> dict[str, tuple[str, str]]:
+    """docker-compose 1.29 prints the short syntax: ``source:target[:mode]``."""
+    found = {}
+    for entry in service.get("volumes", []):
+        source, target, *mode = entry.split(":")
+        found[target] = (source, mode[0] if mode else "rw")
+    return found
+
+
+def ports(service: dict[str, Any]) -> list[str]:
+    """Host addresses of ``ip:host:container/proto`` entries."""
+    return [entry.rsplit(":", 2)[0] for entry in service.get("ports", [])]
+
+
+@pytest.mark.parametrize("env", ENVIRONMENTS)
+def test_every_image_is_pinned_by_version_and_digest(env: str) -> None:
+    pinned = set(images().values())
+    built = {s["image"] for s in services(env).values() if "build" in s}
+    for name, service in services(env).items():
+        if service["image"] in built and "build" not in service:
+            continue  # runs an image another service builds (the traffic generator)
+        if "build" in service:
+            bases = [v for k, v in service["build"].get("args", {}).items() if k.endswith("_IMAGE")]
+            assert bases and set(bases) <= pinned, name
+        else:
+            assert service["image"] in pinned, f"{name}: {service['image']}"
+
+
+@pytest.mark.parametrize("env", ENVIRONMENTS)
+def test_every_service_is_healthchecked_restarted_and_waits_for_healthy(env: str) -> None:
+    for name, service in services(env).items():
+        assert service["healthcheck"]["test"][0] == "CMD-SHELL", name  # Podman keeps it intact
+        assert service["restart"] == "unless-stopped", name
+        for dependency, how in service.get("depends_on", {}).items():
+            assert how["condition"] == "service_healthy", f"{name} -> {dependency}"
+
+
+@pytest.mark.parametrize("env", ENVIRONMENTS)
+def test_state_lives_in_named_volumes(env: str) -> None:
+    config = merged(env)
+    for name, target in PERSISTENT.items():
+        source, _ = volumes(services(env)[name])[target]
+        assert source in config["volumes"], f"{name}: {target} is not a named volume"
+
+
+@pytest.mark.parametrize("env", ENVIRONMENTS)
+def test_only_what_must_be_reached_leaves_the_internal_network(env: str) -> None:
+    config = merged(env)
+    assert config["networks"]["internal"]["internal"] is True
+    for name, service in services(env).items():
+        assert "internal" in service["networks"], name
+        for address in ports(service):
+            assert address == "127.0.0.1", f"{name}: {address}"
+            assert "edge" in service["networks"], f"{name} publishes a port on the internal net"
+
+
+def published(env: str, **overrides: str) -> set[str]:
+    return {n for n, s in merged(env, **overrides)["services"].items() if s.get("ports")}
+
+
+def test_prod_publishes_only_grafana_on_loopback_unless_configured() -> None:
+    assert published("prod") == {"grafana"}
+    assert published("stage") == {"grafana", "prometheus", "alertmanager"}
+    assert published("dev") == {"grafana", "prometheus", "alertmanager", "api", "receiver"}
+    grafana = merged("prod", GRAFANA_PUBLISH_ADDRESS="0.0.0.0")["services"]["grafana"]
+    assert ports(grafana) == ["0.0.0.0"]
+
+
+def test_dev_alone_runs_the_traffic_generator_and_the_receiver() -> None:
+    assert {"traffic", "receiver"} <= services("dev").keys()
+    for env in ("stage", "prod"):
+        assert not {"traffic", "receiver"} & services(env).keys()
+
+
+@pytest.mark.parametrize("env", ["stage", "prod"])
+def test_stage_and_prod_limit_every_service(env: str) -> None:
+    for name, service in services(env).items():
+        limits = service["deploy"]["resources"]["limits"]
+        assert limits["cpus"] and limits["memory"], name
+
+
+@pytest.mark.parametrize("env", ENVIRONMENTS)
+def test_grafana_is_anonymous_in_dev_only(env: str) -> None:
+    grafana = services(env)["grafana"]["environment"]
+    assert grafana["GF_AUTH_ANONYMOUS_ENABLED"] == ("true" if env == "dev" else "false")
+    assert grafana["GF_SECURITY_ADMIN_PASSWORD__FILE"] == "/run/secrets/grafana_admin_password"
+
+
+def test_node_exporter_sees_the_host_as_its_documentation_asks() -> None:
+    node = services("prod")["node-exporter"]
+    assert node["pid"] == "host"
+    assert node["volumes"] == ["/:/host:ro,rslave"]
+    assert "--path.rootfs=/host" in node["command"]
+
+
+def test_secrets_are_files_never_environment_values() -> None:
+    config = merged("prod")
+    for name, secret in config["secrets"].items():
+        assert Path(secret["file"]).name == name
+    flat = yaml.safe_dump(config)
+    for value in ("change-me", "PASSWORD=", "TOKEN="):
+        assert value not in flat
+
+
+def test_redis_keeps_an_append_only_file() -> None:
+    command = services("prod")["redis"]["command"]
+    assert command[command.index("--appendonly") + 1] == "yes"
+
+
+def test_the_prometheus_retention_comes_from_the_environment_settings() -> None:
+    for env in ENVIRONMENTS:
+        settings = (ROOT / "compose" / "env" / f"{env}.env").read_text()
+        retention = settings.split("RETENTION_TIME=")[1].split()[0]
+        command = services(env)["prometheus"]["command"]
+        assert f"--storage.tsdb.retention.time={retention}" in command

@@ -1,0 +1,54 @@
+"""Generated files: what `make generate` writes is what the repository holds."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from stack import ENVIRONMENTS, ROOT, render
+from stack.settings import StackError, images
+
+from .conftest import edit
+
+
+def test_the_repository_holds_what_make_generate_writes() -> None:
+    assert render.drift() == [], "run `make generate`"
+
+
+def test_an_edited_source_or_generated_file_is_drift(repo_copy: Path) -> None:
+    assert render.drift(repo_copy) == []
+    edit(repo_copy / "prometheus" / "prometheus.yml", "job_name: redis", "job_name: redis2")
+    edit(repo_copy / "alertmanager" / "generated" / "alertmanager.prod.yml", "4h", "5h")
+    assert {p.relative_to(repo_copy) for p in render.drift(repo_copy)} == {
+        Path(f"prometheus/generated/prometheus.{env}.yml") for env in ENVIRONMENTS
+    } | {Path("alertmanager/generated/alertmanager.prod.yml")}
+    assert render.write(repo_copy) and render.drift(repo_copy) == []
+
+
+def test_each_environment_gets_its_own_interval_and_label() -> None:
+    for env in ENVIRONMENTS:
+        text = (ROOT / "prometheus" / "generated" / f"prometheus.{env}.yml").read_text()
+        settings = (ROOT / "compose" / "env" / f"{env}.env").read_text()
+        interval = next(
+            line.split("=", 1)[1] for line in settings.splitlines() if line.startswith("SCRAPE_")
+        )
+        assert f"  scrape_interval: {interval}\n" in text
+        assert f"    env: {env}\n" in text
+        assert "${" not in text
+
+
+def test_an_unknown_reference_names_itself(repo_copy: Path) -> None:
+    edit(repo_copy / "prometheus" / "prometheus.yml", "${ENV}", "${ENVIRONMENT}")
+    with pytest.raises(StackError, match="no value for ENVIRONMENT"):
+        render.prometheus_config("dev", repo_copy)
+
+
+def test_the_readme_lists_every_pinned_image() -> None:
+    readme = (ROOT / "README.md").read_text()
+    for variable, reference in images().items():
+        name, _, digest = reference.partition("@")
+        assert digest.startswith("sha256:") and len(digest) == 71, variable
+        assert f"| `{variable}` | `{name.rpartition(':')[0]}` | {name.rpartition(':')[2]} |" in (
+            readme
+        )

@@ -1,0 +1,121 @@
+"""`make lint` runs the real tools: the repository passes, and each kind of mistake is caught
+with the tool's own message. Cases are data: a file, a text to replace, the check that must
+fail and a piece of the message it must show."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+from typing import NamedTuple
+
+import pytest
+
+from stack import lint, render
+
+from .conftest import edit
+
+
+class Mistake(NamedTuple):
+    file: str
+    old: str
+    new: str
+    check: str  # a function of stack.lint.CHECKS
+    message: str
+
+
+MISTAKES = {
+    "scrape timeout over the interval": Mistake(
+        "prometheus/prometheus.yml", "scrape_timeout: 4s", "scrape_timeout: 40s",
+        "prometheus_configs", "scrape timeout greater than scrape interval",
+    ),
+    "a field Prometheus 2.42 rejects": Mistake(
+        "prometheus/prometheus.yml", "  - job_name: redis\n",
+        "  - job_name: redis\n    scrape_protocols: [PrometheusText0.0.4]\n",
+        "prometheus_configs", "field scrape_protocols not found",
+    ),
+    "a rule that does not parse": Mistake(
+        "prometheus/rules/stack.rules.yml", "expr: pg_up == 0", "expr: pg_up ==",
+        "rules", "parse error",
+    ),
+    "a rule test that expects the wrong value": Mistake(
+        "prometheus/rules/tests/stack.test.yml", "(pg_up = 0) for 30 s.", "(pg_up = 1) for 30 s.",
+        "rules", "FAILED",
+    ),
+    "a route to an undefined receiver": Mistake(
+        "alertmanager/alertmanager.yml", "- receiver: backend", "- receiver: nobody",
+        "alertmanager_configs", 'undefined receiver "nobody"',
+    ),
+    "a routing case that no longer holds": Mistake(
+        "alertmanager/tests/routes.yml", "receivers: [oncall, backend]", "receivers: [backend]",
+        "alertmanager_configs", "expected ['backend']",
+    ),
+    "a field Alertmanager 0.25 rejects": Mistake(
+        "alertmanager/receivers/prod.yml", "      - url: \"${ALERTMANAGER_WATCHDOG_URL}\"\n",
+        "      - url: \"${ALERTMANAGER_WATCHDOG_URL}\"\n        timeout: 10s\n",
+        "alertmanager_configs", "field timeout not found",
+    ),
+    "a misspelt Compose key": Mistake(
+        "compose/compose.yaml", "    image: ${POSTGRES_IMAGE:", "    imagee: ${POSTGRES_IMAGE:",
+        "compose_files", "imagee",
+    ),
+    "a Compose port that is not a list": Mistake(
+        "compose/compose.dev.yaml", 'ports: ["127.0.0.1:${RECEIVER_PORT:-9095}:9095"]',
+        "ports: 9095", "compose_files", "9095 is not of type 'array'",
+    ),
+    "trailing spaces": Mistake(
+        "exporters/postgres/queries.yml", "long_transactions:\n", "long_transactions:   \n",
+        "yaml_files", "trailing-spaces",
+    ),
+    "a panel without a description": Mistake(
+        "grafana/dashboards/api/api-overview.json",
+        '"description": "Requests being served right now.",', "",
+        "dashboards", "panel 'In progress': no description",
+    ),
+    "a panel on another datasource": Mistake(
+        "grafana/dashboards/api/api-overview.json", '"uid": "prometheus"', '"uid": "${DS}"',
+        "dashboards", "datasource is not uid 'prometheus'",
+    ),
+    "overlapping panels": Mistake(
+        "grafana/dashboards/api/api-overview.json", '"x": 18,', '"x": 10,',
+        "dashboards", "overlaps panel",
+    ),
+    "a query that does not parse": Mistake(
+        "grafana/dashboards/api/api-overview.json", "sum by (status) (", "sum by (status (",
+        "dashboards", "panel 'Status mix'",
+    ),
+    "a hand-edited generated file": Mistake(
+        "prometheus/generated/prometheus.stage.yml", "job_name: node", "job_name: host",
+        "generated_files", "prometheus/generated/prometheus.stage.yml differs",
+    ),
+}  # fmt: skip
+
+
+def test_the_repository_passes_every_check() -> None:
+    out = io.StringIO()
+    assert lint.lint(out=out) == 0, out.getvalue()
+    assert "FAIL" not in out.getvalue()
+    assert out.getvalue().count("  ok   ") >= 18
+
+
+@pytest.mark.parametrize("name", MISTAKES)
+def test_a_mistake_is_caught_with_the_tools_message(
+    name: str, repo_copy: Path, tmp_path: Path
+) -> None:
+    mistake = MISTAKES[name]
+    edit(repo_copy / mistake.file, mistake.old, mistake.new)
+    if mistake.check != "generated_files":
+        render.write(repo_copy)  # what `make generate` would do after the edit
+    check = getattr(lint, mistake.check)
+    work = tmp_path / "work"
+    work.mkdir()
+    problems = [p for result in lint._guarded(check, repo_copy, work) for p in result.problems]
+    assert problems, f"{mistake.check} passed despite: {name}"
+    assert mistake.message in "\n".join(problems)
+
+
+def test_a_duplicate_dashboard_uid_is_caught(repo_copy: Path, tmp_path: Path) -> None:
+    folder = repo_copy / "grafana" / "dashboards"
+    (folder / "copy").mkdir()
+    (folder / "copy" / "again.json").write_text((folder / "api" / "api-overview.json").read_text())
+    [result] = lint.dashboards(repo_copy, tmp_path)
+    assert any("uid 'assistant-api-overview' already used" in p for p in result.problems)

@@ -1,0 +1,96 @@
+"""Secrets: stage and prod refuse missing or example values, naming them; dev starts from
+nothing; what `make up` writes is private and complete."""
+
+from __future__ import annotations
+
+import stat
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from stack import ROOT
+from stack.lint import checkable
+from stack.secrets import EXAMPLE, SECRETS, needed, prepare, resolve
+from stack.settings import StackError, read_env_file
+
+STAGE_SECRETS = [s.variable for s in SECRETS if "stage" in s.environments]
+
+
+def good_values(env: str) -> dict[str, str]:
+    return {name: f"real-{name.lower()}" for name in needed(env)} | {
+        "ALERTMANAGER_WEBHOOK_URL": "https://hooks.internal/alerts",
+        "ALERTMANAGER_WATCHDOG_URL": "https://deadman.internal/ping",
+        "ALERTMANAGER_SMTP_SMARTHOST": "smtp.internal:587",
+        "ALERTMANAGER_SMTP_FROM": "am@corp.test",
+        "ALERTMANAGER_SMTP_USERNAME": "am@corp.test",
+        "ALERTMANAGER_ONCALL_EMAIL": "oncall@corp.test",
+    }
+
+
+@pytest.mark.parametrize("env", ["stage", "prod"])
+def test_missing_secrets_are_named(env: str, tmp_path: Path) -> None:
+    with pytest.raises(StackError) as error:
+        resolve(env, tmp_path / "absent.env", environ={})
+    message = str(error.value)
+    assert f"ENV={env} will not start" in message
+    for name in [s.variable for s in SECRETS if env in s.environments]:
+        assert name in message
+    assert "ALERTMANAGER_SLACK_CHANNEL" not in message  # a usable default
+
+
+@pytest.mark.parametrize("env", ["stage", "prod"])
+def test_the_example_values_are_refused(env: str) -> None:
+    with pytest.raises(StackError, match="still the example placeholder") as error:
+        resolve(env, EXAMPLE, environ={})
+    for name in STAGE_SECRETS:
+        assert name in str(error.value)
+
+
+def test_one_default_left_is_named_alone(tmp_path: Path) -> None:
+    values = good_values("prod") | {"METRICS_TOKEN": read_env_file(EXAMPLE)["METRICS_TOKEN"]}
+    with pytest.raises(StackError) as error:
+        resolve("prod", tmp_path / "absent.env", environ=values)
+    assert str(error.value).count("METRICS_TOKEN") == 1
+    assert "GRAFANA_ADMIN_PASSWORD" not in str(error.value)
+
+
+def test_the_environment_overrides_the_dotenv_file(tmp_path: Path) -> None:
+    dotenv = tmp_path / ".env"
+    dotenv.write_text("".join(f"{k}={v}\n" for k, v in good_values("stage").items()))
+    values = resolve("stage", dotenv, environ={"METRICS_TOKEN": "from-the-environment"})
+    assert values["METRICS_TOKEN"] == "from-the-environment"
+    assert values["POSTGRES_PASSWORD"] == "real-postgres_password"
+
+
+def test_dev_starts_from_nothing_with_the_example_values(tmp_path: Path) -> None:
+    values = resolve("dev", tmp_path / "absent.env", environ={})
+    assert values["GRAFANA_ADMIN_PASSWORD"] == read_env_file(EXAMPLE)["GRAFANA_ADMIN_PASSWORD"]
+
+
+def test_prepare_writes_private_files_and_a_valid_alertmanager_config(tmp_path: Path) -> None:
+    values = good_values("prod") | {
+        "POSTGRES_PASSWORD": "p@ss:w/rd%",
+        "ALERTMANAGER_SLACK_CHANNEL": '#alerts "quoted"',
+    }
+    run_dir = prepare("prod", resolve("prod", tmp_path / "absent.env", environ=values),
+                      tmp_path / "run" / "prod")  # fmt: skip
+    assert stat.S_IMODE(run_dir.stat().st_mode) == 0o700
+    assert stat.S_IMODE((run_dir / "secrets").stat().st_mode) == 0o700
+    secrets = run_dir / "secrets"
+    assert (secrets / "metrics_token").read_text() == "real-metrics_token\n"
+    assert (secrets / "assistant_database_url").read_text() == (
+        "postgresql+asyncpg://assistant:p%40ss%3Aw%2Frd%25@postgres:5432/assistant\n"
+    )
+    config = (run_dir / "alertmanager.yml").read_text()
+    assert "${" not in config
+    assert 'channel: "#alerts \\"quoted\\""' in config
+    assert "https://hooks.internal/alerts" in config
+    assert "real-alertmanager_slack_url" not in config  # a file, not in the configuration
+    copy = tmp_path / "am.yml"
+    copy.write_text(checkable(config, ROOT, secrets))
+    done = subprocess.run(
+        [str(ROOT / "alertmanager" / "amtool"), "check-config", str(copy)],
+        capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stdout + done.stderr
