@@ -1,0 +1,133 @@
+"""The dev Alertmanager configuration in a real Alertmanager (Debian's 0.25) delivering to
+the real webhook receiver: routing by severity and team, the Watchdog route, inhibition
+(which amtool cannot test) and the message fields. Only timings are shortened."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sys
+import time
+import urllib.request
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from stack import ROOT
+from stack.lint import checkable
+from stack.render import alertmanager_config
+from tests.service.backends import free_port
+
+from .conftest import Process
+from .test_receiver import notifications
+
+ALERTMANAGER_APT = "apt-get install -y --no-install-recommends prometheus-alertmanager"
+DEADLINE = 20.0
+
+
+def alert(name: str, severity: str, **labels: str) -> dict:
+    return {
+        "labels": {"alertname": name, "severity": severity, "env": "dev", **labels},
+        "annotations": {
+            "summary": f"{name} summary",
+            "description": f"{name} description",
+            "runbook_url": f"runbooks/{name}.md",
+        },
+        "startsAt": datetime.now(UTC).isoformat(),
+    }
+
+
+ALERTS = [
+    alert("Watchdog", "none", team="platform"),
+    alert("PostgresDown", "critical", team="database", job="postgres", instance="pe:9187"),
+    # follows from the dead database: inhibited
+    alert(
+        "DatabaseHealthCheckFailing",
+        "warning",
+        team="backend",
+        dependency="postgres",
+        job="personal_assistant_api",
+        instance="api:8000",
+    ),
+    alert("TargetDown", "critical", team="platform", job="node", instance="ne:9100"),
+    # a warning on a target with a critical alert: inhibited
+    alert("HostDiskFilling", "warning", team="platform", job="node", instance="ne:9100"),
+    # a warning elsewhere: delivered to its team
+    alert("TaskBacklog", "warning", team="backend", job="personal_assistant_api", instance="w:80"),
+]
+
+
+@pytest.fixture
+def stack(processes: list[Process], tmp_path: Path) -> tuple[str, str]:
+    binary = shutil.which("prometheus-alertmanager") or shutil.which("alertmanager")
+    if binary is None:
+        pytest.fail(f"Alertmanager not installed: {ALERTMANAGER_APT}", pytrace=False)
+    receiver = f"http://127.0.0.1:{free_port()}"
+    processes.append(
+        Process(
+            [sys.executable, str(ROOT / "receiver" / "webhook_receiver.py"),
+             "--port", receiver.rsplit(":", 1)[1]],
+            tmp_path / "receiver.log", receiver + "/-/healthy",
+        )
+    )  # fmt: skip
+    config = checkable(alertmanager_config("dev"), ROOT, tmp_path)
+    config = config.replace("http://receiver:9095", receiver)
+    for slow in ("group_wait: 30s", "group_wait: 10s", "group_interval: 5m"):
+        config = config.replace(slow, slow.split(":")[0] + ": 1s")
+    (tmp_path / "alertmanager.yml").write_text(config)
+    url = f"http://127.0.0.1:{free_port()}"
+    processes.append(
+        Process(
+            [binary, f"--config.file={tmp_path / 'alertmanager.yml'}",
+             f"--storage.path={tmp_path / 'am'}", f"--web.listen-address={url[7:]}",
+             "--cluster.listen-address=", f"--web.external-url={url}"],
+            tmp_path / "alertmanager.log", url + "/-/ready",
+        )
+    )  # fmt: skip
+    return url, receiver
+
+
+def test_routing_and_inhibition_in_a_real_alertmanager(stack: tuple[str, str]) -> None:
+    alertmanager, receiver = stack
+    request = urllib.request.Request(
+        f"{alertmanager}/api/v2/alerts",
+        data=json.dumps(ALERTS).encode(),
+        headers={"Content-Type": "application/json"},
+    )
+    with urllib.request.urlopen(request, timeout=5) as response:
+        assert response.status == 200
+
+    expected = {
+        "/watchdog": {"Watchdog"},
+        "/oncall": {"PostgresDown", "TargetDown"},
+        "/platform": {"PostgresDown", "TargetDown"},
+        "/backend": {"TaskBacklog"},
+    }
+    deadline = time.monotonic() + DEADLINE
+    while (got := delivered(receiver)) != expected:
+        assert time.monotonic() < deadline, f"after {DEADLINE} s: {got}"
+        time.sleep(0.2)
+
+    with urllib.request.urlopen(f"{alertmanager}/api/v2/alerts", timeout=5) as response:
+        state = {a["labels"]["alertname"]: a["status"] for a in json.loads(response.read())}
+    assert state["DatabaseHealthCheckFailing"]["state"] == "suppressed"
+    assert state["DatabaseHealthCheckFailing"]["inhibitedBy"]
+    assert state["HostDiskFilling"]["state"] == "suppressed"
+    assert state["TaskBacklog"]["state"] == "active"
+
+    time.sleep(2)  # longer than group_wait: an inhibited alert would have arrived by now
+    assert delivered(receiver) == expected
+    [page] = [n["payload"] for n in notifications(receiver) if n["path"] == "/oncall"][:1]
+    first = page["alerts"][0]
+    assert first["annotations"]["runbook_url"] == f"runbooks/{first['labels']['alertname']}.md"
+    assert first["annotations"]["summary"] and first["annotations"]["description"]
+    assert page["externalURL"] == alertmanager
+
+
+def delivered(receiver: str) -> dict[str, set[str]]:
+    got: dict[str, set[str]] = {}
+    for n in notifications(receiver):
+        names = {a["labels"]["alertname"] for a in n["payload"]["alerts"]}
+        got.setdefault(n["path"], set()).update(names)
+    return got
