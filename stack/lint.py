@@ -97,9 +97,31 @@ def rules(root: Path, work: Path) -> Iterator[Check]:
     files = sorted((root / "prometheus" / "rules").glob("*.rules.yml"))
     out = run([tool(root, "promtool"), "check", "rules", *map(str, files)])
     yield Check("promtool check rules", [out] if out else [])
+    problems = [p for path in files for p in alert_problems(path, root)]
+    yield Check("alerts: severity, summary, description, runbook page", problems)
     tests = sorted((root / "prometheus" / "rules" / "tests").glob("*.test.yml"))
     out = run([tool(root, "promtool"), "test", "rules", *map(str, tests)], cwd=tests[0].parent)
     yield Check(f"promtool test rules ({len(tests)} files)", [out] if out else [])
+
+
+def alert_problems(path: Path, root: Path) -> list[str]:
+    """Every alert carries what on-call needs, and its runbook exists."""
+    problems = []
+    for group in yaml.safe_load(path.read_text())["groups"]:
+        for rule in group["rules"]:
+            if "alert" not in rule:
+                continue
+            where = f"{path.relative_to(root)}: {rule['alert']}"
+            annotations = rule.get("annotations", {})
+            if "severity" not in rule.get("labels", {}):
+                problems.append(f"{where}: no severity label")
+            for key in ("summary", "description", "runbook_url"):
+                if not annotations.get(key):
+                    problems.append(f"{where}: no {key} annotation")
+            runbook = annotations.get("runbook_url", "")
+            if runbook and not (root / runbook).is_file():
+                problems.append(f"{where}: runbook {runbook} does not exist")
+    return problems
 
 
 def alertmanager_configs(root: Path, work: Path) -> Iterator[Check]:

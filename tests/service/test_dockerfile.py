@@ -80,7 +80,7 @@ def test_copied_paths_exist_and_the_context_ignores_local_state() -> None:
             for source in sources:
                 assert (REPO / source).exists(), source
     ignored = (REPO / ".dockerignore").read_text().split()
-    for entry in (".git", ".venv", ".env", "tests"):
+    for entry in (".git", ".venv", ".env", ".run", "tests"):
         assert entry in ignored, entry
 
 

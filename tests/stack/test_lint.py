@@ -41,6 +41,14 @@ MISTAKES = {
         "prometheus/rules/tests/stack.test.yml", "(pg_up = 0) for 30 s.", "(pg_up = 1) for 30 s.",
         "rules", "FAILED",
     ),
+    "an alert without its runbook": Mistake(
+        "prometheus/rules/stack.rules.yml", "runbooks/RedisDown.md", "runbooks/Redis.md",
+        "rules", "RedisDown: runbook runbooks/Redis.md does not exist",
+    ),
+    "an alert without a severity": Mistake(
+        "prometheus/rules/stack.rules.yml", "          severity: none\n", "",
+        "rules", "Watchdog: no severity label",
+    ),
     "a route to an undefined receiver": Mistake(
         "alertmanager/alertmanager.yml", "- receiver: backend", "- receiver: nobody",
         "alertmanager_configs", 'undefined receiver "nobody"',
@@ -94,7 +102,7 @@ def test_the_repository_passes_every_check() -> None:
     out = io.StringIO()
     assert lint.lint(out=out) == 0, out.getvalue()
     assert "FAIL" not in out.getvalue()
-    assert out.getvalue().count("  ok   ") >= 18
+    assert out.getvalue().count("  ok   ") >= 19
 
 
 @pytest.mark.parametrize("name", MISTAKES)
