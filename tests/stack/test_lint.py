@@ -38,7 +38,7 @@ MISTAKES = {
         "rules", "parse error",
     ),
     "a rule test that expects the wrong value": Mistake(
-        "prometheus/rules/tests/stack.test.yml", "(pg_up = 0) for 30 s.", "(pg_up = 1) for 30 s.",
+        "prometheus/rules/tests/stack.test.yml", "(pg_up = 0) on", "(pg_up = 1) on",
         "rules", "FAILED",
     ),
     "an alert without its runbook": Mistake(
