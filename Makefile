@@ -9,10 +9,11 @@ PY := $(VENV)/bin/python
 ENV ?= dev
 ENVIRONMENTS := dev stage prod
 PYTEST_ARGS ?=
+RUNTIME ?= auto
 STACK := $(PY) -m stack
 
 .PHONY: help venv lint format generate test test-unit test-server test-service test-stack bench \
-	lock check-env up down status logs clean
+	lock check-env up down status logs clean distclean
 
 help: ## List every target
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  %-14s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -66,18 +67,21 @@ check-env:
 	@case " $(ENVIRONMENTS) " in *" $(ENV) "*) ;; \
 	  *) echo "unknown ENV '$(ENV)': use one of $(ENVIRONMENTS)" >&2; exit 2;; esac
 
-up: check-env venv ## Check the configs and secrets, then start the stack (ENV=dev|stage|prod)
-	$(STACK) up --env $(ENV)
+up: check-env venv ## Start the stack (ENV=dev|stage|prod, RUNTIME=auto|native|compose)
+	$(STACK) up --env $(ENV) --runtime $(RUNTIME)
 
-down: check-env venv ## Stop the stack; volumes (data) are kept
-	$(STACK) down --env $(ENV)
+down: check-env venv ## Stop the stack; its data is kept
+	$(STACK) down --env $(ENV) --runtime $(RUNTIME)
 
-status: check-env venv ## Show the stack's services and their health
-	$(STACK) status --env $(ENV)
+status: check-env venv ## Show each component: state, URL, scrape target health
+	$(STACK) status --env $(ENV) --runtime $(RUNTIME)
 
-logs: check-env venv ## Show the last lines of every service's log
-	$(STACK) logs --env $(ENV)
+logs: check-env venv ## Show the last lines of every component's log
+	$(STACK) logs --env $(ENV) --runtime $(RUNTIME)
 
-clean: ## Remove .venv and caches
-	rm -rf $(VENV) .pytest_cache .ruff_cache build *.egg-info
+clean: check-env venv ## Remove the stopped stack's data, logs and rendered files (ENV=...)
+	$(STACK) clean --env $(ENV) --runtime $(RUNTIME)
+
+distclean: ## Remove .venv, caches and everything under .run/ (stop the stacks first)
+	rm -rf $(VENV) .pytest_cache .ruff_cache build *.egg-info .run
 	find . -name __pycache__ -type d -prune -exec rm -rf {} +

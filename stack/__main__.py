@@ -1,23 +1,37 @@
-"""``python -m stack <command> [--env dev|stage|prod]``; the Makefile's targets call it."""
+"""``python -m stack <command> [--env dev|stage|prod] [--runtime auto|native|compose]``; the
+Makefile's targets call it."""
 
 from __future__ import annotations
 
 import argparse
 import sys
 
-from . import ENVIRONMENTS, ROOT, compose, lint, render
+from . import ENVIRONMENTS, ROOT, compose, lint, native, render
 from .settings import StackError, check_environment
+
+RUNTIMES = ("auto", "native", "compose")
+
+
+def choose_runtime(requested: str, env: str, command: str) -> str:
+    """compose when a Docker engine answers (a ping, not the client's presence), else native.
+    A natively running stack is always the one `down`/`status`/`logs` talk to."""
+    if requested != "auto":
+        return requested
+    if command != "up" and native.load_state(native.layout(env))["env"] == env:
+        return "native"
+    return "compose" if compose.engine_error() is None else "native"
 
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m stack", description=__doc__.split("\n")[0])
     p.add_argument(
         "command",
-        choices=["generate", "lint", "preflight", "up", "down", "status", "logs"],
+        choices=["generate", "lint", "preflight", "up", "down", "status", "logs", "clean"],
         help="generate: rewrite generated files; lint: check every configuration; "
         "preflight: what `up` checks, without starting anything",
     )
     p.add_argument("--env", default="dev", help=f"one of {', '.join(ENVIRONMENTS)}")
+    p.add_argument("--runtime", default="auto", choices=RUNTIMES)
     args = p.parse_args(argv)
     try:
         check_environment(args.env)
@@ -32,10 +46,17 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "preflight":
             compose.preflight(args.env)
             return 0
-        return getattr(compose, args.command)(args.env)
+        runtime = choose_runtime(args.runtime, args.env, args.command)
+        if args.command in ("up", "clean"):
+            print(f"{args.command} {args.env}: {runtime} runtime", flush=True)
+        module = native if runtime == "native" else compose
+        return getattr(module, args.command)(args.env)  # type: ignore[no-any-return]
     except StackError as exc:
         print(f"{args.command}: {exc}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print(f"{args.command}: interrupted", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

@@ -10,7 +10,7 @@ from pathlib import Path
 from . import ROOT
 from .lint import checkable, compose_file_args, compose_variables, run, tool
 from .render import drift
-from .secrets import RUN_DIR, dotenv_path, prepare, resolve
+from .secrets import dotenv_path, prepare, resolve, run_root
 from .settings import StackError, check_environment
 
 WAIT_TIMEOUT_SECONDS = 300
@@ -49,8 +49,9 @@ def preflight(env: str, *, root: Path = ROOT, say=print) -> Path:
     if stale:
         names = ", ".join(str(p.relative_to(root)) for p in stale)
         raise StackError(f"generated files are out of date ({names}): run `make generate`")
-    run_dir = prepare(env, resolve(env, dotenv_path()), root / ".run" / env, root)
-    say(f"secrets and alertmanager.yml for {env}: {run_dir.relative_to(root)}/")
+    runs = run_root() if root == ROOT else root / ".run"
+    run_dir = prepare(env, resolve(env, dotenv_path()), runs / env, root)
+    say(f"secrets and alertmanager.yml for {env}: {run_dir}/")
     with tempfile.TemporaryDirectory(prefix="stack-preflight-") as tmp:
         secrets_dir = run_dir / "secrets"
         prometheus = root / "prometheus" / "generated" / f"prometheus.{env}.yml"
@@ -95,14 +96,20 @@ def up(env: str) -> int:
 
 def down(env: str) -> int:
     _require_engine()
-    return _compose(env, RUN_DIR / check_environment(env), "down")
+    return _compose(env, run_root() / check_environment(env), "down")
 
 
 def status(env: str) -> int:
     _require_engine()
-    return _compose(env, RUN_DIR / check_environment(env), "ps", "--all")
+    return _compose(env, run_root() / check_environment(env), "ps", "--all")
 
 
 def logs(env: str) -> int:
     _require_engine()
-    return _compose(env, RUN_DIR / check_environment(env), "logs", "--tail", "200")
+    return _compose(env, run_root() / check_environment(env), "logs", "--tail", "200")
+
+
+def clean(env: str) -> int:
+    """Stop the stack and remove its volumes (the data)."""
+    _require_engine()
+    return _compose(env, run_root() / check_environment(env), "down", "--volumes")

@@ -22,6 +22,14 @@ from .settings import StackError, check_environment, read_env_file
 EXAMPLE = ROOT / ".env.example"
 DOTENV = ROOT / ".env"
 RUN_DIR = ROOT / ".run"
+
+
+def run_root() -> Path:
+    """Where `make up` keeps secrets, rendered configuration, native data and logs: .run/, or
+    STACK_RUN_ROOT (the tests' throwaway stacks)."""
+    return Path(os.environ.get("STACK_RUN_ROOT") or RUN_DIR)
+
+
 PLACEHOLDER_MARKERS = ("change-me", ".invalid")
 
 
@@ -106,7 +114,7 @@ def prepare(
     env: str, values: Mapping[str, str], run_dir: Path | None = None, root: Path = ROOT
 ) -> Path:
     """Write the secret files and the filled Alertmanager configuration; return the dir."""
-    run_dir = run_dir or RUN_DIR / env
+    run_dir = run_dir or run_root() / env
     run_dir.parent.mkdir(parents=True, exist_ok=True)
     secrets_dir = run_dir / "secrets"
     for directory in (run_dir, secrets_dir):

@@ -1,0 +1,409 @@
+"""The native runtime: the stack as local processes on 127.0.0.1, from Debian's packages
+(`make up|down|status|logs|clean RUNTIME=native`). What runs, and how, comes from the Compose
+files (native_config.py); this module installs, starts, waits, stops and reports."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import time
+import urllib.request
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+from . import ROOT
+from .compose import preflight
+from .native_config import (
+    BINARIES,
+    PORTS,
+    Component,
+    Layout,
+    alertmanager_config,
+    components,
+    grafana_provisioning,
+    ports,
+    postgres_bin,
+    prometheus_config,
+)
+from .processes import Running, launch, log_tail, port_free, port_holder, stop
+from .secrets import run_root
+from .settings import StackError, check_environment
+
+READY_TIMEOUT = 30.0
+TARGETS_TIMEOUT = 60.0
+POLICY = Path("/usr/sbin/policy-rc.d")
+
+
+def layout(env: str) -> Layout:
+    return Layout(check_environment(env), run_root())
+
+
+# ---- Debian packages --------------------------------------------------------------------
+
+
+def missing_packages() -> list[str]:
+    missing = [package for name, package in BINARIES.values() if shutil.which(name) is None]
+    try:
+        postgres_bin("postgres")
+    except StackError:
+        missing.append("postgresql")
+    return sorted(set(missing))
+
+
+def install_packages() -> None:
+    missing = missing_packages()
+    if not missing:
+        return
+    command = ["apt-get", "install", "-y", "--no-install-recommends", *missing]
+    if os.geteuid() != 0:
+        raise StackError(
+            f"Debian packages missing: {' '.join(missing)}. As root, run:\n"
+            f"  apt-get update && {' '.join(command)}"
+        )
+    print(f"installing {' '.join(missing)} (apt-get)", flush=True)
+    added = not POLICY.exists()
+    if added:  # keep the packages' scripts from starting daemons on the default ports
+        POLICY.write_text("#!/bin/sh\nexit 101\n")
+        POLICY.chmod(0o755)
+    try:
+        for step in (["apt-get", "update", "-qq"], [*command, "-qq"]):
+            done = subprocess.run(
+                step,
+                capture_output=True,
+                text=True,
+                check=False,
+                env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"},
+            )
+            if done.returncode != 0:
+                raise StackError(f"{' '.join(step)} failed:\n{done.stdout}{done.stderr}")
+    finally:
+        if added:
+            POLICY.unlink()
+
+
+# ---- state: what runs, by PID ------------------------------------------------------------
+
+
+def load_state(where: Layout) -> dict[str, Any]:
+    try:
+        return json.loads(where.state_file.read_text())  # type: ignore[no-any-return]
+    except (OSError, ValueError):
+        return {"env": None, "components": {}}
+
+
+def save_state(where: Layout, state: dict[str, Any]) -> None:
+    where.state_file.parent.mkdir(parents=True, exist_ok=True)
+    tmp = where.state_file.with_suffix(".tmp")
+    tmp.write_text(json.dumps(state, indent=2))
+    tmp.replace(where.state_file)
+
+
+def running_of(entry: dict[str, Any]) -> Running:
+    return Running(entry["pid"], entry["start_time"], entry["log"])
+
+
+def alive_components(state: dict[str, Any]) -> set[str]:
+    return {n for n, e in state["components"].items() if running_of(e).alive()}
+
+
+# ---- PostgreSQL's first start --------------------------------------------------------------
+
+
+def _postgres_user() -> str | None:
+    return "postgres" if os.geteuid() == 0 else None
+
+
+def init_postgres(component: Component) -> bool:
+    """initdb on first use (True), as the postgres user when running as root."""
+    data, sockets = component.data
+    sockets.mkdir(parents=True, exist_ok=True)
+    if (data / "PG_VERSION").exists():
+        return False
+    data.mkdir(parents=True, exist_ok=True)
+    for path in (data, sockets):
+        if component.user:
+            shutil.chown(path, component.user, component.user)
+    data.chmod(0o700)
+    done = subprocess.run(
+        [
+            postgres_bin("initdb"),
+            "-D",
+            str(data),
+            "-U",
+            "postgres",
+            "-E",
+            "UTF8",
+            "--auth-local=trust",
+            "--auth-host=scram-sha-256",
+            "--no-instructions",
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+        user=component.user,
+    )
+    if done.returncode != 0:
+        shutil.rmtree(data, ignore_errors=True)
+        raise StackError(f"initdb failed:\n{done.stdout}{done.stderr}")
+    return True
+
+
+def bootstrap_postgres(component: Component, where: Layout) -> None:
+    """What the postgres image does on first start: the service's role and database, then
+    the same monitoring-role script (exporters/postgres/create-monitoring-role.sh)."""
+    _, sockets = component.data
+    secrets = where.run_dir / "secrets"
+    bin_dir = str(Path(postgres_bin("psql")).parent)
+    environ = {
+        **os.environ,
+        "PGHOST": str(sockets),
+        "PGPORT": str(component.port),
+        "PATH": f"{bin_dir}:{os.environ.get('PATH', '')}",
+    }
+    sql = (
+        "CREATE ROLE assistant LOGIN PASSWORD :'password';\n"
+        "CREATE DATABASE assistant OWNER assistant;\n"
+    )
+    steps = [
+        (
+            [
+                f"{bin_dir}/psql",
+                "-v",
+                "ON_ERROR_STOP=1",
+                "-U",
+                "postgres",
+                "-d",
+                "postgres",
+                "--set",
+                f"password={(secrets / 'postgres_password').read_text().strip()}",
+            ],
+            sql,
+            {},
+        ),
+        (
+            [str(ROOT / "exporters" / "postgres" / "create-monitoring-role.sh")],
+            None,
+            {
+                "POSTGRES_USER": "postgres",
+                "POSTGRES_DB": "assistant",
+                "POSTGRES_EXPORTER_PASSWORD_FILE": str(secrets / "postgres_exporter_password"),
+            },
+        ),
+    ]
+    for argv, stdin, extra in steps:
+        done = subprocess.run(
+            argv,
+            input=stdin,
+            capture_output=True,
+            text=True,
+            check=False,
+            env=environ | extra,
+            timeout=60,
+        )
+        if done.returncode != 0:
+            raise StackError(f"{Path(argv[0]).name} failed:\n{done.stdout}{done.stderr}")
+
+
+# ---- up ------------------------------------------------------------------------------------
+
+
+def database_url(where: Layout, port: int) -> str:
+    password = (where.run_dir / "secrets" / "postgres_password").read_text().strip()
+    return f"postgresql+asyncpg://assistant:{quote(password, safe='')}@127.0.0.1:{port}/assistant"
+
+
+def up(env: str) -> int:
+    where = layout(env)
+    state = load_state(where)
+    if state["env"] not in (None, env) and alive_components(state):
+        raise StackError(
+            f"the {state['env']} stack runs natively; stop it first: make down ENV={state['env']}"
+        )
+    preflight(env)
+    install_packages()
+    local_ports = ports()
+    parts = components(env, where, local_ports, database_url(where, local_ports["postgres"]))
+    names = {c.name for c in parts}
+    if "grafana" not in names:
+        print(
+            "grafana: skipped (no grafana-server or grafana binary, and Debian has no package); "
+            "its scrape job is left out of the native Prometheus configuration"
+        )
+    where.config_dir.mkdir(parents=True, exist_ok=True)
+    (where.config_dir / "prometheus.yml").write_text(
+        prometheus_config(env, where, local_ports, names)
+    )
+    (where.config_dir / "alertmanager.yml").write_text(alertmanager_config(where, local_ports))
+    if "grafana" in names:
+        grafana_provisioning(where, local_ports)
+
+    if state["env"] != env:
+        state = {"env": env, "components": {}}
+    alive = alive_components(state)
+    to_start = [c for c in parts if c.name not in alive]
+    if not to_start:
+        print(f"the {env} stack already runs natively: nothing changed")
+        return status(env)
+    for c in to_start:
+        if c.port is not None and not port_free(c.port):
+            variable = PORTS[c.name][0]
+            raise StackError(
+                f"port {c.port} ({c.name}) is in use by {port_holder(c.port)}: stop it, or "
+                f"choose another port with {variable}=<port>"
+            )
+    started: list[str] = []
+    try:
+        for number, component in enumerate(to_start, 1):
+            begin = time.monotonic()
+            _start(component, where, state)
+            started.append(component.name)
+            took = time.monotonic() - begin
+            counter = f"[{number:2}/{len(to_start)}]"
+            url = component.url or "-"
+            print(f"  {counter} {component.name:18} ready in {took:4.1f} s  {url}", flush=True)
+    except BaseException:
+        for name in reversed(started):
+            stop(running_of(state["components"].pop(name)))
+        save_state(where, state)
+        raise
+    _wait_for_targets(local_ports["prometheus"])
+    return status(env)
+
+
+def _start(component: Component, where: Layout, state: dict[str, Any]) -> None:
+    first_time = False
+    if component.name == "postgres":
+        first_time = init_postgres(component)
+    for path in component.data:
+        path.mkdir(parents=True, exist_ok=True)
+    log = where.log_dir / f"{component.name}.log"
+    running = launch(component.argv, log, component.env, component.user, cwd=ROOT)
+    state["components"][component.name] = running.as_dict() | {
+        "port": component.port,
+        "url": component.url,
+        "job": component.job,
+        "stop_signal": int(component.stop_signal),
+    }
+    save_state(where, state)
+    deadline = time.monotonic() + READY_TIMEOUT
+    while not component.probe():
+        if not running.alive():
+            raise StackError(f"{component.name} exited at start; its log ends:\n{log_tail(log)}")
+        if time.monotonic() > deadline:
+            raise StackError(
+                f"{component.name} not ready within {READY_TIMEOUT:g} s; its log ends:\n"
+                f"{log_tail(log)}"
+            )
+        time.sleep(0.1)
+    if first_time:
+        bootstrap_postgres(component, where)
+
+
+def targets(prometheus_port: int) -> list[dict[str, Any]]:
+    url = f"http://127.0.0.1:{prometheus_port}/api/v1/targets?state=active"
+    with urllib.request.urlopen(url, timeout=5) as response:
+        return json.loads(response.read())["data"]["activeTargets"]  # type: ignore[no-any-return]
+
+
+def _wait_for_targets(prometheus_port: int) -> None:
+    """Until every target is up (the first scrape comes ~6 s after Prometheus starts)."""
+    deadline = time.monotonic() + TARGETS_TIMEOUT
+    last = ""
+    while True:
+        active = targets(prometheus_port)
+        up = [t for t in active if t["health"] == "up"]
+        line = f"  targets up: {len(up)}/{len(active)}"
+        if line != last:
+            print(line, flush=True)
+            last = line
+        if active and len(up) == len(active):
+            return
+        if time.monotonic() > deadline:
+            down = [
+                f"{t['labels']['job']} {t['scrapeUrl']}: {t['lastError'] or t['health']}"
+                for t in active
+                if t["health"] != "up"
+            ]
+            raise StackError(
+                f"not every target is up after {TARGETS_TIMEOUT:g} s (the stack keeps running; "
+                "see `make status`, `make logs`):\n  " + "\n  ".join(down)
+            )
+        time.sleep(0.5)
+
+
+# ---- down, status, logs, clean ------------------------------------------------------------
+
+
+def down(env: str) -> int:
+    where = layout(env)
+    state = load_state(where)
+    if state["env"] != env or not state["components"]:
+        print(f"the {env} stack is not running natively")
+        return 0
+    for name in reversed(list(state["components"])):
+        entry = state["components"][name]
+        was_running = stop(running_of(entry), entry.get("stop_signal", 15))
+        print(f"  {name:18} {'stopped' if was_running else 'was not running'} (pid {entry['pid']})")
+        del state["components"][name]
+        save_state(where, state)
+    where.state_file.unlink(missing_ok=True)
+    print(
+        f"the {env} stack is stopped; its data is kept in {where.data_dir} (make clean removes it)"
+    )
+    return 0
+
+
+def status(env: str) -> int:
+    where = layout(env)
+    state = load_state(where)
+    if state["env"] != env or not state["components"]:
+        print(f"the {env} stack is not running natively")
+        return 0
+    entries = state["components"]
+    health: dict[str, str] = {}
+    prometheus = entries.get("prometheus")
+    if prometheus and running_of(prometheus).alive():
+        try:
+            for t in targets(prometheus["port"]):
+                port = int(t["scrapeUrl"].split("//")[1].split("/")[0].split(":")[1])
+                health[str(port)] = t["health"]
+        except (OSError, ValueError, KeyError):
+            pass
+    rows = [("component", "state", "url", "target")]
+    for name, entry in entries.items():
+        state_text = "running" if running_of(entry).alive() else "DEAD"
+        target = health.get(str(entry.get("port")), "-") if entry.get("job") else "-"
+        rows.append((name, state_text, entry.get("url") or "-", target))
+    up = sum(1 for h in health.values() if h == "up")
+    widths = [max(len(r[i]) for r in rows) for i in range(4)]
+    for row in rows:
+        print("  " + "  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)))
+    print(f"  targets up: {up}/{len(health)}" if health else "  targets: Prometheus not answering")
+    dead = [n for n, e in entries.items() if not running_of(e).alive()]
+    return 1 if dead else 0
+
+
+def logs(env: str, lines: int = 30) -> int:
+    where = layout(env)
+    files = sorted(where.log_dir.glob("*.log"))
+    if not files:
+        print(f"no native logs for {env} in {where.log_dir}")
+    for path in files:
+        print(f"==> {path.stem} ({path})")
+        print(log_tail(path, lines))
+    return 0
+
+
+def clean(env: str) -> int:
+    where = layout(env)
+    state = load_state(where)
+    if state["env"] == env and alive_components(state):
+        raise StackError(f"the {env} stack is running: make down ENV={env} first")
+    for path in (where.data_dir, where.log_dir, where.config_dir):
+        if path.exists():
+            shutil.rmtree(path)
+            print(f"removed {path}")
+    return 0

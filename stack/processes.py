@@ -1,0 +1,158 @@
+"""Detached processes that outlive `make up`, known by PID and start time (so a recycled PID
+is never signalled), with the probes the native runtime waits on."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import signal
+import socket
+import subprocess
+import time
+import urllib.error
+import urllib.request
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+STOP_TIMEOUT = 10.0
+
+
+@dataclass
+class Running:
+    pid: int
+    start_time: int  # /proc/<pid>/stat field 22: tells a live process from a recycled PID
+    log: str
+
+    def alive(self) -> bool:
+        return start_time(self.pid) == self.start_time
+
+    def as_dict(self) -> dict[str, object]:
+        return asdict(self)
+
+
+def start_time(pid: int) -> int | None:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    fields = stat[stat.rindex(")") + 2 :].split()
+    if fields[0] == "Z":  # a zombie: exited, not yet reaped
+        return None
+    return int(fields[19])
+
+
+def launch(
+    argv: list[str],
+    log: Path,
+    env: dict[str, str] | None = None,
+    user: str | None = None,
+    cwd: Path | None = None,
+) -> Running:
+    """Start ``argv`` in its own session, output appended to ``log``."""
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with log.open("ab") as out:
+        out.write(f"\n==> {time.strftime('%F %T')} {' '.join(argv)}\n".encode())
+        out.flush()
+        kwargs: dict[str, object] = {}
+        if user is not None:
+            kwargs.update(user=user, group=user, extra_groups=[])
+        proc = subprocess.Popen(
+            argv,
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            env=env,
+            cwd=cwd,
+            start_new_session=True,
+            **kwargs,  # type: ignore[arg-type]
+        )
+    started = None
+    for _ in range(50):  # /proc appears at once; bounded anyway
+        started = start_time(proc.pid)
+        if started is not None or proc.poll() is not None:
+            break
+        time.sleep(0.01)
+    return Running(proc.pid, started or 0, str(log))
+
+
+def stop(running: Running, sig: int = signal.SIGTERM, timeout: float = STOP_TIMEOUT) -> bool:
+    """Signal the process (only if it is still the one started); wait, then SIGKILL its
+    process group. True when it was running."""
+    if not running.alive():
+        return False
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(running.pid, sig)
+    deadline = time.monotonic() + timeout
+    while running.alive() and time.monotonic() < deadline:
+        _reap(running.pid)
+        time.sleep(0.05)
+    if running.alive():
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(running.pid, signal.SIGKILL)
+        for _ in range(100):
+            _reap(running.pid)
+            if not running.alive():
+                break
+            time.sleep(0.05)
+    _reap(running.pid)
+    return True
+
+
+def _reap(pid: int) -> None:
+    """Collect the exit status when the process is our child (the tests' in-process runs)."""
+    with contextlib.suppress(ChildProcessError, OSError):
+        os.waitpid(pid, os.WNOHANG)
+
+
+def log_tail(path: str | Path, lines: int = 15) -> str:
+    try:
+        text = Path(path).read_text(errors="replace")
+    except OSError:
+        return "<no log>"
+    return "\n".join(text.rstrip().splitlines()[-lines:])
+
+
+def port_free(port: int, host: str = "127.0.0.1") -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host, port))
+        except OSError:
+            return False
+    return True
+
+
+def port_holder(port: int) -> str:
+    """Who listens on ``port``: ``pid 123 (prometheus)``, from ss; or why that is unknown."""
+    try:
+        out = subprocess.run(
+            ["ss", "-Hltnp", f"sport = :{port}"],
+            capture_output=True, text=True, timeout=5, check=False,
+        ).stdout  # fmt: skip
+    except (OSError, subprocess.TimeoutExpired):
+        return "an unknown process (ss is not available)"
+    match = re.search(r'\("([^"]+)",pid=(\d+)', out)
+    if match:
+        return f"pid {match[2]} ({match[1]})"
+    return "an unknown process" if out.strip() else "nothing visible (a socket in TIME_WAIT?)"
+
+
+def http_ok(url: str, any_status: bool = False, timeout: float = 2.0) -> bool:
+    """``url`` answers 200 (or, with ``any_status``, any HTTP status)."""
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as response:
+            return bool(response.status == 200)
+    except urllib.error.HTTPError:
+        return any_status
+    except OSError:
+        return False
+
+
+def redis_ping(port: int, timeout: float = 1.0) -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=timeout) as sock:
+            sock.sendall(b"PING\r\n")
+            return sock.recv(16).startswith(b"+PONG")
+    except OSError:
+        return False
