@@ -12,7 +12,7 @@ PYTEST_ARGS ?=
 RUNTIME ?= auto
 STACK := $(PY) -m stack
 
-.PHONY: help venv lint format generate test test-unit test-server test-service test-stack bench \
+.PHONY: help venv lint format generate test test-unit test-server test-service test-stack test-integration bench \
 	lock check-env up down status logs clean distclean
 
 help: ## List every target
@@ -46,6 +46,9 @@ test-server: venv ## Tests against real uvicorn processes on 127.0.0.1 (workers,
 
 test-service: venv ## Tests of the sample service against real PostgreSQL and Redis
 	$(PY) -m pytest tests/service $(PYTEST_ARGS)
+
+test-integration: venv ## The whole stack up (Compose if a Docker engine answers, else native), end to end
+	$(PY) -m pytest tests/integration $(PYTEST_ARGS)
 
 test-stack: venv ## Tests of the stack's configuration and tooling (real promtool, amtool, Alertmanager)
 	$(PY) -m pytest tests/stack $(PYTEST_ARGS)

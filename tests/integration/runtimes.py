@@ -1,0 +1,137 @@
+"""The stack under test, on whichever runtime is present: Compose through testcontainers when
+a Docker engine answers, the native runtime otherwise. Tests see only ``Stack``: URLs, and
+``stop``/``start`` of one component."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+from stack import ROOT
+from stack.compose import engine_error
+from stack.lint import compose_file_args, compose_variables
+from stack.native_config import PORTS
+from stack.processes import Running, stop
+from tests.service.backends import free_port
+
+ENV = "dev"
+UP_TIMEOUT = 600.0
+
+
+class Stack:
+    runtime = "?"
+    prometheus: str
+    alertmanager: str
+    receiver: str
+    api: str
+
+    def stop(self, component: str) -> None:
+        raise NotImplementedError
+
+    def start(self, component: str) -> None:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        raise NotImplementedError
+
+
+class NativeStack(Stack):
+    """`python -m stack up --runtime native` into a throwaway run root, every port free."""
+
+    runtime = "native"
+
+    def __init__(self) -> None:
+        self.root = Path(tempfile.mkdtemp(prefix="stack-it-"))
+        self.root.chmod(0o755)  # PostgreSQL (user postgres) keeps its data below
+        self.ports = {service: free_port() for service in PORTS}
+        self.environ = {
+            **os.environ,
+            "STACK_RUN_ROOT": str(self.root),
+            "STACK_DOTENV": str(self.root / "no.env"),  # dev: the example values
+            **{PORTS[s][0]: str(p) for s, p in self.ports.items()},
+        }
+        self.prometheus = f"http://127.0.0.1:{self.ports['prometheus']}"
+        self.alertmanager = f"http://127.0.0.1:{self.ports['alertmanager']}"
+        self.receiver = f"http://127.0.0.1:{self.ports['receiver']}"
+        self.api = f"http://127.0.0.1:{self.ports['api']}"
+        self.output = ""
+        self._run("up")
+
+    def _run(self, command: str) -> None:
+        done = subprocess.run(
+            [sys.executable, "-m", "stack", command, "--env", ENV, "--runtime", "native"],
+            cwd=ROOT, env=self.environ, capture_output=True, text=True, timeout=UP_TIMEOUT,
+            check=False,
+        )  # fmt: skip
+        self.output += done.stdout + done.stderr
+        if done.returncode != 0:
+            raise RuntimeError(f"stack {command} failed:\n{done.stdout}{done.stderr}")
+
+    def _state(self) -> dict:
+        return json.loads((self.root / "native-state.json").read_text())  # type: ignore[no-any-return]
+
+    def stop(self, component: str) -> None:
+        entry = self._state()["components"][component]
+        stop(Running(entry["pid"], entry["start_time"], entry["log"]), entry["stop_signal"])
+
+    def start(self, component: str) -> None:
+        self._run("up")  # starts what is not running, changes nothing else
+
+    def close(self) -> None:
+        try:
+            self._run("down")
+        finally:
+            # a safety net if `down` failed: whatever the state still names, by PID
+            state = self.root / "native-state.json"
+            if state.exists():
+                for entry in json.loads(state.read_text())["components"].values():
+                    stop(Running(entry["pid"], entry["start_time"], entry["log"]))
+            subprocess.run(["rm", "-rf", str(self.root)], check=False)
+
+
+class ComposeStack(Stack):
+    """The dev Compose files through testcontainers' DockerCompose (waits for healthy)."""
+
+    runtime = "compose"
+
+    def __init__(self) -> None:
+        from testcontainers.compose import DockerCompose
+
+        from stack.compose import preflight
+
+        run_dir = preflight(ENV, say=lambda _: None)
+        os.environ.update(compose_variables(ENV, run_dir), COMPOSE_PROJECT_NAME=f"assistant-{ENV}")
+        self.args = compose_file_args(ENV)
+        self.compose = DockerCompose(
+            ROOT / "compose", compose_file_name=["compose.yaml", f"compose.{ENV}.yaml"],
+            wait=True, build=True,
+        )  # fmt: skip
+        self.compose.start()
+        self.prometheus = self._url("prometheus", 9090)
+        self.alertmanager = self._url("alertmanager", 9093)
+        self.receiver = self._url("receiver", 9095)
+        self.api = self._url("api", 8000)
+
+    def _url(self, service: str, port: int) -> str:
+        host, published = self.compose.get_service_host_and_port(service, port)
+        return f"http://{host or '127.0.0.1'}:{published}"
+
+    def _compose(self, *args: str) -> None:
+        subprocess.run(["docker", "compose", *self.args, *args], cwd=ROOT, check=True)
+
+    def stop(self, component: str) -> None:
+        self._compose("stop", component)
+
+    def start(self, component: str) -> None:
+        self._compose("up", "--detach", "--wait", component)
+
+    def close(self) -> None:
+        self.compose.stop(down=True)
+
+
+def start_stack() -> Stack:
+    return ComposeStack() if engine_error() is None else NativeStack()

@@ -1,0 +1,57 @@
+"""Every dashboard panel's query, its template variables filled in, returns data from the
+live Prometheus."""
+
+from __future__ import annotations
+
+import json
+import re
+
+import pytest
+
+from stack import ROOT
+from stack.lint import expressions, panels
+
+from .conftest import get, query, until
+from .runtimes import Stack
+
+pytestmark = pytest.mark.integration
+
+BOARDS = sorted((ROOT / "grafana" / "dashboards").rglob("*.json"))
+# Grafana's own variables, as it would fill them for the last 5 minutes at a 1 s scrape
+BUILTIN = {"$__rate_interval": "1m", "$__interval": "15s", "$__range": "5m"}
+WAIT = 90.0  # traffic must have produced every kind of sample once
+
+
+def cases() -> list[tuple[str, str, dict]]:
+    found = []
+    for path in BOARDS:
+        board = json.loads(path.read_text())
+        for panel in panels(board):
+            for target in panel.get("targets", []):
+                if target.get("expr"):
+                    found.append((f"{path.stem}: {panel['title']}", target["expr"], board))
+    return found
+
+
+def fill(stack: Stack, expr: str, board: dict) -> str:
+    for variable in board.get("templating", {}).get("list", []):
+        match = re.fullmatch(r"label_values\((.*),\s*(\w+)\)", variable.get("definition", ""))
+        if match:
+            values = get(f"{stack.prometheus}/api/v1/label/{match[2]}/values",
+                         **{"match[]": match[1]})["data"]  # fmt: skip
+            assert values, f"variable {variable['name']}: no values"
+            expr = expr.replace(f"${variable['name']}", "|".join(map(re.escape, values)))
+    for name, value in BUILTIN.items():
+        expr = expr.replace(name, value)
+    return expr
+
+
+def test_every_dashboard_is_checked() -> None:
+    assert BOARDS and cases()
+    assert all(expr for _, expr in expressions(json.loads(BOARDS[0].read_text())))
+
+
+@pytest.mark.parametrize(("where", "expr", "board"), cases(), ids=[c[0] for c in cases()])
+def test_every_panel_query_returns_data(stack: Stack, where: str, expr: str, board: dict) -> None:
+    filled = fill(stack, expr, board)
+    until(lambda: query(stack, filled), WAIT, 1.0, f"{where}: no data for {filled}")

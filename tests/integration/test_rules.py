@@ -1,0 +1,70 @@
+"""Every rule evaluates, and every selector in it matches series of the running stack: no
+rule that could never fire."""
+
+from __future__ import annotations
+
+import re
+import time
+
+import pytest
+
+from .conftest import get, until
+from .runtimes import Stack
+
+pytestmark = pytest.mark.integration
+
+KEYWORDS = {"by", "without", "on", "ignoring", "group_left", "group_right", "bool", "and",
+            "or", "unless", "offset", "inf", "nan"}  # fmt: skip
+# `by (a, b)` and friends: label lists, not selectors
+_GROUPING = re.compile(r"\b(?:by|without|on|ignoring|group_left|group_right)\s*\([^)]*\)")
+_TOKEN = re.compile(
+    r'"(?:[^"\\]|\\.)*"'  # a string outside a selector
+    r"|\[[^\]]*\]"  # a range or subquery
+    r"|(?<![\w.])(?P<name>[a-zA-Z_:][a-zA-Z0-9_:]*)?(?P<labels>\{[^}]*\})?(?P<call>\s*\()?"
+)
+
+
+def selectors(expr: str) -> list[str]:
+    """The vector selectors of a PromQL expression (names, label matchers), skipping
+    functions, aggregations, keywords, grouping labels, strings and durations."""
+    found = []
+    for match in _TOKEN.finditer(_GROUPING.sub(" ", expr)):
+        name, labels = match["name"], match["labels"]
+        if match["call"] or not (name or labels) or name in KEYWORDS:
+            continue
+        found.append((name or "") + (labels or ""))
+    return found
+
+
+def test_selector_extraction() -> None:
+    assert selectors('sum by (job, le) (rate(x_total{a="b"}[5m])) / on(job) y') == [
+        'x_total{a="b"}',
+        "y",
+    ]
+    assert selectors("vector(1)") == []
+    assert selectors('up{job=~"a|b"} == 0') == ['up{job=~"a|b"}']
+    assert selectors("max without (instance) (x offset 5m) > 1e3") == ["x"]
+
+
+def rules(stack: Stack) -> list[dict]:
+    groups = get(f"{stack.prometheus}/api/v1/rules")["data"]["groups"]
+    return [rule for group in groups for rule in group["rules"]]
+
+
+def test_every_rule_group_evaluates_without_error(stack: Stack) -> None:
+    until(lambda: all(r["lastEvaluation"] > "2000" for r in rules(stack)), 30, 1,
+          "every rule evaluated once")  # fmt: skip
+    failing = [(r["name"], r["lastError"]) for r in rules(stack) if r["health"] != "ok"]
+    assert not failing
+
+
+def test_every_selector_in_every_rule_matches_series(stack: Stack) -> None:
+    start = str(time.time() - 600)
+    empty = []
+    for rule in rules(stack):
+        for selector in selectors(rule["query"]):
+            series = get(f"{stack.prometheus}/api/v1/series", **{"match[]": selector,
+                         "start": start})["data"]  # fmt: skip
+            if not series:
+                empty.append(f"{rule['name']}: {selector}")
+    assert not empty, "selectors that match nothing in the running stack"
