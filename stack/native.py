@@ -120,6 +120,8 @@ def init_postgres(component: Component) -> bool:
     """initdb on first use (True), as the postgres user when running as root."""
     data, sockets = component.data
     sockets.mkdir(parents=True, exist_ok=True)
+    if component.user:
+        _check_traversable(data.parent, component.user)
     if (data / "PG_VERSION").exists():
         return False
     data.mkdir(parents=True, exist_ok=True)
@@ -149,6 +151,16 @@ def init_postgres(component: Component) -> bool:
         shutil.rmtree(data, ignore_errors=True)
         raise StackError(f"initdb failed:\n{done.stdout}{done.stderr}")
     return True
+
+
+def _check_traversable(directory: Path, user: str) -> None:
+    """PostgreSQL runs as ``user``: every directory above its data must let others through."""
+    for parent in [directory, *directory.parents]:
+        if parent.exists() and not parent.stat().st_mode & 0o001:
+            raise StackError(
+                f"PostgreSQL runs as user {user}, which cannot reach {directory}: {parent} is "
+                f"not traversable by others (chmod o+x {parent}, or set STACK_RUN_ROOT elsewhere)"
+            )
 
 
 def bootstrap_postgres(component: Component, where: Layout) -> None:
@@ -258,15 +270,17 @@ def up(env: str) -> int:
     try:
         for number, component in enumerate(to_start, 1):
             begin = time.monotonic()
+            started.append(component.name)  # stopped again if this or a later one fails
             _start(component, where, state)
-            started.append(component.name)
             took = time.monotonic() - begin
             counter = f"[{number:2}/{len(to_start)}]"
             url = component.url or "-"
             print(f"  {counter} {component.name:18} ready in {took:4.1f} s  {url}", flush=True)
     except BaseException:
         for name in reversed(started):
-            stop(running_of(state["components"].pop(name)))
+            entry = state["components"].pop(name, None)
+            if entry is not None:
+                stop(running_of(entry), entry["stop_signal"])
         save_state(where, state)
         raise
     _wait_for_targets(local_ports["prometheus"])

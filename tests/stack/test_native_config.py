@@ -1,0 +1,99 @@
+"""The native runtime's processes come from the Compose files: same commands, environment,
+files and secrets; only addresses and paths are local."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from stack import ENVIRONMENTS
+from stack.lint import stand_in_run_dir
+from stack.native_config import (
+    Layout,
+    components,
+    compose_services,
+    interpolate,
+    localize,
+    ports,
+    prometheus_config,
+    set_flag,
+)
+from stack.settings import StackError
+
+LOCAL = ports({})
+
+
+@pytest.fixture
+def layout(tmp_path: Path) -> Layout:
+    where = Layout("dev", tmp_path)
+    stand_in_run_dir("dev", tmp_path)
+    return where
+
+
+def test_addresses_become_local() -> None:
+    assert localize("http://api:8000/metrics", LOCAL) == "http://127.0.0.1:8000/metrics"
+    assert localize("redis://redis:6379/0", LOCAL) == "redis://127.0.0.1:6379/0"
+    assert localize("worker:8000", {**LOCAL, "worker": 18001}) == "127.0.0.1:18001"
+    assert localize("postgres:5432/assistant?sslmode=disable", LOCAL).startswith("127.0.0.1:5432/")
+    with pytest.raises(StackError, match="api:9999: no such service port"):
+        localize("http://api:9999", LOCAL)
+
+
+def test_compose_interpolation() -> None:
+    values = {"A": "x", "EMPTY": ""}
+    assert interpolate(["${A}", "${B:-d}", "${EMPTY:-d}"], values) == ["x", "d", "d"]
+    with pytest.raises(StackError, match="B: needed"):
+        interpolate({"k": "${B:?needed}"}, values)
+
+
+def test_flags_are_replaced_or_added() -> None:
+    assert set_flag(["--a=1", "--b", "2"], "--b", "3") == ["--a=1", "--b=3"]
+    assert set_flag(["--a=1"], "--c", "4") == ["--a=1", "--c=4"]
+
+
+def test_ports_are_overridable_and_checked() -> None:
+    assert ports({"PROMETHEUS_PORT": "19090"})["prometheus"] == 19090
+    with pytest.raises(StackError, match="PROMETHEUS_PORT='x' is not a port"):
+        ports({"PROMETHEUS_PORT": "x"})
+    with pytest.raises(StackError, match="two services on one port"):
+        ports({"API_PORT": "9090"})
+
+
+@pytest.mark.parametrize("env", ENVIRONMENTS)
+def test_every_compose_service_runs_natively(env: str, tmp_path: Path) -> None:
+    where = Layout(env, tmp_path)
+    stand_in_run_dir(env, tmp_path)
+    services = set(compose_services(env, where.run_dir))
+    native = {c.name for c in components(env, where, LOCAL, "postgresql+asyncpg://x")}
+    assert services - native <= {"grafana"}  # Grafana only where a binary is installed
+    assert native <= services
+
+
+def test_each_process_gets_the_compose_settings_made_local(layout: Layout) -> None:
+    made = {c.name: c for c in components("dev", layout, LOCAL, "postgresql+asyncpg://db")}
+    exporter = made["postgres-exporter"]
+    assert exporter.env["DATA_SOURCE_URI"] == "127.0.0.1:5432/assistant?sslmode=disable"
+    assert exporter.env["DATA_SOURCE_PASS_FILE"] == str(
+        layout.run_dir / "secrets" / "postgres_exporter_password"
+    )
+    assert any(a.endswith("exporters/postgres/queries.yml") for a in exporter.argv)
+    assert "--path.rootfs=/" in made["node-exporter"].argv
+    assert made["redis-exporter"].env["REDIS_EXPORTER_INCL_SYSTEM_METRICS"] == "true"
+    redis = made["redis"].argv
+    assert redis[redis.index("--appendonly") + 1] == "yes"
+    assert made["api"].env["ASSISTANT_ROLE"] == "api" and made["worker"].port == 8001
+    assert made["api"].env["ASSISTANT_DATABASE_URL"] == "postgresql+asyncpg://db"
+    assert "--storage.tsdb.retention.time=2d" in made["prometheus"].argv
+    assert "http://127.0.0.1:8000" in made["traffic"].argv
+
+
+def test_the_native_prometheus_config_is_the_environments_own(layout: Layout) -> None:
+    running = {"api", "worker", "postgres-exporter", "redis-exporter", "node-exporter",
+               "prometheus", "alertmanager"}  # fmt: skip
+    text = prometheus_config("dev", layout, LOCAL, running)
+    for name in ("api:", "worker:", "postgres-exporter:", "alertmanager:", "localhost:"):
+        assert name not in text
+    assert "job_name: grafana" not in text  # not running: its job is left out
+    assert str(layout.run_dir / "secrets" / "metrics_token") in text
+    assert "scrape_interval: 1s" in text and "env: dev" in text
