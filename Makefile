@@ -56,8 +56,9 @@ test-stack: venv ## Tests of the stack's configuration and tooling (real promtoo
 test: lint ## Lint, then every test suite (what CI runs)
 	$(PY) -m pytest tests $(PYTEST_ARGS)
 
-bench: venv ## Overhead per request vs. peers, /metrics render time, series after scans
+bench: venv ## app_metrics vs. peers (overhead, render, series); the stack (up, faults, /metrics, memory)
 	$(PY) bench/overhead.py
+	$(PY) bench/stack.py
 
 lock: venv ## Rewrite requirements/dev.lock from the current .venv (names normalised, sorted)
 	{ echo "# Exact versions CI installs (python -m pip install -r requirements/dev.lock -e .)."; \

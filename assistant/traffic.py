@@ -290,14 +290,20 @@ async def run(args: argparse.Namespace, transport: httpx.AsyncBaseTransport | No
         pending: set[asyncio.Task[None]] = set()
 
         async def guarded(name: str) -> None:
-            async with gate:
+            try:
                 await one(traffic, stats, name, MIX[name][0])
+            finally:
+                gate.release()
 
         for i in range(total):
             delay = start + i / args.rate - time.monotonic()
             if delay > 0:
                 await asyncio.sleep(delay)
+            # at most `concurrency` requests in flight: past the server's capacity the rate
+            # drops instead of a backlog piling up in this process
+            await gate.acquire()
             if time.monotonic() - start > args.duration:
+                gate.release()
                 break
             name = rng.choices(names, weights)[0]
             task = asyncio.create_task(guarded(name))
@@ -309,7 +315,10 @@ async def run(args: argparse.Namespace, transport: httpx.AsyncBaseTransport | No
                       file=sys.stderr, flush=True)  # fmt: skip
                 next_report += args.progress
         if pending:
-            await asyncio.wait(pending, timeout=args.timeout + 1)
+            _, late = await asyncio.wait(pending, timeout=args.timeout + 1)
+            for task in late:  # never let a request outlive the client
+                task.cancel()
+            await asyncio.gather(*late, return_exceptions=True)
         elapsed = time.monotonic() - start
     if redis is not None:
         await redis.aclose()  # type: ignore[attr-defined]

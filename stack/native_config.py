@@ -96,6 +96,7 @@ class Component:
     stop_signal: int = signal.SIGTERM
     job: str | None = None  # the Prometheus job that scrapes it
     data: list[Path] = field(default_factory=list)
+    first_start: bool = False  # PostgreSQL: initdb just ran, bootstrap once it answers
 
 
 @dataclass

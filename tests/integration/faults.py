@@ -1,0 +1,74 @@
+"""The faults the suite and `make bench` inject, and how their notifications are found."""
+
+from __future__ import annotations
+
+import json
+import time
+import urllib.parse
+import urllib.request
+from typing import Any, NamedTuple
+
+from .runtimes import Stack
+
+DELIVERY_TIMEOUT = 60.0  # the dev profile's target is 15 s; this only bounds a broken run
+
+
+class Fault(NamedTuple):
+    component: str
+    alertname: str
+    labels: dict[str, str]
+
+
+FAULTS = {
+    "PostgreSQL stopped": Fault("postgres", "PostgresDown", {"job": "postgres"}),
+    "Redis stopped": Fault("redis", "RedisDown", {"job": "redis"}),
+    "the API stopped": Fault(
+        "api", "TargetDown", {"job": "personal_assistant_api", "component": "api"}
+    ),
+    "node_exporter stopped": Fault("node-exporter", "TargetDown", {"job": "node"}),
+}
+
+
+def notification(stack: Stack, fault: Fault, status: str, since: float) -> dict[str, Any] | None:
+    """The first alert of ``fault`` with ``status`` that reached the oncall receiver after
+    ``since`` (epoch seconds), with the time it arrived."""
+    query = urllib.parse.urlencode({"receiver": "oncall"})
+    with urllib.request.urlopen(f"{stack.receiver}/notifications?{query}", timeout=10) as r:
+        items = json.loads(r.read())
+    for item in items:
+        if item["received_at"] < since:
+            continue
+        for alert in item["payload"]["alerts"]:
+            labels = alert["labels"]
+            if (
+                alert["status"] == status
+                and labels["alertname"] == fault.alertname
+                and fault.labels.items() <= labels.items()
+            ):
+                return alert | {"received_at": item["received_at"]}  # type: ignore[no-any-return]
+    return None
+
+
+def wait_for(stack: Stack, fault: Fault, status: str, since: float) -> dict[str, Any]:
+    deadline = time.monotonic() + DELIVERY_TIMEOUT
+    while (found := notification(stack, fault, status, since)) is None:
+        if time.monotonic() > deadline:
+            raise AssertionError(
+                f"{fault.alertname} {status}: not delivered within {DELIVERY_TIMEOUT:g} s"
+            )
+        time.sleep(0.25)
+    return found
+
+
+def inject(stack: Stack, fault: Fault) -> tuple[dict[str, Any], dict[str, Any], float, float]:
+    """Stop the component, wait for the alert, start it, wait for the resolution. Returns
+    both alerts and the seconds from fault to delivery and from restart to resolution."""
+    begin = time.time()
+    stack.stop(fault.component)
+    try:
+        fired = wait_for(stack, fault, "firing", begin)
+    finally:
+        restart = time.time()
+        stack.start(fault.component)
+    resolved = wait_for(stack, fault, "resolved", restart)
+    return fired, resolved, fired["received_at"] - begin, resolved["received_at"] - restart
