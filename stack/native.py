@@ -380,12 +380,21 @@ def _wait_for_targets(prometheus_port: int) -> None:
 # ---- down, status, logs, clean ------------------------------------------------------------
 
 
-def down(env: str) -> int:
+def _running_state(env: str) -> tuple[Layout, dict[str, Any]] | None:
+    """The environment's layout and native state, or None (said) when it does not run."""
     where = layout(env)
     state = load_state(where)
     if state["env"] != env or not state["components"]:
         print(f"the {env} stack is not running natively")
+        return None
+    return where, state
+
+
+def down(env: str) -> int:
+    found = _running_state(env)
+    if found is None:
         return 0
+    where, state = found
     for name in reversed(list(state["components"])):
         entry = state["components"][name]
         was_running = stop(running_of(entry), entry.get("stop_signal", 15))
@@ -400,11 +409,10 @@ def down(env: str) -> int:
 
 
 def status(env: str) -> int:
-    where = layout(env)
-    state = load_state(where)
-    if state["env"] != env or not state["components"]:
-        print(f"the {env} stack is not running natively")
+    found = _running_state(env)
+    if found is None:
         return 0
+    _, state = found
     entries = state["components"]
     health: dict[str, str] = {}
     prometheus = entries.get("prometheus")

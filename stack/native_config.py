@@ -369,9 +369,10 @@ def _local(
         argv = _set_pair(_set_pair(argv, "--host", "127.0.0.1"), "--port", str(port))
         Path(argv[argv.index("--log") + 1]).parent.mkdir(parents=True, exist_ok=True)
         return Component(name, argv, environ, port, lambda: http_ok(f"{url}/-/healthy"), url)
-    if name == "alertmanager":
+    if name in ("alertmanager", "prometheus"):
+        # the Compose command, with the local copy of its configuration and local addresses
         argv = [binary(name), *command]
-        argv = set_flag(argv, "--config.file", str(layout.config_dir / "alertmanager.yml"))
+        argv = set_flag(argv, "--config.file", str(layout.config_dir / f"{name}.yml"))
         argv = set_flag(argv, "--web.listen-address", address)
         argv = set_flag(argv, "--web.external-url", url)
         return Component(
@@ -381,23 +382,8 @@ def _local(
             port,
             lambda: http_ok(f"{url}/-/ready"),
             url,
-            job="alertmanager",
-            data=[layout.data_dir / "alertmanager-data"],
-        )
-    if name == "prometheus":
-        argv = [binary(name), *command]
-        argv = set_flag(argv, "--config.file", str(layout.config_dir / "prometheus.yml"))
-        argv = set_flag(argv, "--web.listen-address", address)
-        argv = set_flag(argv, "--web.external-url", url)
-        return Component(
-            name,
-            argv,
-            environ,
-            port,
-            lambda: http_ok(f"{url}/-/ready"),
-            url,
-            job="prometheus",
-            data=[layout.data_dir / "prometheus-data"],
+            job=name,
+            data=[layout.data_dir / f"{name}-data"],
         )
     if name == "grafana":
         grafana = grafana_binary() or "grafana"

@@ -97,3 +97,22 @@ def test_the_native_prometheus_config_is_the_environments_own(layout: Layout) ->
     assert "job_name: grafana" not in text  # not running: its job is left out
     assert str(layout.run_dir / "secrets" / "metrics_token") in text
     assert "scrape_interval: 1s" in text and "env: dev" in text
+
+
+def test_without_root_the_missing_packages_are_named_with_the_command(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from stack import native
+
+    monkeypatch.setattr(native, "missing_packages", lambda: ["prometheus-alertmanager"])
+    monkeypatch.setattr(native.os, "geteuid", lambda: 1000)
+    with pytest.raises(StackError) as error:
+        native.install_packages()
+    assert "apt-get update && apt-get install -y --no-install-recommends " in str(error.value)
+    assert "prometheus-alertmanager" in str(error.value)
+
+
+def test_every_native_binary_is_found_here() -> None:
+    from stack import native
+
+    assert native.missing_packages() == []  # .ci/run installs them
