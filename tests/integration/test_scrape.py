@@ -9,7 +9,8 @@ from .runtimes import Stack
 
 pytestmark = pytest.mark.integration
 
-# The specification's metric list, in its order (section "Metrics to expose").
+# The specification's metric list, in its order (section "Metrics to expose"); 11 of them
+# are recording rules (prometheus/rules/recording.rules.yml).
 SPEC_METRICS = [
     "http_requests_total", "http_request_duration_seconds", "active_sessions",
     "api_response_time_seconds", "api_error_rate",
@@ -25,14 +26,6 @@ SPEC_METRICS = [
     "user_registrations_total", "phone_verifications_total", "oauth_adoption_rate",
     "sms_usage_per_user",
 ]  # fmt: skip
-# Made by recording rules, which land with the rules issue: expected to fail until then
-# (strict: once they exist, these marks must go).
-RECORDED = {
-    "api_response_time_seconds", "api_error_rate", "sms_success_rate", "task_success_rate",
-    "oauth_adoption_rate", "sms_usage_per_user", "system_cpu_usage_percent",
-    "system_memory_usage_bytes", "system_disk_usage_percent", "system_network_io_bytes",
-    "system_uptime_seconds",
-}  # fmt: skip
 TRAFFIC_WAIT = 90.0
 
 
@@ -50,18 +43,11 @@ def test_every_scrape_target_is_up(stack: Stack) -> None:
     assert not down
 
 
-@pytest.mark.parametrize(
-    "name",
-    [
-        pytest.param(n, marks=pytest.mark.xfail(reason="recording rule: next issue", strict=True))
-        if n in RECORDED
-        else n
-        for n in SPEC_METRICS
-    ],
-)
+@pytest.mark.parametrize("name", SPEC_METRICS)
 def test_every_specified_metric_has_data_after_the_traffic_mix(stack: Stack, name: str) -> None:
     # a histogram is stored as _bucket/_sum/_count, a counter under its own name
     selector = f'{{__name__=~"{name}|{name}_bucket|{name}_count|{name}_sum"}}'
-    wait = 0.0 if name in RECORDED else TRAFFIC_WAIT  # a recording rule has data at once
-    found = until(lambda: query(stack, f"count({selector})"), wait, 1.0, f"{name} has no data")
+    found = until(
+        lambda: query(stack, f"count({selector})"), TRAFFIC_WAIT, 1.0, f"{name} has no data"
+    )
     assert float(found[0]["value"][1]) > 0
