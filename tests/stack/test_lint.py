@@ -34,19 +34,19 @@ MISTAKES = {
         "prometheus_configs", "field scrape_protocols not found",
     ),
     "a rule that does not parse": Mistake(
-        "prometheus/rules/stack.rules.yml", "expr: pg_up == 0", "expr: pg_up ==",
+        "prometheus/rules/database.rules.yml", "expr: pg_up == 0", "expr: pg_up ==",
         "rules", "parse error",
     ),
     "a rule test that expects the wrong value": Mistake(
-        "prometheus/rules/tests/stack.test.yml", "(pg_up = 0) on", "(pg_up = 1) on",
+        "prometheus/rules/tests/down.test.yml", "(pg_up = 0) on", "(pg_up = 1) on",
         "rules", "FAILED",
     ),
     "an alert without its runbook": Mistake(
-        "prometheus/rules/stack.rules.yml", "runbooks/RedisDown.md", "runbooks/Redis.md",
+        "prometheus/rules/database.rules.yml", "runbooks/RedisDown.md", "runbooks/Redis.md",
         "rules", "RedisDown: runbook runbooks/Redis.md does not exist",
     ),
     "an alert without a severity": Mistake(
-        "prometheus/rules/stack.rules.yml", "          severity: none\n", "",
+        "prometheus/rules/platform.rules.yml", "          severity: none\n", "",
         "rules", "Watchdog: no severity label",
     ),
     "a route to an undefined receiver": Mistake(
