@@ -5,6 +5,8 @@ the tests are printed at the end of the run."""
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 import time
 import urllib.parse
 import urllib.request
@@ -18,15 +20,40 @@ from .runtimes import Stack, start_stack
 FIGURES: list[str] = []
 
 
+# what the traffic mix must have produced before the checks run: every kind of sample, 5xx
+# included (they come from the simulated providers' failure rates, a few per thousand)
+WARM_UP = ['http_requests_total{status=~"5.."}', 'sms_messages_total{status="success"}',
+           'task_executions_total{outcome="success"}', 'phone_verifications_total']  # fmt: skip
+WARM_UP_TIMEOUT = 120.0
+
+
 @pytest.fixture(scope="session")
 def stack() -> Iterator[Stack]:
     begin = time.monotonic()
     running = start_stack()
     FIGURES.append(f"{running.runtime} stack up, every target up: {time.monotonic() - begin:.1f} s")
     try:
+        warm_up(running)
         yield running
     finally:
         running.close()
+
+
+def warm_up(stack: Stack) -> None:
+    """The traffic generator at 40 requests/s, beside the stack's own, until Prometheus has
+    every sample kind of WARM_UP with a non-zero value (bounded)."""
+    traffic = subprocess.Popen(
+        [sys.executable, "-m", "assistant.traffic", "--url", stack.api, "--rate", "40",
+         "--duration", str(WARM_UP_TIMEOUT), "--token-file", str(stack.api_token_file),
+         "--progress", "3600"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        until(lambda: all(query(stack, f"sum({s}) > 0") for s in WARM_UP), WARM_UP_TIMEOUT, 1.0,
+              f"the traffic mix produced {WARM_UP}")  # fmt: skip
+    finally:
+        traffic.terminate()
+        traffic.wait(30)
 
 
 def pytest_terminal_summary(terminalreporter: Any) -> None:

@@ -28,6 +28,7 @@ class Stack:
     alertmanager: str
     receiver: str
     api: str
+    api_token_file: Path
 
     def stop(self, component: str) -> None:
         raise NotImplementedError
@@ -58,6 +59,7 @@ class NativeStack(Stack):
         self.alertmanager = f"http://127.0.0.1:{self.ports['alertmanager']}"
         self.receiver = f"http://127.0.0.1:{self.ports['receiver']}"
         self.api = f"http://127.0.0.1:{self.ports['api']}"
+        self.api_token_file = self.root / ENV / "secrets" / "assistant_api_token"
         self.output = ""
         self._run("up")
 
@@ -104,6 +106,7 @@ class ComposeStack(Stack):
         from stack.compose import preflight
 
         run_dir = preflight(ENV, say=lambda _: None)
+        self.api_token_file = run_dir / "secrets" / "assistant_api_token"
         os.environ.update(compose_variables(ENV, run_dir), COMPOSE_PROJECT_NAME=f"assistant-{ENV}")
         self.args = compose_file_args(ENV)
         self.compose = DockerCompose(
