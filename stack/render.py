@@ -6,6 +6,7 @@
   alertmanager/receivers/<env>.yml. The $-references in the receivers stay: they are
   filled from .env when the stack starts (secrets.py), never written to the repository.
 - The image table in README.md, from compose/versions.env.
+- The Grafana dashboards, grafana/dashboards/<folder>/*.json, from stack/dashboards.py.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import re
 from collections.abc import Mapping
 from pathlib import Path
 
-from . import ENVIRONMENTS, ROOT
+from . import ENVIRONMENTS, ROOT, dashboards
 from .settings import StackError, environment_settings, images
 
 PLACEHOLDER = re.compile(r"\$\{([A-Z][A-Z0-9_]*)\}")
@@ -110,6 +111,8 @@ def generated(root: Path = ROOT) -> dict[Path, str]:
         files[root / "alertmanager" / "generated" / f"alertmanager.{env}.yml"] = (
             alertmanager_config(env, root)
         )
+    for path, text in dashboards.files().items():
+        files[root / "grafana" / "dashboards" / path] = text
     files[root / "README.md"] = readme(root)
     return files
 

@@ -98,6 +98,11 @@ MISTAKES = {
 }  # fmt: skip
 
 
+def test_a_hand_edited_dashboard_is_drift(repo_copy: Path) -> None:
+    edit(repo_copy / "grafana/dashboards/business/business.json", "Active sessions", "Sessions")
+    assert render.drift(repo_copy) == [repo_copy / "grafana/dashboards/business/business.json"]
+
+
 def test_the_repository_passes_every_check() -> None:
     out = io.StringIO()
     assert lint.lint(out=out) == 0, out.getvalue()
@@ -110,9 +115,10 @@ def test_a_mistake_is_caught_with_the_tools_message(
     name: str, repo_copy: Path, tmp_path: Path
 ) -> None:
     mistake = MISTAKES[name]
+    generated = {p.relative_to(repo_copy) for p in render.generated(repo_copy)}
     edit(repo_copy / mistake.file, mistake.old, mistake.new)
-    if mistake.check != "generated_files":
-        render.write(repo_copy)  # what `make generate` would do after the edit
+    if mistake.check != "generated_files" and Path(mistake.file) not in generated:
+        render.write(repo_copy)  # what `make generate` would do after editing a source
     check = getattr(lint, mistake.check)
     work = tmp_path / "work"
     work.mkdir()

@@ -1,0 +1,413 @@
+"""The Grafana dashboards, as code: `make generate` writes grafana/dashboards/<folder>/*.json
+from here and `make lint` fails when a committed file differs.
+
+Every panel gets the provisioned datasource (uid ``prometheus``), a unit and a description;
+panels are laid out left to right in rows of 24 columns, so none overlap.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+DATASOURCE = {"type": "prometheus", "uid": "prometheus"}
+API = 'job="personal_assistant_api"'
+
+
+@dataclass
+class Panel:
+    title: str
+    kind: str  # stat, timeseries, table, gauge
+    unit: str
+    description: str
+    queries: list[tuple[str, str]]  # (expression, legend)
+    width: int = 12
+    height: int = 8
+    options: dict[str, Any] = field(default_factory=dict)
+    instant: bool = False
+
+
+def stat(title: str, expr: str, unit: str, description: str, width: int = 6) -> Panel:
+    return Panel(title, "stat", unit, description, [(expr, "")], width, 4)
+
+
+def graph(title: str, unit: str, description: str, *queries: tuple[str, str], **kw: Any) -> Panel:
+    return Panel(title, "timeseries", unit, description, list(queries), **kw)
+
+
+def _render(
+    uid: str,
+    title: str,
+    description: str,
+    tags: list[str],
+    panels: list[Panel],
+    variables: list[dict[str, Any]],
+) -> dict[str, Any]:
+    out, x, y, row_height = [], 0, 0, 0
+    for number, p in enumerate(panels, 1):
+        if x + p.width > 24:
+            x, y, row_height = 0, y + row_height, 0
+        targets = []
+        for index, (expr, legend) in enumerate(p.queries):
+            target = {
+                "refId": chr(65 + index),
+                "datasource": DATASOURCE,
+                "expr": expr,
+                "legendFormat": legend,
+            }
+            if p.instant:
+                target |= {"instant": True, "format": "table"}
+            targets.append(target)
+        out.append(
+            {
+                "id": number,
+                "type": p.kind,
+                "title": p.title,
+                "description": p.description,
+                "datasource": DATASOURCE,
+                "gridPos": {"x": x, "y": y, "w": p.width, "h": p.height},
+                "fieldConfig": {"defaults": {"unit": p.unit}, "overrides": []},
+                "options": p.options,
+                "targets": targets,
+            }
+        )
+        x, row_height = x + p.width, max(row_height, p.height)
+    return {
+        "uid": uid,
+        "title": title,
+        "description": description,
+        "tags": ["assistant", *tags],
+        "editable": False,
+        "schemaVersion": 39,
+        "version": 1,
+        "refresh": "30s",
+        "time": {"from": "now-1h", "to": "now"},
+        "timezone": "utc",
+        "graphTooltip": 1,
+        "templating": {"list": variables},
+        "annotations": {"list": []},
+        "links": [],
+        "panels": out,
+    }
+
+
+def variable(name: str, label: str, metric: str, label_name: str) -> dict[str, Any]:
+    query = f"label_values({metric}, {label_name})"
+    return {
+        "name": name,
+        "label": label,
+        "type": "query",
+        "datasource": DATASOURCE,
+        "query": {"query": query, "refId": name},
+        "definition": query,
+        "includeAll": True,
+        "multi": True,
+        "allValue": ".*",
+        "refresh": 2,
+        "sort": 1,
+        "current": {"text": "All", "value": "$__all"},
+    }
+
+
+# ---- the dashboards ----------------------------------------------------------------------
+
+
+def api_overview() -> dict[str, Any]:
+    sel = f'{API}, component=~"$component"'
+    req = f"rate(http_requests_total{{{sel}}}[$__rate_interval])"
+    err = f'rate(http_requests_total{{{sel}, status=~"5.."}}[$__rate_interval])'
+    bucket = f"rate(http_request_duration_seconds_bucket{{{sel}}}[$__rate_interval])"
+    panels = [
+        stat(
+            "Request rate",
+            f"sum({req})",
+            "reqps",
+            "Requests per second answered by the API and the worker (all endpoints, all statuses).",
+        ),
+        stat(
+            "Error ratio (5xx)",
+            f"sum({err}) / sum({req})",
+            "percentunit",
+            "Share of requests answered with a 5xx status (499, client gone, is not an error).",
+        ),
+        stat(
+            "Latency p95",
+            f"histogram_quantile(0.95, sum by (le) ({bucket}))",
+            "s",
+            "95th percentile of the request duration over every endpoint.",
+        ),
+        stat(
+            "In progress",
+            f"sum(http_requests_in_progress{{{sel}}})",
+            "short",
+            "Requests being served right now.",
+        ),
+        graph(
+            "Requests by endpoint",
+            "reqps",
+            "Request rate per route template (method and endpoint); unknown paths are grouped "
+            "as <unmatched>.",
+            (f"sum by (method, endpoint) ({req})", "{{method}} {{endpoint}}"),
+        ),
+        graph(
+            "Status mix",
+            "reqps",
+            "Request rate per HTTP status code. 499: the client went away before the response.",
+            (f"sum by (status) ({req})", "{{status}}"),
+        ),
+        graph(
+            "Latency p95 by endpoint",
+            "s",
+            "95th percentile of the request duration per route template, from the histogram "
+            "buckets.",
+            (
+                f"histogram_quantile(0.95, sum by (le, method, endpoint) ({bucket}))",
+                "{{method}} {{endpoint}}",
+            ),
+        ),
+        graph(
+            "5xx by endpoint",
+            "reqps",
+            "Rate of 5xx answers per route template: where the errors come from.",
+            (f"sum by (method, endpoint) ({err})", "{{method}} {{endpoint}}"),
+        ),
+        graph(
+            "In progress by method",
+            "short",
+            "Concurrent requests per HTTP method; a rising line with flat throughput means "
+            "requests queue up.",
+            (f"sum by (method) (http_requests_in_progress{{{sel}}})", "{{method}}"),
+        ),
+        Panel(
+            "Slowest endpoints (p95 over the range)",
+            "table",
+            "s",
+            "The ten route templates with the highest 95th percentile latency over the "
+            "dashboard's time range.",
+            [
+                (
+                    "topk(10, histogram_quantile(0.95, sum by (le, method, endpoint) "
+                    f"(rate(http_request_duration_seconds_bucket{{{sel}}}[$__range]))))",
+                    "",
+                )
+            ],
+            instant=True,
+        ),
+    ]
+    component = variable("component", "Component", f"http_requests_total{{{API}}}", "component")
+    return _render(
+        "assistant-api-overview",
+        "API overview",
+        "RED view of the personal-assistant API: rate, errors and duration by endpoint.",
+        ["api"],
+        panels,
+        [component],
+    )
+
+
+def business() -> dict[str, Any]:
+    sms = "rate(sms_messages_total[$__rate_interval])"
+    tasks = "rate(task_executions_total[$__rate_interval])"
+    panels = [
+        stat(
+            "Registered users",
+            "max(registered_users)",
+            "short",
+            "Users stored in PostgreSQL, read at scrape time.",
+        ),
+        stat(
+            "Active sessions",
+            "max(active_sessions)",
+            "short",
+            "Sessions in Redis that have not expired.",
+        ),
+        stat(
+            "OAuth adoption",
+            "max(oauth_adoption_rate)",
+            "percentunit",
+            "Share of registered users with at least one OAuth integration "
+            "(recording rule oauth_adoption_rate).",
+        ),
+        stat(
+            "SMS per user (24 h)",
+            "max(sms_usage_per_user)",
+            "short",
+            "SMS messages of the last 24 hours per registered user (sms_usage_per_user).",
+        ),
+        graph(
+            "SMS by provider and outcome",
+            "msgps",
+            "Messages processed per second, per provider and outcome. Alert: SmsFailureRatioHigh "
+            "(runbooks/SmsFailureRatioHigh.md).",
+            (f"sum by (provider, status) ({sms})", "{{provider}} {{status}}"),
+        ),
+        graph(
+            "SMS success rate",
+            "percentunit",
+            "Delivered share per provider (sms_success_rate, 5-minute windows).",
+            ("sms_success_rate", "{{provider}}"),
+        ),
+        graph(
+            "SMS spending",
+            "short",
+            "Provider charges per hour (billing currency) for delivered messages, per provider. "
+            "Alert: SmsCostSpike "
+            "(runbooks/SmsCostSpike.md).",
+            ("sum by (provider) (rate(sms_cost_total[$__rate_interval])) * 3600", "{{provider}}"),
+        ),
+        graph(
+            "Queues",
+            "short",
+            "Messages and tasks waiting. Alerts: SmsQueueBacklog, TaskQueueBacklog "
+            "(runbooks/QueueProblems.md).",
+            ("max(sms_queue_length)", "sms"),
+            ("max by (queue) (task_queue_length)", "{{queue}}"),
+        ),
+        graph(
+            "Tasks by type and outcome",
+            "ops",
+            "Background task runs per second, per type and outcome (success, failure, timeout).",
+            (f"sum by (task_type, outcome) ({tasks})", "{{task_type}} {{outcome}}"),
+        ),
+        graph(
+            "Task success rate",
+            "percentunit",
+            "Successful share of task runs per type (task_success_rate). Alert: "
+            "TaskFailureRatioHigh (runbooks/QueueProblems.md).",
+            ("task_success_rate", "{{task_type}}"),
+        ),
+        graph(
+            "Task duration p95",
+            "s",
+            "95th percentile of task run time per type.",
+            (
+                "histogram_quantile(0.95, sum by (le, task_type) "
+                "(rate(task_execution_duration_seconds_bucket[$__rate_interval])))",
+                "{{task_type}}",
+            ),
+        ),
+        graph(
+            "OAuth integrations",
+            "short",
+            "Active integrations per provider, from PostgreSQL at scrape time.",
+            ("max by (provider) (oauth_integrations_active)", "{{provider}}"),
+        ),
+        graph(
+            "OAuth token refreshes",
+            "ops",
+            "Refreshes per second by provider and outcome. Alert: OAuthRefreshFailures "
+            "(runbooks/OAuthRefreshFailures.md).",
+            (
+                "sum by (provider, status) (rate(oauth_token_refresh_total[$__rate_interval]))",
+                "{{provider}} {{status}}",
+            ),
+        ),
+        graph(
+            "OAuth operations p95",
+            "s",
+            "95th percentile of OAuth operation time (connect, refresh, revoke) per provider.",
+            (
+                "histogram_quantile(0.95, sum by (le, provider) "
+                "(rate(oauth_operation_duration_seconds_bucket[$__rate_interval])))",
+                "{{provider}}",
+            ),
+        ),
+        graph(
+            "Registrations and phone verifications",
+            "ops",
+            "New users, and phone verifications by outcome (sent, verified, failed, expired), "
+            "per second.",
+            ("sum(rate(user_registrations_total[$__rate_interval]))", "registrations"),
+            (
+                "sum by (status) (rate(phone_verifications_total[$__rate_interval]))",
+                "verification {{status}}",
+            ),
+            width=24,
+        ),
+    ]
+    return _render(
+        "assistant-business",
+        "Business",
+        "SMS, OAuth, background tasks, users and sessions of the personal-assistant service.",
+        ["business"],
+        panels,
+        [],
+    )
+
+
+def host() -> dict[str, Any]:
+    panels = [
+        stat(
+            "CPU busy",
+            "max(system_cpu_usage_percent)",
+            "percent",
+            "Average busy share of every core (system_cpu_usage_percent). Alert: HostCpuHigh "
+            "(runbooks/HostCpuAndLoad.md).",
+        ),
+        stat(
+            "Memory used",
+            "max(system_memory_usage_bytes)",
+            "bytes",
+            "Total minus available memory (system_memory_usage_bytes). Alert: HostMemoryPressure "
+            "(runbooks/HostMemoryPressure.md).",
+        ),
+        stat(
+            "Fullest file system",
+            "max(system_disk_usage_percent)",
+            "percent",
+            "Usage of the fullest real file system. Alerts: HostDiskAlmostFull, "
+            "HostDiskWillFillIn24h (runbooks/HostDisk.md).",
+        ),
+        stat("Uptime", "max(system_uptime_seconds)", "s", "Time since the host booted."),
+        graph(
+            "CPU by mode",
+            "percentunit",
+            "Share of CPU time per mode, all cores together (iowait: waiting for the disk).",
+            (
+                'sum by (mode) (rate(node_cpu_seconds_total{mode!="idle"}[$__rate_interval]))'
+                ' / scalar(count(node_cpu_seconds_total{mode="idle"}))',
+                "{{mode}}",
+            ),
+        ),
+        graph(
+            "Load per core",
+            "short",
+            "1- and 5-minute load divided by the number of cores. Alert: HostLoadHigh above 2.",
+            ('max(node_load1) / scalar(count(node_cpu_seconds_total{mode="idle"}))', "load1"),
+            ('max(node_load5) / scalar(count(node_cpu_seconds_total{mode="idle"}))', "load5"),
+        ),
+        graph(
+            "File systems",
+            "percent",
+            "Usage of each real file system (system_disk_usage_percent).",
+            ("system_disk_usage_percent", "{{mountpoint}}"),
+        ),
+        graph(
+            "Network",
+            "Bps",
+            "Bytes per second over every interface but loopback (system_network_io_bytes).",
+            ("system_network_io_bytes", "{{direction}}"),
+        ),
+    ]
+    return _render(
+        "assistant-host",
+        "Host",
+        "The host under the stack, from node_exporter.",
+        ["host"],
+        panels,
+        [],
+    )
+
+
+DASHBOARDS: dict[str, Callable[[], dict[str, Any]]] = {
+    "api/api-overview.json": api_overview,
+    "business/business.json": business,
+    "infrastructure/host.json": host,
+}
+
+
+def files() -> dict[str, str]:
+    """Relative path under grafana/dashboards -> JSON text."""
+    return {path: json.dumps(build(), indent=2) + "\n" for path, build in DASHBOARDS.items()}
