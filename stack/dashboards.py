@@ -128,7 +128,7 @@ def api_overview() -> dict[str, Any]:
         ),
         stat(
             "Error ratio (5xx)",
-            f"sum({err}) / sum({req})",
+            f"(sum({err}) or vector(0)) / sum({req})",
             "percentunit",
             "Share of requests answered with a 5xx status (499, client gone, is not an error).",
         ),
@@ -401,10 +401,309 @@ def host() -> dict[str, Any]:
     )
 
 
+def slo() -> dict[str, Any]:
+    def remaining(slo: str, bad: str, total: str) -> str:
+        return (
+            f'1 - ({bad}) / ({total}) / on() group_left() (1 - slo:objective:ratio{{slo="{slo}"}})'
+        )
+
+    errors = (
+        f'sum by (job) (rate(http_requests_total{{{API}, status=~"5.."}}[30d]))',
+        f"sum by (job) (rate(http_requests_total{{{API}}}[30d]))",
+    )
+    slow = (
+        f"sum by (job) (rate(http_request_duration_seconds_count{{{API}}}[30d]))"
+        f' - sum by (job) (rate(http_request_duration_seconds_bucket{{{API}, le="0.5"}}[30d]))',
+        f"sum by (job) (rate(http_request_duration_seconds_count{{{API}}}[30d]))",
+    )
+    windows = ("5m", "1h", "6h", "1d")
+
+    def burn(slo: str, series: str) -> list[tuple[str, str]]:
+        budget = f'(1 - slo:objective:ratio{{slo="{slo}"}})'
+        return [(f"{series}{w}{{{API}}} / on() group_left() {budget}", w) for w in windows]
+
+    panels = [
+        stat(
+            "Availability objective",
+            'slo:objective:ratio{slo="availability"}',
+            "percentunit",
+            "Share of requests to answer without a 5xx over 30 days (slo.rules.yml).",
+        ),
+        stat(
+            "Availability budget left (30 d)",
+            remaining("availability", *errors),
+            "percentunit",
+            "Share of the 30-day availability error budget not yet spent.",
+        ),
+        stat(
+            "Latency objective",
+            'slo:objective:ratio{slo="latency"}',
+            "percentunit",
+            "Share of requests to answer within 0.5 s over 30 days (slo.rules.yml).",
+        ),
+        stat(
+            "Latency budget left (30 d)",
+            remaining("latency", *slow),
+            "percentunit",
+            "Share of the 30-day latency error budget not yet spent.",
+        ),
+        graph(
+            "Availability burn rate",
+            "short",
+            "How many times faster than sustainable the availability budget burns, per window. "
+            "Alerts: ApiAvailabilityBudgetBurnFast above 14.4 (1 h and 5 min) or 6 (6 h and "
+            "30 min), ...Slow above 3 or 1 (runbooks/ApiAvailabilityBudgetBurn.md).",
+            *burn("availability", "job:slo_availability_errors:ratio_rate"),
+        ),
+        graph(
+            "Latency burn rate",
+            "short",
+            "How many times faster than sustainable the latency budget burns, per window. "
+            "Alerts: ApiLatencyBudgetBurnFast/Slow (runbooks/ApiLatencyBudgetBurn.md).",
+            *burn("latency", "job:slo_latency_slow:ratio_rate"),
+        ),
+    ]
+    return _render(
+        "assistant-slo",
+        "SLO",
+        "The API's service level objectives: error budgets left and burn rates.",
+        ["slo"],
+        panels,
+        [],
+    )
+
+
+def postgresql() -> dict[str, Any]:
+    panels = [
+        stat(
+            "Up",
+            "min(pg_up)",
+            "bool",
+            "1 while postgres_exporter reaches PostgreSQL. Alert: PostgresDown "
+            "(runbooks/PostgresDown.md).",
+        ),
+        stat(
+            "Connections used",
+            "sum(pg_stat_activity_count) / max(pg_settings_max_connections)",
+            "percentunit",
+            "Share of max_connections in use. Alert: PostgresTooManyConnections above 80 % "
+            "(runbooks/PostgresTooManyConnections.md).",
+        ),
+        stat(
+            "Oldest transaction",
+            "max(long_transactions_oldest_seconds)",
+            "s",
+            "Age of the oldest open transaction (custom query). Alert: PostgresLongTransaction "
+            "above 5 minutes (runbooks/PostgresLongTransaction.md).",
+        ),
+        stat(
+            "Database size",
+            'max(pg_database_size_bytes{datname="assistant"})',
+            "bytes",
+            "Size of the service's database on disk.",
+        ),
+        graph(
+            "Connections by state",
+            "short",
+            "Sessions per state (active, idle, idle in transaction, ...).",
+            ("sum by (state) (pg_stat_activity_count)", "{{state}}"),
+        ),
+        graph(
+            "Transactions",
+            "ops",
+            "Commits and rollbacks per second in the service's database.",
+            (
+                'sum(rate(pg_stat_database_xact_commit{datname="assistant"}[$__rate_interval]))',
+                "commit",
+            ),
+            (
+                'sum(rate(pg_stat_database_xact_rollback{datname="assistant"}[$__rate_interval]))',
+                "rollback",
+            ),
+        ),
+        graph(
+            "Deadlocks",
+            "short",
+            "Deadlocks per database in each interval. Alert: PostgresDeadlocks "
+            "(runbooks/PostgresDeadlocks.md).",
+            (
+                "sum by (datname) (increase(pg_stat_database_deadlocks[$__rate_interval]))",
+                "{{datname}}",
+            ),
+        ),
+        graph(
+            "Table rows",
+            "short",
+            "Live and dead rows of the service's tables (custom query); dead rows wait for vacuum.",
+            ("sum by (table) (assistant_tables_live_rows)", "{{table}} live"),
+            ("sum by (table) (assistant_tables_dead_rows)", "{{table}} dead"),
+        ),
+        graph(
+            "Service's pool",
+            "percentunit",
+            "Checked-out share of the service's SQLAlchemy pool, per process.",
+            ("database_connection_pool_utilization", "{{component}}"),
+        ),
+        graph(
+            "Service's database check",
+            "s",
+            "Time of the service's own database check (SELECT 1 through its pool).",
+            ("database_response_time_seconds", "{{component}}"),
+        ),
+    ]
+    return _render(
+        "assistant-postgresql",
+        "PostgreSQL",
+        "PostgreSQL as postgres_exporter and the service see it.",
+        ["postgresql"],
+        panels,
+        [],
+    )
+
+
+def redis() -> dict[str, Any]:
+    panels = [
+        stat(
+            "Up",
+            "min(redis_up)",
+            "bool",
+            "1 while redis_exporter reaches Redis. Alert: RedisDown (runbooks/RedisDown.md).",
+        ),
+        stat(
+            "Memory used",
+            "max(redis_memory_used_bytes)",
+            "bytes",
+            "Memory Redis uses. Alert: RedisMemoryNearLimit above 90 % of maxmemory "
+            "(runbooks/RedisMemoryNearLimit.md).",
+        ),
+        stat("Clients", "max(redis_connected_clients)", "short", "Connected clients."),
+        stat("Keys", "sum(redis_db_keys)", "short", "Keys in every database."),
+        graph(
+            "Commands",
+            "ops",
+            "Commands processed per second.",
+            ("sum(rate(redis_commands_processed_total[$__rate_interval]))", "commands"),
+        ),
+        graph(
+            "Memory against the limit",
+            "bytes",
+            "Used memory and maxmemory (0: no limit).",
+            ("max(redis_memory_used_bytes)", "used"),
+            ("max(redis_memory_max_bytes)", "max"),
+        ),
+        graph(
+            "Keyspace hit ratio",
+            "percentunit",
+            "Share of key lookups that found their key.",
+            (
+                "sum(rate(redis_keyspace_hits_total[$__rate_interval])) / "
+                "(sum(rate(redis_keyspace_hits_total[$__rate_interval])) + "
+                "sum(rate(redis_keyspace_misses_total[$__rate_interval])))",
+                "hits",
+            ),
+        ),
+        graph(
+            "Evictions and rejections",
+            "short",
+            "Keys evicted and connections rejected in each interval. Alerts: RedisEvictions, "
+            "RedisRejectedConnections (runbooks/RedisEvictions.md).",
+            ("sum(increase(redis_evicted_keys_total[$__rate_interval]))", "evicted"),
+            ("sum(increase(redis_rejected_connections_total[$__rate_interval]))", "rejected"),
+        ),
+    ]
+    return _render(
+        "assistant-redis", "Redis", "Redis as redis_exporter sees it.", ["redis"], panels, []
+    )
+
+
+def stack_health() -> dict[str, Any]:
+    panels = [
+        stat(
+            "Targets up",
+            "sum(up) / count(up)",
+            "percentunit",
+            "Share of scrape targets up. Alert: TargetDown (runbooks/TargetDown.md).",
+        ),
+        stat(
+            "Head series",
+            "max(prometheus_tsdb_head_series)",
+            "short",
+            "Series in Prometheus' head block: grows with labels, not with traffic.",
+        ),
+        stat(
+            "Firing alerts",
+            'sum(alertmanager_alerts{state="active"})',
+            "short",
+            "Alerts Alertmanager holds active (the Watchdog always).",
+        ),
+        stat(
+            "Config reloads OK",
+            "min(prometheus_config_last_reload_successful) * "
+            "min(alertmanager_config_last_reload_successful)",
+            "bool",
+            "1 when both Prometheus' and Alertmanager's last reload succeeded. Alerts: "
+            "PrometheusConfigReloadFailed, AlertmanagerConfigReloadFailed.",
+        ),
+        graph(
+            "Targets up by job",
+            "short",
+            "Scrape targets up per job.",
+            ("sum by (job) (up)", "{{job}}"),
+        ),
+        graph(
+            "Scrape duration",
+            "s",
+            "How long each target's scrape takes (postgres: at most its 4 s timeout).",
+            ("max by (job) (scrape_duration_seconds)", "{{job}}"),
+        ),
+        graph(
+            "Rule evaluation",
+            "s",
+            "Duration of each rule group's last evaluation. Alert: "
+            "PrometheusRuleEvaluationFailures (runbooks/PrometheusRuleEvaluationFailures.md).",
+            ("max by (rule_group) (prometheus_rule_group_last_duration_seconds)", "{{rule_group}}"),
+        ),
+        graph(
+            "Notifications",
+            "ops",
+            "Alerts sent by Prometheus and notifications sent by "
+            "Alertmanager per integration, per second. Alerts: PrometheusNotificationsFailing, "
+            "AlertmanagerNotificationsFailing.",
+            ("sum(rate(prometheus_notifications_sent_total[$__rate_interval]))", "prometheus"),
+            (
+                "sum by (integration) (rate(alertmanager_notifications_total[$__rate_interval]))",
+                "alertmanager {{integration}}",
+            ),
+        ),
+        graph(
+            "Samples ingested",
+            "short",
+            "Samples appended to Prometheus' head per second.",
+            (
+                "sum(rate(prometheus_tsdb_head_samples_appended_total[$__rate_interval]))",
+                "samples/s",
+            ),
+            width=24,
+        ),
+    ]
+    return _render(
+        "assistant-stack-health",
+        "Stack health",
+        "Prometheus, Alertmanager and the scrape targets themselves.",
+        ["stack"],
+        panels,
+        [],
+    )
+
+
 DASHBOARDS: dict[str, Callable[[], dict[str, Any]]] = {
     "api/api-overview.json": api_overview,
     "business/business.json": business,
     "infrastructure/host.json": host,
+    "infrastructure/postgresql.json": postgresql,
+    "infrastructure/redis.json": redis,
+    "slo/slo.json": slo,
+    "stack/stack-health.json": stack_health,
 }
 
 
