@@ -305,6 +305,26 @@ def business() -> dict[str, Any]:
             ),
         ),
         graph(
+            "SMS provider time p95",
+            "s",
+            "95th percentile of the time a provider takes to accept one SMS, per provider.",
+            (
+                "histogram_quantile(0.95, sum by (le, provider) "
+                "(rate(sms_processing_duration_seconds_bucket[$__rate_interval])))",
+                "{{provider}}",
+            ),
+        ),
+        graph(
+            "OAuth errors",
+            "ops",
+            "OAuth errors per second by provider and type (access_denied, invalid_grant, "
+            "provider errors).",
+            (
+                "sum by (provider, error_type) (rate(oauth_errors_total[$__rate_interval]))",
+                "{{provider}} {{error_type}}",
+            ),
+        ),
+        graph(
             "OAuth operations p95",
             "s",
             "95th percentile of OAuth operation time (connect, refresh, revoke) per provider.",

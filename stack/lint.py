@@ -18,7 +18,7 @@ from pathlib import Path
 
 import yaml
 
-from . import ENVIRONMENTS, ROOT
+from . import ENVIRONMENTS, ROOT, catalog
 from .render import alertmanager_config, drift, substitute
 from .secrets import EXAMPLE, prepare
 from .settings import StackError, environment_settings, images, read_env_file
@@ -281,8 +281,18 @@ def check_expressions(root: Path, work: Path, exprs: list[tuple[str, str]]) -> l
     return [out, *bad]
 
 
+def metrics_used(root: Path, work: Path) -> Iterator[Check]:
+    unused = catalog.unused_app_metrics(catalog.entries(root))
+    yield Check(
+        "every app metric is used by a rule, alert or dashboard, or listed in catalog.ADHOC",
+        [f"{name}: used nowhere; use it, or give the reason in stack/catalog.py ADHOC"
+         for name in unused],
+    )  # fmt: skip
+
+
 CHECKS: list[Callable[[Path, Path], Iterator[Check]]] = [
     generated_files,
+    metrics_used,
     yaml_files,
     prometheus_configs,
     rules,

@@ -7,6 +7,7 @@
   filled from .env when the stack starts (secrets.py), never written to the repository.
 - The image table in README.md, from compose/versions.env.
 - The Grafana dashboards, grafana/dashboards/<folder>/*.json, from stack/dashboards.py.
+- docs/metrics.md, the metrics catalog (stack/catalog.py).
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import re
 from collections.abc import Mapping
 from pathlib import Path
 
-from . import ENVIRONMENTS, ROOT, dashboards
+from . import ENVIRONMENTS, ROOT, catalog, dashboards
 from .settings import StackError, environment_settings, images
 
 PLACEHOLDER = re.compile(r"\$\{([A-Z][A-Z0-9_]*)\}")
@@ -114,6 +115,7 @@ def generated(root: Path = ROOT) -> dict[Path, str]:
     for path, text in dashboards.files().items():
         files[root / "grafana" / "dashboards" / path] = text
     files[root / "README.md"] = readme(root)
+    files[root / "docs" / "metrics.md"] = catalog.markdown(root)
     return files
 
 

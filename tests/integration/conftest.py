@@ -23,7 +23,8 @@ FIGURES: list[str] = []
 # what the traffic mix must have produced before the checks run: every kind of sample, 5xx
 # included (they come from the simulated providers' failure rates, a few per thousand)
 WARM_UP = ['http_requests_total{status=~"5.."}', 'sms_messages_total{status="success"}',
-           'task_executions_total{outcome="success"}', 'phone_verifications_total']  # fmt: skip
+           'task_executions_total{outcome="success"}', 'phone_verifications_total',
+           'oauth_errors_total']  # fmt: skip
 WARM_UP_TIMEOUT = 120.0
 
 

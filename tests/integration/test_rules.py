@@ -3,10 +3,11 @@ rule that could never fire."""
 
 from __future__ import annotations
 
-import re
 import time
 
 import pytest
+
+from stack.promql import selectors
 
 from .conftest import get, until
 from .runtimes import Stack
@@ -14,27 +15,6 @@ from .runtimes import Stack
 pytestmark = pytest.mark.integration
 
 SERIES_WAIT = 90.0
-KEYWORDS = {"by", "without", "on", "ignoring", "group_left", "group_right", "bool", "and",
-            "or", "unless", "offset", "inf", "nan"}  # fmt: skip
-# `by (a, b)` and friends: label lists, not selectors
-_GROUPING = re.compile(r"\b(?:by|without|on|ignoring|group_left|group_right)\s*\([^)]*\)")
-_TOKEN = re.compile(
-    r'"(?:[^"\\]|\\.)*"'  # a string outside a selector
-    r"|\[[^\]]*\]"  # a range or subquery
-    r"|(?<![\w.])(?P<name>[a-zA-Z_:][a-zA-Z0-9_:]*)?(?P<labels>\{[^}]*\})?(?P<call>\s*\()?"
-)
-
-
-def selectors(expr: str) -> list[str]:
-    """The vector selectors of a PromQL expression (names, label matchers), skipping
-    functions, aggregations, keywords, grouping labels, strings and durations."""
-    found = []
-    for match in _TOKEN.finditer(_GROUPING.sub(" ", expr)):
-        name, labels = match["name"], match["labels"]
-        if match["call"] or not (name or labels) or name in KEYWORDS:
-            continue
-        found.append((name or "") + (labels or ""))
-    return found
 
 
 def test_selector_extraction() -> None:

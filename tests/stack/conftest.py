@@ -18,7 +18,7 @@ import pytest
 from stack import ROOT
 
 COPIED = ["compose", "prometheus", "alertmanager", "grafana", "exporters", "receiver",
-          "runbooks", ".yamllint.yaml", "README.md"]  # fmt: skip
+          "runbooks", "docs", ".yamllint.yaml", "README.md"]  # fmt: skip
 START_TIMEOUT = 15.0
 STOP_TIMEOUT = 10.0
 

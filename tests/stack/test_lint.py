@@ -10,7 +10,7 @@ from typing import NamedTuple
 
 import pytest
 
-from stack import lint, render
+from stack import ROOT, lint, render
 
 from .conftest import edit
 
@@ -133,3 +133,16 @@ def test_a_duplicate_dashboard_uid_is_caught(repo_copy: Path, tmp_path: Path) ->
     (folder / "copy" / "again.json").write_text((folder / "api" / "api-overview.json").read_text())
     [result] = lint.dashboards(repo_copy, tmp_path)
     assert any("uid 'assistant-api-overview' already used" in p for p in result.problems)
+
+
+def test_an_app_metric_used_nowhere_needs_a_reason(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    from stack import catalog
+
+    monkeypatch.delitem(catalog.ADHOC, "health_check_failures_total")
+    [result] = lint.metrics_used(ROOT, tmp_path)
+    assert result.problems == [
+        "health_check_failures_total: used nowhere; use it, or give the reason in "
+        "stack/catalog.py ADHOC"
+    ]
