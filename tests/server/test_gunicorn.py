@@ -11,10 +11,7 @@ separate ``uvicorn-worker`` package (gunicorn >= 25 also has a native ``-k asgi`
 
 from __future__ import annotations
 
-import os
-import signal
 import sys
-import time
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
@@ -25,23 +22,23 @@ import pytest
 from .conftest import (
     APP,
     HOST,
-    PID_HEADER,
     Scrape,
     Server,
-    header,
     launch,
-    poll_scrape,
-    raw_request,
-    read_until,
-    scrape_every_worker,
     send_requests,
     stop_process_group,
     wait_for_total,
 )
 from .test_workers import (
+    BLOCKING_ROUTE,
+    ROUTE,
     assert_every_scrape_sums_to,
+    assert_replacement_completes_the_counts,
     assert_restart_starts_from_zero,
     assert_started_fresh,
+    has_route,
+    kill_a_worker_mid_request,
+    wait_for_replacement,
     write_stale_counter,
 )
 
@@ -49,8 +46,6 @@ pytestmark = pytest.mark.server
 
 WORKER_CLASS = "uvicorn.workers.UvicornWorker"
 N = 100
-ROUTE = "/pid"  # returns os.getpid(); every response also names its worker in x-worker-pid
-BLOCKING_ROUTE = f"{ROUTE}?block=0.002"  # a busy worker lets the other one accept
 # gunicorn >= 25.1 opens a control socket at one fixed path per user ($XDG_RUNTIME_DIR or
 # ~/.gunicorn): servers running side by side would share it.
 NO_CONTROL_SOCKET = ["--no-control-socket"] if gunicorn.version_info >= (25, 1) else []
@@ -118,10 +113,6 @@ def send_to_every_worker(server: Server, n: int, rounds: int = 5) -> tuple[int, 
     return sent, served
 
 
-def has_route(s: Scrape) -> bool:
-    return bool(s.select("http_requests_total", endpoint=ROUTE))
-
-
 def test_two_gunicorn_workers_sum_exactly_in_every_scrape(
     start_gunicorn: StartGunicorn, tmp_path: Path
 ) -> None:
@@ -168,42 +159,15 @@ def test_gunicorn_restarts_a_sigkilled_worker_and_its_counts_stay(
     server = start_gunicorn(mp_dir)
     master = server.proc.pid
     run = (mp_dir / ".app_metrics_run").read_text()
-    original = set(server.worker_pids)
     sent, served = send_to_every_worker(server, N)
     history: list[Scrape] = []  # every scrape from here on, in order
     settled = wait_for_total(server, "http_requests_total", sent, history, endpoint=ROUTE)
     assert settled.total("http_requests_total", endpoint=ROUTE) == sent
     before_kill = sent
 
-    # A slow streaming request keeps one request in progress on the worker we kill.
-    sock = raw_request(server, "/stream?chunks=400&delay=0.05")
-    try:
-        head = read_until(sock, b"chunk 0\n")
-        victim = int(header(head, PID_HEADER))
-        assert victim in original
-        assert served[victim] > 0, f"the victim must have counts of its own: {served}"
-        stuck = poll_scrape(
-            server, lambda s: s.total("http_requests_in_progress") == 1, history=history
-        )
-        assert stuck.total("http_requests_in_progress", method="GET") == 1
-        os.kill(victim, signal.SIGKILL)
-    finally:
-        sock.close()
-
+    victim = kill_a_worker_mid_request(server, served, history)
     # Until the master has forked a new worker, the survivor answers.
-    replacement: int | None = None
-    deadline = time.monotonic() + 15.0
-    for _ in range(300):
-        answered = send_requests(server, BLOCKING_ROUTE, 4, threads=2)
-        sent += 4
-        settled = wait_for_total(server, "http_requests_total", sent, history, endpoint=ROUTE)
-        assert settled.total("http_requests_total", endpoint=ROUTE) == sent, server.log_tail()
-        new = set(answered) - original
-        if new:
-            replacement = new.pop()
-            break
-        assert time.monotonic() < deadline, f"no replacement worker:\n{server.log_tail()}"
-    assert replacement is not None
+    replacement, sent, answered = wait_for_replacement(server, sent, history)
     assert victim not in answered
 
     # The same master forked the replacement, in the same run: the files were kept.
@@ -219,12 +183,4 @@ def test_gunicorn_restarts_a_sigkilled_worker_and_its_counts_stay(
     assert totals == sorted(totals), totals
     assert min(totals) >= before_kill, totals
 
-    server.worker_pids = (original - {victim}) | {replacement}
-
-    def complete(s: Scrape) -> None:
-        assert s.total("http_requests_total", endpoint=ROUTE) == sent
-        assert s.total("http_request_duration_seconds_count", endpoint=ROUTE) == sent
-        # the dead worker's stuck request no longer counts as in progress
-        assert s.total("http_requests_in_progress") == 0
-
-    scrape_every_worker(server, complete)
+    assert_replacement_completes_the_counts(server, victim, replacement, sent)

@@ -7,6 +7,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 
@@ -33,6 +34,7 @@ pytestmark = pytest.mark.server
 
 N = 200
 ROUTE = "/pid"  # returns os.getpid(); every response also names its worker in x-worker-pid
+BLOCKING_ROUTE = f"{ROUTE}?block=0.002"  # a busy worker lets the other one accept
 
 
 def has_route(s: Scrape) -> bool:
@@ -189,51 +191,69 @@ def test_counts_of_a_sigkilled_worker_survive_its_restart(
     start_server: StartServer, tmp_path: Path
 ) -> None:
     server = start_server(workers=2, mp_dir=tmp_path / "mp")
-    original = set(server.worker_pids)
-    served = send_requests(server, f"{ROUTE}?block=0.002", 60)
+    served = send_requests(server, BLOCKING_ROUTE, 60)
     sent = 60
     history: list[Scrape] = []  # every scrape from here on, in order
     wait_for_total(server, "http_requests_total", sent, history, endpoint=ROUTE)
-
-    # A slow streaming request keeps one request in progress on the worker we kill.
-    sock = raw_request(server, "/stream?chunks=400&delay=0.05")
-    try:
-        head = read_until(sock, b"chunk 0\n")
-        victim = int(header(head, PID_HEADER))
-        assert served[victim] > 0, f"the victim must have counts of its own: {served}"
-        stuck = poll_scrape(server, lambda s: s.total("http_requests_in_progress") == 1)
-        assert stuck.total("http_requests_in_progress", method="GET") == 1
-        os.kill(victim, signal.SIGKILL)
-    finally:
-        sock.close()
-
-    # Until the supervisor has a new worker, the survivor answers.
-    replacement: int | None = None
-    deadline = time.monotonic() + 15.0
-    for _ in range(300):
-        answered = send_requests(server, f"{ROUTE}?block=0.002", 4, threads=2)
-        sent += 4
-        settled = wait_for_total(server, "http_requests_total", sent, history, endpoint=ROUTE)
-        assert settled.total("http_requests_total", endpoint=ROUTE) == sent
-        new = set(answered) - original
-        if new:
-            replacement = new.pop()
-            break
-        assert time.monotonic() < deadline, f"no replacement worker:\n{server.log_tail()}"
-    assert replacement is not None
+    victim = kill_a_worker_mid_request(server, served, history)
+    replacement, sent, _ = wait_for_replacement(server, sent, history)
     assert server.proc.poll() is None
     # The dead worker's counts never dropped out: the sum never went backwards. (A scrape
     # racing with the new worker creating its files can lack the series altogether; that
     # bug has its own test below, so only the scrapes that have the series count here.)
     totals = [s.total("http_requests_total", endpoint=ROUTE) for s in history if has_route(s)]
     assert totals == sorted(totals), totals
+    assert_replacement_completes_the_counts(server, victim, replacement, sent)
 
-    server.worker_pids = (original - {victim}) | {replacement}
+
+def kill_a_worker_mid_request(server: Server, served: Counter[int], history: list[Scrape]) -> int:
+    """SIGKILL the worker streaming a slow response (one request in progress), after checking
+    it has counts of its own; its PID."""
+    sock = raw_request(server, "/stream?chunks=400&delay=0.05")
+    try:
+        head = read_until(sock, b"chunk 0\n")
+        victim = int(header(head, PID_HEADER))
+        assert victim in server.worker_pids
+        assert served[victim] > 0, f"the victim must have counts of its own: {served}"
+        stuck = poll_scrape(
+            server, lambda s: s.total("http_requests_in_progress") == 1, history=history
+        )
+        assert stuck.total("http_requests_in_progress", method="GET") == 1
+        os.kill(victim, signal.SIGKILL)
+    finally:
+        sock.close()
+    return victim
+
+
+def wait_for_replacement(
+    server: Server, sent: int, history: list[Scrape]
+) -> tuple[int, int, Counter[int]]:
+    """Until a worker not in ``server.worker_pids`` answers, the survivor answers: send 4
+    requests at a time, each round's total exact. The replacement's PID, the requests sent
+    in all, and who answered the last round."""
+    deadline = time.monotonic() + 15.0
+    for _ in range(300):
+        answered = send_requests(server, BLOCKING_ROUTE, 4, threads=2)
+        sent += 4
+        settled = wait_for_total(server, "http_requests_total", sent, history, endpoint=ROUTE)
+        assert settled.total("http_requests_total", endpoint=ROUTE) == sent, server.log_tail()
+        new = set(answered) - server.worker_pids
+        if new:
+            return new.pop(), sent, answered
+        assert time.monotonic() < deadline, f"no replacement worker:\n{server.log_tail()}"
+    raise AssertionError(f"no replacement worker after 300 rounds:\n{server.log_tail()}")
+
+
+def assert_replacement_completes_the_counts(
+    server: Server, victim: int, replacement: int, sent: int
+) -> None:
+    """Every scrape, whichever worker serves it, counts all ``sent`` requests, and the dead
+    worker's stuck request no longer counts as in progress."""
+    server.worker_pids = (server.worker_pids - {victim}) | {replacement}
 
     def complete(s: Scrape) -> None:
         assert s.total("http_requests_total", endpoint=ROUTE) == sent
         assert s.total("http_request_duration_seconds_count", endpoint=ROUTE) == sent
-        # the dead worker's stuck request no longer counts as in progress
         assert s.total("http_requests_in_progress") == 0
 
     scrape_every_worker(server, complete)
