@@ -3,24 +3,19 @@ processes (Alertmanager, the webhook receiver) on free ports of 127.0.0.1, stopp
 
 from __future__ import annotations
 
-import contextlib
-import os
 import shutil
-import signal
-import subprocess
 import time
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from stack import ROOT
+from stack.processes import http_ok, launch, stop
 
 COPIED = ["compose", "prometheus", "alertmanager", "grafana", "exporters", "receiver",
           "runbooks", "docs", ".yamllint.yaml", "README.md"]  # fmt: skip
 START_TIMEOUT = 15.0
-STOP_TIMEOUT = 10.0
 
 
 @pytest.fixture
@@ -44,41 +39,24 @@ def edit(path: Path, old: str, new: str) -> None:
 
 
 class Process:
-    """A child process in its own session, its output in a log file; stop() by PID."""
+    """A child process in its own session, its output in a log file; ``stop()`` by PID (the
+    native runtime's own launch and stop, stack/processes.py)."""
 
     def __init__(self, argv: list[str], log: Path, ready_url: str) -> None:
         self.log = log
-        with log.open("wb") as out:
-            self.proc = subprocess.Popen(
-                argv, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
-            )
+        self.running = launch(argv, log)
         deadline = time.monotonic() + START_TIMEOUT
-        while not self._answers(ready_url):
-            if self.proc.poll() is not None or time.monotonic() > deadline:
+        while not http_ok(ready_url, timeout=1):
+            if not self.running.alive() or time.monotonic() > deadline:
                 self.stop()
                 pytest.fail(f"{argv[0]} did not start: {self.tail()}", pytrace=False)
             time.sleep(0.05)
-
-    @staticmethod
-    def _answers(url: str) -> bool:
-        try:
-            with urllib.request.urlopen(url, timeout=1) as response:
-                return bool(response.status == 200)
-        except OSError:
-            return False
 
     def tail(self, chars: int = 3000) -> str:
         return self.log.read_text(errors="replace")[-chars:]
 
     def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(STOP_TIMEOUT)
-            except subprocess.TimeoutExpired:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait(STOP_TIMEOUT)
+        stop(self.running)
 
 
 @pytest.fixture
