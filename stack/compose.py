@@ -8,7 +8,13 @@ import tempfile
 from pathlib import Path
 
 from . import ROOT
-from .lint import checkable, compose_file_args, compose_variables, run, tool
+from .lint import (
+    ALERTMANAGER_CHECK,
+    PROMETHEUS_CHECK,
+    compose_file_args,
+    compose_variables,
+    config_check,
+)
 from .render import drift
 from .secrets import dotenv_path, prepare, resolve, run_root
 from .settings import StackError, check_environment
@@ -56,16 +62,15 @@ def preflight(env: str, *, root: Path = ROOT, say=print) -> Path:
         secrets_dir = run_dir / "secrets"
         prometheus = root / "prometheus" / "generated" / f"prometheus.{env}.yml"
         alertmanager = run_dir / "alertmanager.yml"
-        for name, source, args in (
-            ("prometheus", prometheus, ["promtool", "check", "config"]),
-            ("alertmanager", alertmanager, ["amtool", "check-config"]),
+        for name, source, command in (
+            ("prometheus", prometheus, PROMETHEUS_CHECK),
+            ("alertmanager", alertmanager, ALERTMANAGER_CHECK),
         ):
             copy = Path(tmp) / f"{name}.yml"
-            copy.write_text(checkable(source.read_text(), root, secrets_dir))
-            out = run([tool(root, args[0]), *args[1:], str(copy)])
+            out = config_check(root, command, copy, source.read_text(), secrets_dir)
             if out:
                 raise StackError(f"{name} configuration for {env} is invalid:\n{out}")
-            say(f"{name} configuration for {env}: valid ({args[0]})")
+            say(f"{name} configuration for {env}: valid ({command[0]})")
     return run_dir
 
 

@@ -19,7 +19,7 @@ from pathlib import Path
 import yaml
 
 from . import ENVIRONMENTS, ROOT, catalog
-from .render import alertmanager_config, drift, substitute
+from .render import drift
 from .secrets import EXAMPLE, prepare
 from .settings import StackError, environment_settings, images, read_env_file
 
@@ -60,6 +60,19 @@ def checkable(text: str, root: Path, secrets_dir: Path) -> str:
     )
 
 
+PROMETHEUS_CHECK = ("promtool", "check", "config")
+ALERTMANAGER_CHECK = ("amtool", "check-config")
+
+
+def config_check(
+    root: Path, command: tuple[str, ...], copy: Path, text: str, secrets_dir: Path
+) -> str:
+    """Write ``text`` to ``copy`` with its container paths mapped (``checkable``) and run
+    ``command`` (promtool or amtool, then its arguments) on it: the tool's message, or ''."""
+    copy.write_text(checkable(text, root, secrets_dir))
+    return run([tool(root, command[0]), *command[1:], str(copy)])
+
+
 def stand_in_run_dir(env: str, work: Path, root: Path = ROOT) -> Path:
     """.run/<env> as `make up` would write it, from .env.example's values."""
     return prepare(env, read_env_file(EXAMPLE), work / env, root)
@@ -88,8 +101,7 @@ def prometheus_configs(root: Path, work: Path) -> Iterator[Check]:
         run_dir = stand_in_run_dir(env, work, root)
         source = root / "prometheus" / "generated" / f"prometheus.{env}.yml"
         copy = work / f"prometheus.{env}.yml"
-        copy.write_text(checkable(source.read_text(), root, run_dir / "secrets"))
-        out = run([tool(root, "promtool"), "check", "config", str(copy)])
+        out = config_check(root, PROMETHEUS_CHECK, copy, source.read_text(), run_dir / "secrets")
         yield Check(f"promtool check config ({env})", [out] if out else [])
 
 
@@ -127,13 +139,11 @@ def alert_problems(path: Path, root: Path) -> list[str]:
 def alertmanager_configs(root: Path, work: Path) -> Iterator[Check]:
     cases = yaml.safe_load((root / "alertmanager" / "tests" / "routes.yml").read_text())
     for env in ENVIRONMENTS:
+        # the stand-in .run/<env>/alertmanager.yml: filled from .env.example, as `make up` would
         run_dir = stand_in_run_dir(env, work, root)
         config = work / f"alertmanager.{env}.yml"
-        text = substitute(
-            alertmanager_config(env, root), read_env_file(EXAMPLE), "alertmanager", quote=True
-        )
-        config.write_text(checkable(text, root, run_dir / "secrets"))
-        out = run([tool(root, "amtool"), "check-config", str(config)])
+        text = (run_dir / "alertmanager.yml").read_text()
+        out = config_check(root, ALERTMANAGER_CHECK, config, text, run_dir / "secrets")
         yield Check(f"amtool check-config ({env})", [out] if out else [])
         problems = []
         for case in cases:
