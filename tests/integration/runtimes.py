@@ -14,8 +14,9 @@ from pathlib import Path
 from stack import ROOT
 from stack.compose import engine_error
 from stack.lint import compose_file_args, compose_variables
+from stack.native import running_of
 from stack.native_config import PORTS
-from stack.processes import Running, stop
+from stack.processes import stop
 from tests.service.backends import free_port
 
 ENV = "dev"
@@ -78,7 +79,7 @@ class NativeStack(Stack):
 
     def stop(self, component: str) -> None:
         entry = self._state()["components"][component]
-        stop(Running(entry["pid"], entry["start_time"], entry["log"]), entry["stop_signal"])
+        stop(running_of(entry), entry["stop_signal"])
 
     def start(self, component: str) -> None:
         self._run("up")  # starts what is not running, changes nothing else
@@ -91,7 +92,7 @@ class NativeStack(Stack):
             state = self.root / "native-state.json"
             if state.exists():
                 for entry in json.loads(state.read_text())["components"].values():
-                    stop(Running(entry["pid"], entry["start_time"], entry["log"]))
+                    stop(running_of(entry), entry["stop_signal"])
             subprocess.run(["rm", "-rf", str(self.root)], check=False)
 
 
