@@ -2,7 +2,8 @@
 from here and `make lint` fails when a committed file differs.
 
 Every panel gets the provisioned datasource (uid ``prometheus``), a unit and a description;
-panels are laid out left to right in rows of 24 columns, so none overlap.
+a panel whose description names alerts links their runbooks (the alerts' own runbook_url).
+Panels are laid out left to right in rows of 24 columns, so none overlap.
 """
 
 from __future__ import annotations
@@ -12,8 +13,21 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from . import runbooks
+
 DATASOURCE = {"type": "prometheus", "uid": "prometheus"}
 API = 'job="personal_assistant_api"'
+
+
+def runbook_links(description: str, alert_runbooks: dict[str, str]) -> list[dict[str, Any]]:
+    """One link per runbook of the alerts a description names, titled with those alerts."""
+    by_url: dict[str, list[str]] = {}
+    for alert in runbooks.named_alerts(description, alert_runbooks):
+        by_url.setdefault(alert_runbooks[alert], []).append(alert)
+    return [
+        {"title": f"Runbook: {', '.join(alerts)}", "url": url, "targetBlank": True}
+        for url, alerts in by_url.items()
+    ]
 
 
 @dataclass
@@ -46,6 +60,7 @@ def _render(
     variables: list[dict[str, Any]],
 ) -> dict[str, Any]:
     out, x, y, row_height = [], 0, 0, 0
+    alert_runbooks = runbooks.alert_runbooks()
     for number, p in enumerate(panels, 1):
         if x + p.width > 24:
             x, y, row_height = 0, y + row_height, 0
@@ -66,6 +81,7 @@ def _render(
                 "type": p.kind,
                 "title": p.title,
                 "description": p.description,
+                "links": runbook_links(p.description, alert_runbooks),
                 "datasource": DATASOURCE,
                 "gridPos": {"x": x, "y": y, "w": p.width, "h": p.height},
                 "fieldConfig": {"defaults": {"unit": p.unit}, "overrides": []},
@@ -130,13 +146,15 @@ def api_overview() -> dict[str, Any]:
             "Error ratio (5xx)",
             f"(sum({err}) or vector(0)) / sum({req})",
             "percentunit",
-            "Share of requests answered with a 5xx status (499, client gone, is not an error).",
+            "Share of requests answered with a 5xx status (499, client gone, is not an error). "
+            "Alert: ApiHighErrorRatio above 5 %.",
         ),
         stat(
             "Latency p95",
             f"histogram_quantile(0.95, sum by (le) ({bucket}))",
             "s",
-            "95th percentile of the request duration over every endpoint.",
+            "95th percentile of the request duration over every endpoint. Alerts: "
+            "ApiHighLatencyP95 above 0.5 s, ApiHighLatencyP99 above 2 s.",
         ),
         stat(
             "In progress",
@@ -239,8 +257,7 @@ def business() -> dict[str, Any]:
         graph(
             "SMS by provider and outcome",
             "msgps",
-            "Messages processed per second, per provider and outcome. Alert: SmsFailureRatioHigh "
-            "(runbooks/SmsFailureRatioHigh.md).",
+            "Messages processed per second, per provider and outcome. Alert: SmsFailureRatioHigh.",
             (f"sum by (provider, status) ({sms})", "{{provider}} {{status}}"),
         ),
         graph(
@@ -253,15 +270,13 @@ def business() -> dict[str, Any]:
             "SMS spending",
             "short",
             "Provider charges per hour (billing currency) for delivered messages, per provider. "
-            "Alert: SmsCostSpike "
-            "(runbooks/SmsCostSpike.md).",
+            "Alert: SmsCostSpike.",
             ("sum by (provider) (rate(sms_cost_total[$__rate_interval])) * 3600", "{{provider}}"),
         ),
         graph(
             "Queues",
             "short",
-            "Messages and tasks waiting. Alerts: SmsQueueBacklog, TaskQueueBacklog "
-            "(runbooks/QueueProblems.md).",
+            "Messages and tasks waiting. Alerts: SmsQueueBacklog, TaskQueueBacklog.",
             ("max(sms_queue_length)", "sms"),
             ("max by (queue) (task_queue_length)", "{{queue}}"),
         ),
@@ -275,7 +290,7 @@ def business() -> dict[str, Any]:
             "Task success rate",
             "percentunit",
             "Successful share of task runs per type (task_success_rate). Alert: "
-            "TaskFailureRatioHigh (runbooks/QueueProblems.md).",
+            "TaskFailureRatioHigh.",
             ("task_success_rate", "{{task_type}}"),
         ),
         graph(
@@ -297,8 +312,7 @@ def business() -> dict[str, Any]:
         graph(
             "OAuth token refreshes",
             "ops",
-            "Refreshes per second by provider and outcome. Alert: OAuthRefreshFailures "
-            "(runbooks/OAuthRefreshFailures.md).",
+            "Refreshes per second by provider and outcome. Alert: OAuthRefreshFailures.",
             (
                 "sum by (provider, status) (rate(oauth_token_refresh_total[$__rate_interval]))",
                 "{{provider}} {{status}}",
@@ -363,22 +377,20 @@ def host() -> dict[str, Any]:
             "CPU busy",
             "max(system_cpu_usage_percent)",
             "percent",
-            "Average busy share of every core (system_cpu_usage_percent). Alert: HostCpuHigh "
-            "(runbooks/HostCpuAndLoad.md).",
+            "Average busy share of every core (system_cpu_usage_percent). Alert: HostCpuHigh.",
         ),
         stat(
             "Memory used",
             "max(system_memory_usage_bytes)",
             "bytes",
-            "Total minus available memory (system_memory_usage_bytes). Alert: HostMemoryPressure "
-            "(runbooks/HostMemoryPressure.md).",
+            "Total minus available memory (system_memory_usage_bytes). Alert: HostMemoryPressure.",
         ),
         stat(
             "Fullest file system",
             "max(system_disk_usage_percent)",
             "percent",
             "Usage of the fullest real file system. Alerts: HostDiskAlmostFull, "
-            "HostDiskWillFillIn24h (runbooks/HostDisk.md).",
+            "HostDiskWillFillIn24h.",
         ),
         stat("Uptime", "max(system_uptime_seconds)", "s", "Time since the host booted."),
         graph(
@@ -472,14 +484,14 @@ def slo() -> dict[str, Any]:
             "short",
             "How many times faster than sustainable the availability budget burns, per window. "
             "Alerts: ApiAvailabilityBudgetBurnFast above 14.4 (1 h and 5 min) or 6 (6 h and "
-            "30 min), ...Slow above 3 or 1 (runbooks/ApiAvailabilityBudgetBurn.md).",
+            "30 min), ApiAvailabilityBudgetBurnSlow above 3 or 1.",
             *burn("availability", "job:slo_availability_errors:ratio_rate"),
         ),
         graph(
             "Latency burn rate",
             "short",
             "How many times faster than sustainable the latency budget burns, per window. "
-            "Alerts: ApiLatencyBudgetBurnFast/Slow (runbooks/ApiLatencyBudgetBurn.md).",
+            "Alerts: ApiLatencyBudgetBurnFast and ApiLatencyBudgetBurnSlow.",
             *burn("latency", "job:slo_latency_slow:ratio_rate"),
         ),
     ]
@@ -499,22 +511,20 @@ def postgresql() -> dict[str, Any]:
             "Up",
             "min(pg_up)",
             "bool",
-            "1 while postgres_exporter reaches PostgreSQL. Alert: PostgresDown "
-            "(runbooks/PostgresDown.md).",
+            "1 while postgres_exporter reaches PostgreSQL. Alert: PostgresDown.",
         ),
         stat(
             "Connections used",
             "sum(pg_stat_activity_count) / max(pg_settings_max_connections)",
             "percentunit",
-            "Share of max_connections in use. Alert: PostgresTooManyConnections above 80 % "
-            "(runbooks/PostgresTooManyConnections.md).",
+            "Share of max_connections in use. Alert: PostgresTooManyConnections above 80 %.",
         ),
         stat(
             "Oldest transaction",
             "max(long_transactions_oldest_seconds)",
             "s",
             "Age of the oldest open transaction (custom query). Alert: PostgresLongTransaction "
-            "above 5 minutes (runbooks/PostgresLongTransaction.md).",
+            "above 5 minutes.",
         ),
         stat(
             "Database size",
@@ -544,8 +554,7 @@ def postgresql() -> dict[str, Any]:
         graph(
             "Deadlocks",
             "short",
-            "Deadlocks per database in each interval. Alert: PostgresDeadlocks "
-            "(runbooks/PostgresDeadlocks.md).",
+            "Deadlocks per database in each interval. Alert: PostgresDeadlocks.",
             (
                 "sum by (datname) (increase(pg_stat_database_deadlocks[$__rate_interval]))",
                 "{{datname}}",
@@ -587,14 +596,13 @@ def redis() -> dict[str, Any]:
             "Up",
             "min(redis_up)",
             "bool",
-            "1 while redis_exporter reaches Redis. Alert: RedisDown (runbooks/RedisDown.md).",
+            "1 while redis_exporter reaches Redis. Alert: RedisDown.",
         ),
         stat(
             "Memory used",
             "max(redis_memory_used_bytes)",
             "bytes",
-            "Memory Redis uses. Alert: RedisMemoryNearLimit above 90 % of maxmemory "
-            "(runbooks/RedisMemoryNearLimit.md).",
+            "Memory Redis uses. Alert: RedisMemoryNearLimit above 90 % of maxmemory.",
         ),
         stat("Clients", "max(redis_connected_clients)", "short", "Connected clients."),
         stat("Keys", "sum(redis_db_keys)", "short", "Keys in every database."),
@@ -626,7 +634,7 @@ def redis() -> dict[str, Any]:
             "Evictions and rejections",
             "short",
             "Keys evicted and connections rejected in each interval. Alerts: RedisEvictions, "
-            "RedisRejectedConnections (runbooks/RedisEvictions.md).",
+            "RedisRejectedConnections.",
             ("sum(increase(redis_evicted_keys_total[$__rate_interval]))", "evicted"),
             ("sum(increase(redis_rejected_connections_total[$__rate_interval]))", "rejected"),
         ),
@@ -642,7 +650,7 @@ def stack_health() -> dict[str, Any]:
             "Targets up",
             "sum(up) / count(up)",
             "percentunit",
-            "Share of scrape targets up. Alert: TargetDown (runbooks/TargetDown.md).",
+            "Share of scrape targets up. Alert: TargetDown.",
         ),
         stat(
             "Head series",
@@ -680,7 +688,7 @@ def stack_health() -> dict[str, Any]:
             "Rule evaluation",
             "s",
             "Duration of each rule group's last evaluation. Alert: "
-            "PrometheusRuleEvaluationFailures (runbooks/PrometheusRuleEvaluationFailures.md).",
+            "PrometheusRuleEvaluationFailures.",
             ("max by (rule_group) (prometheus_rule_group_last_duration_seconds)", "{{rule_group}}"),
         ),
         graph(

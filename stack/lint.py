@@ -18,7 +18,7 @@ from pathlib import Path
 
 import yaml
 
-from . import ENVIRONMENTS, ROOT, catalog
+from . import ENVIRONMENTS, ROOT, catalog, runbooks
 from .render import drift
 from .secrets import EXAMPLE, prepare
 from .settings import StackError, environment_settings, images, read_env_file
@@ -131,7 +131,12 @@ def alert_problems(path: Path, root: Path) -> list[str]:
                 if not annotations.get(key):
                     problems.append(f"{where}: no {key} annotation")
             runbook = annotations.get("runbook_url", "")
-            if runbook and not (root / runbook).is_file():
+            target = runbooks.page(runbook, root)
+            if runbook and target is None:
+                problems.append(
+                    f"{where}: runbook {runbook} is not a page under {runbooks.BASE_URL}"
+                )
+            elif runbook and not target.is_file():
                 problems.append(f"{where}: runbook {runbook} does not exist")
     return problems
 
@@ -189,6 +194,7 @@ def dashboards(root: Path, work: Path) -> Iterator[Check]:
         problems.append(f"provisioning: expected one datasource with uid {DATASOURCE_UID!r}")
     uids: dict[str, Path] = {}
     exprs: list[tuple[str, str]] = []
+    alert_runbooks = runbooks.alert_runbooks(root)
     files = sorted((root / "grafana" / "dashboards").rglob("*.json"))
     for path in files:
         where = path.relative_to(root)
@@ -198,6 +204,7 @@ def dashboards(root: Path, work: Path) -> Iterator[Check]:
             problems.append(f"{where}: not JSON: {exc}")
             continue
         problems += [f"{where}: {p}" for p in dashboard_problems(board)]
+        problems += [f"{where}: {p}" for p in link_problems(board, alert_runbooks, root)]
         uid = board.get("uid")
         if uid in uids:
             problems.append(f"{where}: uid {uid!r} already used by {uids[uid]}")
@@ -237,6 +244,22 @@ def dashboard_problems(board: dict) -> list[str]:
             if _overlap(box, obox):
                 problems.append(f"panel {title!r} overlaps panel {other!r}")
         boxes.append((title, box))  # type: ignore[arg-type]
+    return problems
+
+
+def link_problems(board: dict, alert_runbooks: dict[str, str], root: Path) -> list[str]:
+    """A panel that names alerts links each one's runbook; every link reaches a runbook page."""
+    problems = []
+    for panel in panels(board):
+        title = panel.get("title", "?")
+        urls = [link.get("url", "") for link in panel.get("links", [])]
+        for alert in runbooks.named_alerts(panel.get("description", ""), alert_runbooks):
+            if alert_runbooks[alert] not in urls:
+                problems.append(f"panel {title!r}: names {alert} but does not link its runbook")
+        for url in urls:
+            target = runbooks.page(url, root)
+            if target is None or not target.is_file():
+                problems.append(f"panel {title!r}: link {url} is not a runbook page")
     return problems
 
 

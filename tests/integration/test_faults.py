@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from stack import ROOT
+from stack import runbooks
 
 from .conftest import FIGURES
 from .faults import FAULTS, inject
@@ -23,7 +23,8 @@ def test_a_fault_is_delivered_then_resolved(stack: Stack, name: str) -> None:
     assert fired["labels"]["env"] == "dev"
     assert fired["labels"]["instance"] in fired["annotations"]["summary"]
     assert fired["annotations"]["description"]
-    assert (ROOT / fired["annotations"]["runbook_url"]).is_file()
+    page = runbooks.page(fired["annotations"]["runbook_url"])
+    assert page is not None and page.is_file(), fired["annotations"]["runbook_url"]
     assert resolved["labels"] == fired["labels"]
     FIGURES.append(
         f"{name}: {fault.alertname} delivered {delivered_after:.1f} s after the fault, "

@@ -11,6 +11,7 @@ from typing import NamedTuple
 import pytest
 
 from stack import ROOT, lint, render
+from stack.runbooks import BASE_URL
 
 from .conftest import edit
 
@@ -43,7 +44,12 @@ MISTAKES = {
     ),
     "an alert without its runbook": Mistake(
         "prometheus/rules/database.rules.yml", "runbooks/RedisDown.md", "runbooks/Redis.md",
-        "rules", "RedisDown: runbook runbooks/Redis.md does not exist",
+        "rules", f"RedisDown: runbook {BASE_URL}Redis.md does not exist",
+    ),
+    "an alert whose runbook is not under the runbook address": Mistake(
+        "prometheus/rules/database.rules.yml",
+        f"{BASE_URL}RedisDown.md", "runbooks/RedisDown.md",
+        "rules", "RedisDown: runbook runbooks/RedisDown.md is not a page under",
     ),
     "an alert without a severity": Mistake(
         "prometheus/rules/platform.rules.yml", "          severity: none\n", "",
@@ -73,6 +79,16 @@ MISTAKES = {
     "trailing spaces": Mistake(
         "exporters/postgres/queries.yml", "long_transactions:\n", "long_transactions:   \n",
         "yaml_files", "trailing-spaces",
+    ),
+    "a panel that names an alert without its runbook link": Mistake(
+        "grafana/dashboards/api/api-overview.json", "Alert: ApiHighErrorRatio above",
+        "Alert: ApiHighLatencyP95 above", "dashboards",
+        "panel 'Error ratio (5xx)': names ApiHighLatencyP95 but does not link its runbook",
+    ),
+    "a panel link to a missing runbook": Mistake(
+        "grafana/dashboards/api/api-overview.json", "runbooks/ApiHighErrorRatio.md",
+        "runbooks/ApiErrors.md", "dashboards",
+        f"panel 'Error ratio (5xx)': link {BASE_URL}ApiErrors.md is not a runbook page",
     ),
     "a panel without a description": Mistake(
         "grafana/dashboards/api/api-overview.json",
