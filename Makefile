@@ -13,7 +13,7 @@ RUNTIME ?= auto
 STACK := $(PY) -m stack
 
 .PHONY: help venv lint format generate test test-unit test-server test-service test-stack test-integration bench \
-	lock check-env up down status logs clean distclean
+	lock check-env up down status logs clean distclean engine engine-down
 
 help: ## List every target
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  %-14s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -47,8 +47,8 @@ test-server: venv ## Tests against real uvicorn processes on 127.0.0.1 (workers,
 test-service: venv ## Tests of the sample service against real PostgreSQL and Redis
 	$(PY) -m pytest tests/service $(PYTEST_ARGS)
 
-test-integration: venv ## The whole stack up (Compose if a Docker engine answers, else native), end to end
-	$(PY) -m pytest tests/integration $(PYTEST_ARGS)
+test-integration: venv ## The whole stack up, end to end (RUNTIME=native|compose; auto: Compose if Docker answers)
+	STACK_TEST_RUNTIME=$(RUNTIME) $(PY) -m pytest tests/integration $(PYTEST_ARGS)
 
 test-stack: venv ## Tests of the stack's configuration and tooling (real promtool, amtool, Alertmanager)
 	$(PY) -m pytest tests/stack $(PYTEST_ARGS)
@@ -70,6 +70,12 @@ lock: venv ## Rewrite requirements/dev.lock from the current .venv (names normal
 check-env:
 	@case " $(ENVIRONMENTS) " in *" $(ENV) "*) ;; \
 	  *) echo "unknown ENV '$(ENV)': use one of $(ENVIRONMENTS)" >&2; exit 2;; esac
+
+engine: venv ## The local container engine for machines without Docker: Podman, its Docker API socket, Compose v2
+	$(STACK) engine
+
+engine-down: venv ## Stop the local engine (and any container still on it), by PID
+	$(STACK) engine-down
 
 up: check-env venv ## Start the stack (ENV=dev|stage|prod, RUNTIME=auto|native|compose)
 	$(STACK) up --env $(ENV) --runtime $(RUNTIME)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from . import ENVIRONMENTS, ROOT, compose, lint, native, render
+from . import ENVIRONMENTS, ROOT, compose, engine, images, lint, native, render
 from .settings import StackError, check_environment
 
 RUNTIMES = ("auto", "native", "compose")
@@ -26,9 +26,23 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m stack", description=__doc__.split("\n")[0])
     p.add_argument(
         "command",
-        choices=["generate", "lint", "preflight", "up", "down", "status", "logs", "clean"],
+        choices=[
+            "generate",
+            "lint",
+            "preflight",
+            "up",
+            "down",
+            "status",
+            "logs",
+            "clean",
+            "engine",
+            "engine-down",
+            "engine-status",
+            "images",
+        ],
         help="generate: rewrite generated files; lint: check every configuration; "
-        "preflight: what `up` checks, without starting anything",
+        "preflight: what `up` checks, without starting anything; engine, engine-down, "
+        "engine-status: the local container engine (Podman) for machines without Docker",
     )
     p.add_argument("--env", default="dev", help=f"one of {', '.join(ENVIRONMENTS)}")
     p.add_argument("--runtime", default="auto", choices=RUNTIMES)
@@ -43,6 +57,19 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         if args.command == "lint":
             return lint.lint()
+        if args.command == "engine":
+            environ = engine.up()
+            print("clients use it with:")
+            print("".join(f"  export {k}={v}\n" for k, v in environ.items()), end="")
+            return 0
+        if args.command == "images":
+            engine.up()
+            images.build()
+            return 0
+        if args.command == "engine-down":
+            return engine.down()
+        if args.command == "engine-status":
+            return engine.status()
         if args.command == "preflight":
             compose.preflight(args.env)
             return 0

@@ -1,13 +1,19 @@
-"""The stack through Docker Compose v2: ``make up|down|status|logs ENV=...``."""
+"""The stack through Docker Compose v2: ``make up|down|status|logs ENV=...``. On a Docker
+engine, with the pinned images. Without one (or on Podman), on the local engine (engine.py)
+with the local images (images.py) and the compose.local-images.yaml overlay."""
 
 from __future__ import annotations
 
 import os
 import subprocess
 import tempfile
+import time
+from dataclasses import dataclass, field
 from pathlib import Path
 
-from . import ROOT
+import yaml
+
+from . import ROOT, engine, images
 from .lint import (
     ALERTMANAGER_CHECK,
     PROMETHEUS_CHECK,
@@ -39,6 +45,45 @@ def engine_error() -> str | None:
     if done.returncode != 0:
         return (done.stderr.strip().splitlines() or ["docker version failed"])[-1]
     return None
+
+
+def engine_platform() -> str:
+    """The answering engine's name ("Docker Engine - Community", "Podman Engine")."""
+    done = subprocess.run(
+        ["docker", "version", "--format", "{{.Server.Platform.Name}}"],
+        capture_output=True, text=True, timeout=15, check=False,
+    )  # fmt: skip
+    return done.stdout.strip()
+
+
+@dataclass
+class Target:
+    """Where Compose runs: the environment its commands need, and whether the engine is the
+    local one (local images, no registry, no Grafana)."""
+
+    local: bool
+    environ: dict[str, str] = field(default_factory=dict)
+
+
+def target(start: bool, say=print) -> Target:
+    """A Docker engine if one answers; else the local engine, started (and its images built)
+    when ``start``."""
+    reason = engine_error()
+    if reason is None:
+        local = "podman" in engine_platform().lower()
+        found = Target(local)
+    elif engine.answers():
+        found = Target(True, engine.client_env())
+    elif start:
+        say(f"no Docker engine answers ({reason}): using the local engine")
+        found = Target(True, engine.up(say))
+    else:
+        raise StackError(
+            f"no Docker engine answers ({reason}) and the local engine is not running (make engine)"
+        )
+    if start and found.local:
+        images.build(say)
+    return found
 
 
 def compose_command() -> list[str]:
@@ -74,47 +119,89 @@ def preflight(env: str, *, root: Path = ROOT, say=print) -> Path:
     return run_dir
 
 
-def _compose(env: str, run_dir: Path, *args: str) -> int:
-    command = [*compose_command(), *compose_file_args(env), *args]
-    environ = {**os.environ, **compose_variables(env, run_dir)}
+def local_prometheus_config(env: str, run_dir: Path, root: Path = ROOT) -> Path:
+    """The environment's Prometheus configuration without the grafana job (no local Grafana
+    image), for compose.local-images.yaml."""
+    source = root / "prometheus" / "generated" / f"prometheus.{env}.yml"
+    config = yaml.safe_load(source.read_text())
+    config["scrape_configs"] = [j for j in config["scrape_configs"] if j["job_name"] != "grafana"]
+    target_file = run_dir / "prometheus.yml"
+    header = f"# {source.relative_to(root)} without the grafana job (stack/compose.py)\n"
+    target_file.write_text(header + yaml.safe_dump(config, sort_keys=False))
+    return target_file
+
+
+def compose_environ(env: str, run_dir: Path, where: Target) -> dict[str, str]:
+    return {**os.environ, **where.environ, **compose_variables(env, run_dir, where.local)}
+
+
+def _compose(env: str, run_dir: Path, where: Target, *args: str) -> int:
+    command = [*compose_command(), *compose_file_args(env, local=where.local), *args]
+    environ = compose_environ(env, run_dir, where)
     return subprocess.run(command, cwd=ROOT, env=environ, check=False).returncode
-
-
-def _require_engine() -> None:
-    reason = engine_error()
-    if reason:
-        raise StackError(
-            f"no Docker engine answers ({reason}). Start one, or run the stack natively "
-            "(not built yet: see the README)."
-        )
 
 
 def up(env: str) -> int:
     run_dir = preflight(env)
-    _require_engine()
+    where = target(start=True)
+    args = ["up", "--detach", "--wait", "--wait-timeout", str(WAIT_TIMEOUT_SECONDS)]
+    if where.local:
+        local_prometheus_config(env, run_dir)
+        print("grafana: no Debian package, so no local image: left out on the local engine "
+              "(and its Prometheus job)", flush=True)  # fmt: skip
+        args += ["--pull", "never"]  # the images are local; a missing one is an error
+    else:
+        args.append("--build")
     print(f"starting the {env} stack with Docker Compose (waits until healthy)", flush=True)
-    return _compose(
-        env, run_dir, "up", "--detach", "--build", "--wait",
-        "--wait-timeout", str(WAIT_TIMEOUT_SECONDS),
+    started = time.monotonic()
+    code = _compose(env, run_dir, where, *args)
+    if code != 0:
+        return code
+    print(f"every container healthy after {time.monotonic() - started:.1f} s", flush=True)
+    prometheus = published(env, run_dir, where, "prometheus", 9090)
+    if prometheus:  # dev publishes it; stage and prod do not
+        from .native import wait_for_targets  # native imports this module
+
+        wait_for_targets(prometheus)
+        print(f"every target up after {time.monotonic() - started:.1f} s", flush=True)
+    return 0
+
+
+def published(env: str, run_dir: Path, where: Target, service: str, port: int) -> str | None:
+    """``http://127.0.0.1:<port>`` where the service's port is published, else None."""
+    command = [
+        *compose_command(),
+        *compose_file_args(env, local=where.local),
+        "port",
+        service,
+        str(port),
+    ]
+    done = subprocess.run(
+        command, cwd=ROOT, env=compose_environ(env, run_dir, where),
+        capture_output=True, text=True, check=False,
     )  # fmt: skip
+    address = done.stdout.strip().rsplit(":", 1)
+    if done.returncode != 0 or len(address) != 2 or not address[1].isdigit():
+        return None
+    return f"http://127.0.0.1:{address[1]}"
+
+
+def _existing(env: str, *args: str) -> int:
+    return _compose(env, run_root() / check_environment(env), target(start=False), *args)
 
 
 def down(env: str) -> int:
-    _require_engine()
-    return _compose(env, run_root() / check_environment(env), "down")
+    return _existing(env, "down")
 
 
 def status(env: str) -> int:
-    _require_engine()
-    return _compose(env, run_root() / check_environment(env), "ps", "--all")
+    return _existing(env, "ps", "--all")
 
 
 def logs(env: str) -> int:
-    _require_engine()
-    return _compose(env, run_root() / check_environment(env), "logs", "--tail", "200")
+    return _existing(env, "logs", "--tail", "200")
 
 
 def clean(env: str) -> int:
     """Stop the stack and remove its volumes (the data)."""
-    _require_engine()
-    return _compose(env, run_root() / check_environment(env), "down", "--volumes")
+    return _existing(env, "down", "--volumes")

@@ -338,22 +338,26 @@ CHECKS: list[Callable[[Path, Path], Iterator[Check]]] = [
 # ---- Compose invocation (shared with compose.py) ------------------------------------------
 
 
-def compose_file_args(env: str, root: Path = ROOT) -> list[str]:
-    return [
-        "--project-name",
-        f"assistant-{env}",
-        "-f",
-        str(root / "compose" / "compose.yaml"),
-        "-f",
-        str(root / "compose" / f"compose.{env}.yaml"),
+def compose_file_args(env: str, root: Path = ROOT, local: bool = False) -> list[str]:
+    """The project and files; ``local``: the local engine's overlay too (local images)."""
+    files = [
+        "compose.yaml",
+        f"compose.{env}.yaml",
+        *(["compose.local-images.yaml"] if local else []),
     ]
+    out = ["--project-name", f"assistant-{env}"]
+    for name in files:
+        out += ["-f", str(root / "compose" / name)]
+    return out
 
 
-def compose_variables(env: str, run_dir: Path) -> dict[str, str]:
-    """What the Compose files interpolate: the images, the environment's settings, where
-    `make up` put the secrets."""
+def compose_variables(env: str, run_dir: Path, local: bool = False) -> dict[str, str]:
+    """What the Compose files interpolate: the images (``local``: the local engine's), the
+    environment's settings, where `make up` put the secrets."""
+    local_images = read_env_file(ROOT / "compose" / "local-images.env") if local else {}
     return {
         **images(),
+        **local_images,
         **environment_settings(env),
         "STACK_ENV": env,
         "STACK_RUN_DIR": str(run_dir),

@@ -307,7 +307,7 @@ def up(env: str) -> int:
                 stop(running_of(entry), entry["stop_signal"])
         save_state(where, state)
         raise
-    _wait_for_targets(local_ports["prometheus"])
+    wait_for_targets(f"http://127.0.0.1:{local_ports['prometheus']}")
     return status(env)
 
 
@@ -345,22 +345,26 @@ def _ready(component: Component, where: Layout, state: dict[str, Any], deadline:
     return False
 
 
-def targets(prometheus_port: int) -> list[dict[str, Any]]:
-    url = f"http://127.0.0.1:{prometheus_port}/api/v1/targets?state=active"
+def targets(prometheus: str) -> list[dict[str, Any]]:
+    url = f"{prometheus}/api/v1/targets?state=active"
     with urllib.request.urlopen(url, timeout=5) as response:
         return json.loads(response.read())["data"]["activeTargets"]  # type: ignore[no-any-return]
 
 
-def _wait_for_targets(prometheus_port: int) -> None:
+def wait_for_targets(prometheus: str, say=print) -> None:
     """Until every target is up (the first scrape comes ~6 s after Prometheus starts)."""
     deadline = time.monotonic() + TARGETS_TIMEOUT
     last = ""
+    active: list[dict[str, Any]] = []
     while True:
-        active = targets(prometheus_port)
+        try:
+            active = targets(prometheus)
+        except OSError:  # restarting
+            active = []
         up = [t for t in active if t["health"] == "up"]
         line = f"  targets up: {len(up)}/{len(active)}"
         if line != last:
-            print(line, flush=True)
+            say(line)
             last = line
         if active and len(up) == len(active):
             return
@@ -369,7 +373,7 @@ def _wait_for_targets(prometheus_port: int) -> None:
                 f"{t['labels']['job']} {t['scrapeUrl']}: {t['lastError'] or t['health']}"
                 for t in active
                 if t["health"] != "up"
-            ]
+            ] or [f"{prometheus} lists no target"]
             raise StackError(
                 f"not every target is up after {TARGETS_TIMEOUT:g} s (the stack keeps running; "
                 "see `make status`, `make logs`):\n  " + "\n  ".join(down)
@@ -418,7 +422,7 @@ def status(env: str) -> int:
     prometheus = entries.get("prometheus")
     if prometheus and running_of(prometheus).alive():
         try:
-            for t in targets(prometheus["port"]):
+            for t in targets(f"http://127.0.0.1:{prometheus['port']}"):
                 port = int(t["scrapeUrl"].split("//")[1].split("/")[0].split(":")[1])
                 health[str(port)] = t["health"]
         except (OSError, ValueError, KeyError):

@@ -33,6 +33,10 @@ def stack() -> Iterator[Stack]:
     begin = time.monotonic()
     running = start_stack()
     FIGURES.append(f"{running.runtime} stack up, every target up: {time.monotonic() - begin:.1f} s")
+    if getattr(running, "healthy_after", None) is not None:
+        FIGURES.append(
+            f"{running.runtime}: every container healthy after {running.healthy_after:.1f} s"
+        )
     try:
         warm_up(running)
         yield running

@@ -9,12 +9,13 @@ import os
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 from stack import ROOT
 from stack.compose import engine_error
 from stack.lint import compose_file_args, compose_variables
-from stack.native import running_of
+from stack.native import running_of, wait_for_targets
 from stack.native_config import PORTS
 from stack.processes import stop
 from tests.service.backends import free_port
@@ -97,28 +98,54 @@ class NativeStack(Stack):
 
 
 class ComposeStack(Stack):
-    """The dev Compose files through testcontainers' DockerCompose (waits for healthy)."""
+    """The dev Compose files through testcontainers' DockerCompose (``wait=True``: up to
+    healthy), on a Docker engine or else the local engine with the local images. Its own
+    project, run root and published ports, so a `make up` stack is left alone; ``down -v``
+    at the end."""
 
     runtime = "compose"
 
     def __init__(self) -> None:
-        from testcontainers.compose import DockerCompose
+        from stack.compose import local_prometheus_config, preflight, target
 
-        from stack.compose import preflight
-
+        self.root = Path(tempfile.mkdtemp(prefix="stack-it-"))
+        where = target(start=True)
+        self.runtime = "compose (local engine)" if where.local else "compose"
+        os.environ.update(
+            where.environ, STACK_RUN_ROOT=str(self.root), STACK_DOTENV=str(self.root / "no.env")
+        )
         run_dir = preflight(ENV, say=lambda _: None)
+        if where.local:
+            local_prometheus_config(ENV, run_dir)
         self.api_token_file = run_dir / "secrets" / "assistant_api_token"
-        os.environ.update(compose_variables(ENV, run_dir), COMPOSE_PROJECT_NAME=f"assistant-{ENV}")
-        self.args = compose_file_args(ENV)
+        ports = {name: free_port() for name in PUBLISHED}
+        os.environ.update(
+            {
+                **compose_variables(ENV, run_dir, where.local),
+                **{PUBLISHED[name]: str(port) for name, port in ports.items()},
+                "COMPOSE_PROJECT_NAME": f"assistant-it-{os.getpid()}",
+            }
+        )
+        self.args = compose_file_args(ENV, local=where.local)[2:]  # the files; project: env
+        self.local = where.local
+        from testcontainers.compose import DockerCompose  # reads TESTCONTAINERS_* at import
+
         self.compose = DockerCompose(
-            ROOT / "compose", compose_file_name=["compose.yaml", f"compose.{ENV}.yaml"],
-            wait=True, build=True,
+            ROOT / "compose", compose_file_name=[a for a in self.args if a != "-f"],
+            wait=True, build=not where.local, pull=False,
         )  # fmt: skip
-        self.compose.start()
-        self.prometheus = self._url("prometheus", 9090)
-        self.alertmanager = self._url("alertmanager", 9093)
-        self.receiver = self._url("receiver", 9095)
-        self.api = self._url("api", 8000)
+        begin = time.monotonic()
+        try:
+            self.compose.start()
+            self.healthy_after = time.monotonic() - begin
+            self.prometheus = self._url("prometheus", 9090)
+            self.alertmanager = self._url("alertmanager", 9093)
+            self.receiver = self._url("receiver", 9095)
+            self.api = self._url("api", 8000)
+            wait_for_targets(self.prometheus, say=lambda _: None)
+        except BaseException:
+            self.close()
+            raise
 
     def _url(self, service: str, port: int) -> str:
         host, published = self.compose.get_service_host_and_port(service, port)
@@ -131,11 +158,33 @@ class ComposeStack(Stack):
         self._compose("stop", component)
 
     def start(self, component: str) -> None:
-        self._compose("up", "--detach", "--wait", component)
+        pull = ["--pull", "never"] if self.local else []
+        self._compose("up", "--detach", "--wait", *pull, component)
+        wait_for_targets(self.prometheus, say=lambda _: None)  # as the native `up` does
 
     def close(self) -> None:
-        self.compose.stop(down=True)
+        try:
+            self.compose.stop(down=True)  # down -v: the project's volumes go too
+        finally:
+            subprocess.run(["rm", "-rf", str(self.root)], check=False)
+
+
+# the dev services published on the host, and the variable that sets each one's host port
+PUBLISHED = {
+    "api": "API_PORT",
+    "prometheus": "PROMETHEUS_PORT",
+    "alertmanager": "ALERTMANAGER_PORT",
+    "receiver": "RECEIVER_PORT",
+    "grafana": "GRAFANA_PORT",
+}
 
 
 def start_stack() -> Stack:
-    return ComposeStack() if engine_error() is None else NativeStack()
+    """STACK_TEST_RUNTIME (make test-integration RUNTIME=...): native, compose, or auto
+    (Compose when a Docker engine answers, else native)."""
+    runtime = os.environ.get("STACK_TEST_RUNTIME", "auto")
+    if runtime == "auto":
+        runtime = "compose" if engine_error() is None else "native"
+    if runtime not in ("native", "compose"):
+        raise ValueError(f"STACK_TEST_RUNTIME={runtime!r}: use auto, native or compose")
+    return ComposeStack() if runtime == "compose" else NativeStack()

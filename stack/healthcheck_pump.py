@@ -1,0 +1,83 @@
+"""Runs the containers' healthchecks for the local engine. Podman 4.3 schedules them with
+systemd timers; without systemd they never run, so health stays "starting" and Compose's
+``--wait`` and ``service_healthy`` hang. This loop runs ``podman healthcheck run`` for each
+container: every second while it is starting, then at its own configured interval.
+
+    python -m stack.healthcheck_pump --engine-pid PID
+
+It exits when the engine process (the podman API service) is gone.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import time
+
+STARTING_PERIOD = 1.0
+DEFAULT_INTERVAL = 30.0
+TICK = 1.0
+
+
+def podman(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        ["podman", *args], capture_output=True, text=True, timeout=60, check=False
+    )
+
+
+def containers() -> dict[str, str]:
+    """{container id: health} for running containers that have a healthcheck."""
+    done = podman("ps", "--format", "{{.ID}} {{.Status}}")
+    found = {}
+    for line in done.stdout.splitlines():
+        cid, _, status = line.partition(" ")
+        for health in ("starting", "healthy", "unhealthy"):
+            if f"({health})" in status:
+                found[cid] = health
+    return found
+
+
+def interval(cid: str) -> float:
+    done = podman("inspect", "--format", "{{.Config.Healthcheck.Interval}}", cid)
+    try:
+        return max(int(done.stdout.strip()) / 1e9, STARTING_PERIOD)
+    except ValueError:
+        return DEFAULT_INTERVAL
+
+
+def alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--engine-pid", type=int, required=True)
+    args = parser.parse_args()
+    due: dict[str, float] = {}
+    intervals: dict[str, float] = {}
+    while alive(args.engine_pid):
+        now = time.monotonic()
+        found = containers()
+        for cid, health in found.items():
+            if now < due.get(cid, 0.0):
+                continue
+            if cid not in intervals:
+                intervals[cid] = interval(cid)
+            podman("healthcheck", "run", cid)
+            period = STARTING_PERIOD if health == "starting" else intervals[cid]
+            due[cid] = time.monotonic() + period
+        for gone in set(due) - set(found):
+            due.pop(gone, None)
+            intervals.pop(gone, None)
+        time.sleep(TICK)
+
+
+if __name__ == "__main__":
+    main()
