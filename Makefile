@@ -13,7 +13,7 @@ RUNTIME ?= auto
 STACK := $(PY) -m stack
 
 .PHONY: help venv lint format generate test test-unit test-server test-service test-stack test-integration bench \
-	lock check-env up down status logs clean distclean engine engine-down
+	lock check-env up down status logs clean distclean engine engine-down images
 
 help: ## List every target
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  %-14s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -73,6 +73,9 @@ check-env:
 
 engine: venv ## The local container engine for machines without Docker: Podman, its Docker API socket, Compose v2
 	$(STACK) engine
+
+images: venv ## Build the local images (debootstrap base, Debian packages) on the local engine
+	$(STACK) images
 
 engine-down: venv ## Stop the local engine (and any container still on it), by PID
 	$(STACK) engine-down

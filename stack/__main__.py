@@ -14,12 +14,17 @@ RUNTIMES = ("auto", "native", "compose")
 
 def choose_runtime(requested: str, env: str, command: str) -> str:
     """compose when a Docker engine answers (a ping, not the client's presence), else native.
-    A natively running stack is always the one `down`/`status`/`logs` talk to."""
+    A natively running stack is always the one `down`/`status`/`logs` talk to; else a running
+    local engine is."""
     if requested != "auto":
         return requested
     if command != "up" and native.load_state(native.layout(env))["env"] == env:
         return "native"
-    return "compose" if compose.engine_error() is None else "native"
+    if compose.engine_error() is None:
+        return "compose"
+    # the local engine runs only when asked for (make engine, RUNTIME=compose): a stack on it
+    # is the one down/status/logs/clean talk to
+    return "compose" if command != "up" and engine.answers() else "native"
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -93,7 +93,8 @@ def source_hash(image: Image, parents: dict[str, str]) -> str:
             [ROOT / p for p in ASSISTANT_SOURCES] + [ROOT / "images" / "assistant"], parent
         )
     if image.name == "redis-exporter-wrapper":
-        return _digest([ROOT / "exporters" / "redis"], parent, local_images()["PYTHON_IMAGE"])
+        python = parents.get(local_images()["PYTHON_IMAGE"], "")
+        return _digest([ROOT / "exporters" / "redis"], parent, python)
     return _digest([ROOT / "images" / image.name], parent)
 
 

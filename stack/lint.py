@@ -179,10 +179,12 @@ def compose_files(root: Path, work: Path) -> Iterator[Check]:
         if v1 is None:
             yield Check(f"docker-compose config ({env}): skipped, not installed", [])
             continue
-        variables = compose_variables(env, stand_in_run_dir(env, work, root))
-        args = [v1, *compose_file_args(env, root), "config", "-q"]
-        out = run(args, cwd=root, env={**os.environ, **variables})
-        yield Check(f"docker-compose config ({env})", [out] if out else [])
+        for local in (False, True):
+            variables = compose_variables(env, stand_in_run_dir(env, work, root), local)
+            args = [v1, *compose_file_args(env, root, local), "config", "-q"]
+            out = run(args, cwd=root, env={**os.environ, **variables})
+            name = f"docker-compose config ({env}{', local images' if local else ''})"
+            yield Check(name, [out] if out else [])
 
 
 def dashboards(root: Path, work: Path) -> Iterator[Check]:
