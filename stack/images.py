@@ -119,20 +119,19 @@ def _run(command: list[str], what: str, **kw) -> None:
         raise StackError(f"{what} failed:\n{(done.stdout + done.stderr)[-3000:]}")
 
 
-def mirror() -> str:
+def mirror(sources: Path = SOURCES, legacy: Path = Path("/etc/apt/sources.list")) -> str:
     """The machine's Debian mirror: the main bookworm entry of its apt sources."""
-    if SOURCES.is_file():
-        for stanza in SOURCES.read_text().split("\n\n"):
+    if sources.is_file():
+        for stanza in sources.read_text().split("\n\n"):
             fields = dict(re.findall(r"^(\w[\w-]*):\s*(.+)$", stanza, re.M))
             if SUITE in fields.get("Suites", "").split():
                 return fields["URIs"].split()[0]
-    legacy = Path("/etc/apt/sources.list")
     if legacy.is_file():
         for line in legacy.read_text().splitlines():
             parts = line.split()
             if parts[:1] == ["deb"] and SUITE in parts:
                 return next(p for p in parts[1:] if p.startswith(("http", "file")))
-    raise StackError(f"no Debian {SUITE} mirror in {SOURCES} or /etc/apt/sources.list")
+    raise StackError(f"no Debian {SUITE} mirror in {sources} or {legacy}")
 
 
 def _build_base(label: str) -> None:

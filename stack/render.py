@@ -24,17 +24,18 @@ PLACEHOLDER = re.compile(r"\$\{([A-Z][A-Z0-9_]*)\}")
 VERSIONS_BEGIN = "<!-- versions:begin (make generate) -->"
 VERSIONS_END = "<!-- versions:end -->"
 
-# What the native runtime runs instead of each image: Debian 12's package and version.
+# What the native runtime and the local images (images/, the local engine) run instead of each
+# image: Debian 12's package and version.
 NATIVE = {
     "PROMETHEUS_IMAGE": "prometheus 2.42.0",
     "ALERTMANAGER_IMAGE": "prometheus-alertmanager 0.25.0",
-    "GRAFANA_IMAGE": "not packaged (skipped natively)",
+    "GRAFANA_IMAGE": "not packaged (left out)",
     "NODE_EXPORTER_IMAGE": "prometheus-node-exporter 1.5.0",
     "POSTGRES_EXPORTER_IMAGE": "prometheus-postgres-exporter 0.11.1",
     "REDIS_EXPORTER_IMAGE": "prometheus-redis-exporter 1.45.0",
     "POSTGRES_IMAGE": "postgresql-15 15.x",
     "REDIS_IMAGE": "redis-server 7.0.15",
-    "PYTHON_IMAGE": "python3 3.11 (the project's .venv)",
+    "PYTHON_IMAGE": "python3 3.11.2 (natively: the project's .venv)",
 }
 
 
@@ -82,7 +83,8 @@ def alertmanager_config(env: str, root: Path = ROOT) -> str:
 
 def versions_table() -> str:
     rows = [
-        "| image variable | image | version | digest | native runtime (Debian 12) |",
+        "| image variable | image | version | digest "
+        "| native runtime and local images (Debian 12) |",
         "|---|---|---|---|---|",
     ]
     for variable, reference in images().items():

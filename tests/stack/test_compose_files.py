@@ -25,14 +25,14 @@ PERSISTENT = {"prometheus": "/prometheus", "grafana": "/var/lib/grafana",
 
 
 @functools.cache
-def merged(env: str, **overrides: str) -> dict[str, Any]:
+def merged(env: str, local: bool = False, **overrides: str) -> dict[str, Any]:
     binary = shutil.which("docker-compose")
     if binary is None:
         pytest.fail(f"docker-compose not installed: {COMPOSE_APT}", pytrace=False)
     with tempfile.TemporaryDirectory() as tmp:
-        variables = compose_variables(env, stand_in_run_dir(env, Path(tmp))) | overrides
+        variables = compose_variables(env, stand_in_run_dir(env, Path(tmp)), local) | overrides
         done = subprocess.run(
-            [binary, *compose_file_args(env), "config"],
+            [binary, *compose_file_args(env, local=local), "config"],
             cwd=ROOT, env={**os.environ, **variables}, capture_output=True, text=True, check=False,
         )  # fmt: skip
     assert done.returncode == 0, done.stderr

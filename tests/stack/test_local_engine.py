@@ -1,0 +1,97 @@
+"""Compose without Docker, what can be checked without the engine: the local images' plan, the
+overlay changing only images, Grafana and Prometheus' configuration mount, and the Prometheus
+configuration it mounts. The engine itself runs in CI (`make test-integration RUNTIME=compose`)."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+import yaml
+
+from stack import ENVIRONMENTS, ROOT, engine, images
+from stack.compose import local_prometheus_config
+from stack.settings import StackError
+
+from .test_compose_files import merged
+
+LOCAL_NAMES = ("localhost/", "assistant:", "redis-exporter:")
+
+
+def runs_anywhere(services: dict) -> dict:
+    """The merged services with each stand-in run directory (a temporary one per merge) named
+    alike."""
+    return json.loads(re.sub(r"/tmp/[\w.-]+/", "<run>/", json.dumps(services)))
+
+
+def test_every_local_image_is_built_after_its_parent() -> None:
+    plan = images.plan()
+    seen: set[str] = set()
+    for image in plan:
+        assert image.parent is None or image.parent in seen, image
+        seen.add(image.tag)
+    assert set(images.local_images().values()) <= seen
+    assert {images.ASSISTANT, images.REDIS_EXPORTER_WRAPPER} <= seen
+
+
+def test_a_local_image_without_a_containerfile_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(StackError, match="has no images/<name>/Containerfile"):
+        images._folder("localhost/stack-grafana:bookworm")
+
+
+def test_the_mirror_comes_from_the_machines_sources(tmp_path: Path) -> None:
+    deb822 = tmp_path / "debian.sources"
+    deb822.write_text(
+        "Types: deb\nURIs: http://mirror.example/debian\nSuites: bookworm bookworm-updates\n"
+        "Components: main\n\nTypes: deb\nURIs: http://security.example/debian-security\n"
+        "Suites: bookworm-security\nComponents: main\n"
+    )
+    legacy = tmp_path / "sources.list"
+    assert images.mirror(deb822, legacy) == "http://mirror.example/debian"
+    legacy.write_text("# comment\ndeb http://old.example/debian bookworm main\n")
+    assert images.mirror(tmp_path / "none", legacy) == "http://old.example/debian"
+    with pytest.raises(StackError, match="no Debian bookworm mirror"):
+        images.mirror(tmp_path / "none", tmp_path / "none.list")
+
+
+@pytest.mark.parametrize("env", ENVIRONMENTS)
+def test_the_overlay_changes_only_images_grafana_and_prometheus_config(env: str) -> None:
+    official, local = (runs_anywhere(merged(env, local=x)["services"]) for x in (False, True))
+    assert official.keys() == local.keys()
+    for name, service in local.items():
+        service, before = dict(service), dict(official[name])
+        if name == "grafana":
+            assert service.pop("profiles") == ["grafana-image"]  # left out unless enabled
+        else:
+            assert service["image"].startswith(LOCAL_NAMES), (name, service["image"])
+        service.pop("image"), before.pop("image")
+        if name == "prometheus":
+            mounts = {v.split(":")[1]: v.split(":")[0] for v in service.pop("volumes")}
+            assert mounts.pop("/etc/prometheus/generated/prometheus.yml").endswith(
+                f"/{env}/prometheus.yml"
+            )
+            before_mounts = {v.split(":")[1]: v.split(":")[0] for v in before.pop("volumes")}
+            before_mounts.pop("/etc/prometheus/generated/prometheus.yml")
+            assert mounts == before_mounts
+        if "build" in before:  # built images keep their Dockerfile; only the base images change
+            service["build"].pop("args"), before["build"].pop("args")
+        assert service == before, name
+
+
+@pytest.mark.parametrize("env", ENVIRONMENTS)
+def test_the_local_prometheus_config_drops_only_the_grafana_job(env: str, tmp_path: Path) -> None:
+    path = local_prometheus_config(env, tmp_path)
+    local = yaml.safe_load(path.read_text())
+    source = yaml.safe_load((ROOT / "prometheus/generated" / f"prometheus.{env}.yml").read_text())
+    jobs = [j for j in source["scrape_configs"] if j["job_name"] != "grafana"]
+    assert len(jobs) == len(source["scrape_configs"]) - 1
+    assert local == source | {"scrape_configs": jobs}
+
+
+def test_the_engine_client_environment_points_at_its_socket() -> None:
+    environ = engine.client_env()
+    assert environ["DOCKER_HOST"] == f"unix://{engine.SOCKET}"
+    assert Path(environ["CONTAINERS_CONF"]).read_text().count('runtime = "runc"') == 1
+    assert environ["TESTCONTAINERS_RYUK_DISABLED"] == "true"
