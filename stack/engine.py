@@ -188,8 +188,10 @@ def up(say=print) -> dict[str, str]:
                 f"podman's API service did not answer on {SOCKET}:\n{log_tail(service.log)}"
             )
         time.sleep(0.2)
+    pump_argv = [sys.executable, "-m", "stack.healthcheck_pump", "--engine-pid",
+                 str(service.pid), "--engine-start-time", str(service.start_time)]  # fmt: skip
     pump = launch(
-        [sys.executable, "-m", "stack.healthcheck_pump", "--engine-pid", str(service.pid)],
+        pump_argv,
         STATE_DIR / "healthcheck-pump.log",
         env={**podman_env(), "PYTHONPATH": str(ROOT)},
         cwd=ROOT,

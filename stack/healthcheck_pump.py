@@ -3,7 +3,7 @@ systemd timers; without systemd they never run, so health stays "starting" and C
 ``--wait`` and ``service_healthy`` hang. This loop runs ``podman healthcheck run`` for each
 container: every second while it is starting, then at its own configured interval.
 
-    python -m stack.healthcheck_pump --engine-pid PID
+    python -m stack.healthcheck_pump --engine-pid PID --engine-start-time TICKS
 
 It exits when the engine process (the podman API service) is gone.
 """
@@ -11,9 +11,10 @@ It exits when the engine process (the podman API service) is gone.
 from __future__ import annotations
 
 import argparse
-import os
 import subprocess
 import time
+
+from stack.processes import Running
 
 STARTING_PERIOD = 1.0
 DEFAULT_INTERVAL = 30.0
@@ -46,23 +47,15 @@ def interval(cid: str) -> float:
         return DEFAULT_INTERVAL
 
 
-def alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--engine-pid", type=int, required=True)
+    parser.add_argument("--engine-start-time", type=int, required=True, help="/proc stat field 22")
     args = parser.parse_args()
+    engine = Running(args.engine_pid, args.engine_start_time, "")
     due: dict[str, float] = {}
     intervals: dict[str, float] = {}
-    while alive(args.engine_pid):
+    while engine.alive():
         now = time.monotonic()
         found = containers()
         for cid, health in found.items():
