@@ -47,10 +47,11 @@ def engine_error() -> str | None:
     return None
 
 
-def engine_platform() -> str:
-    """The answering engine's name ("Docker Engine - Community", "Podman Engine")."""
+def engine_components() -> str:
+    """The answering engine's components ("Engine containerd runc ...", "Podman Engine
+    Conmon ...")."""
     done = subprocess.run(
-        ["docker", "version", "--format", "{{.Server.Platform.Name}}"],
+        ["docker", "version", "--format", "{{range .Server.Components}}{{.Name}} {{end}}"],
         capture_output=True, text=True, timeout=15, check=False,
     )  # fmt: skip
     return done.stdout.strip()
@@ -70,8 +71,9 @@ def target(start: bool, say=print) -> Target:
     when ``start``."""
     reason = engine_error()
     if reason is None:
-        local = "podman" in engine_platform().lower()
-        found = Target(local)
+        local = "podman" in engine_components().lower()
+        # Podman where DOCKER_HOST points: its clients need the same settings as ours
+        found = Target(local, {**engine.client_env(), **os.environ} if local else {})
     elif engine.answers():
         found = Target(True, engine.client_env())
     elif start:
