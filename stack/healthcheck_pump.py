@@ -1,7 +1,8 @@
 """Runs the containers' healthchecks for the local engine. Podman 4.3 schedules them with
 systemd timers; without systemd they never run, so health stays "starting" and Compose's
 ``--wait`` and ``service_healthy`` hang. This loop runs ``podman healthcheck run`` for each
-container: every second while it is starting, then at its own configured interval.
+container: every second until it is healthy (starting, or unhealthy), then at its own
+configured interval.
 
     python -m stack.healthcheck_pump --engine-pid PID --engine-start-time TICKS
 
@@ -64,7 +65,9 @@ def main() -> None:
             if cid not in intervals:
                 intervals[cid] = interval(cid)
             podman("healthcheck", "run", cid)
-            period = STARTING_PERIOD if health == "starting" else intervals[cid]
+            # every second until healthy: a restarted container keeps the health of its last
+            # run ("unhealthy") until checks pass again, and `up --wait` waits for that
+            period = intervals[cid] if health == "healthy" else STARTING_PERIOD
             due[cid] = time.monotonic() + period
         for gone in set(due) - set(found):
             due.pop(gone, None)

@@ -109,7 +109,7 @@ class ComposeStack(Stack):
         from stack.compose import local_prometheus_config, preflight, target
 
         self.root = Path(tempfile.mkdtemp(prefix="stack-it-"))
-        where = target(start=True)
+        where = target(start=True, say=lambda line, **_: print(line, file=sys.stderr))
         self.runtime = "compose (local engine)" if where.local else "compose"
         os.environ.update(
             where.environ, STACK_RUN_ROOT=str(self.root), STACK_DOTENV=str(self.root / "no.env")
