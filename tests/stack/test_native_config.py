@@ -73,7 +73,8 @@ def test_every_compose_service_runs_natively(env: str, tmp_path: Path) -> None:
 def test_each_process_gets_the_compose_settings_made_local(layout: Layout) -> None:
     made = {c.name: c for c in components("dev", layout, LOCAL, "postgresql+asyncpg://db")}
     exporter = made["postgres-exporter"]
-    assert exporter.env["DATA_SOURCE_URI"] == "127.0.0.1:5432/assistant?sslmode=disable&connect_timeout=2"
+    uri = "127.0.0.1:5432/assistant?sslmode=disable&connect_timeout=2"
+    assert exporter.env["DATA_SOURCE_URI"] == uri
     assert exporter.env["DATA_SOURCE_PASS_FILE"] == str(
         layout.run_dir / "secrets" / "postgres_exporter_password"
     )
