@@ -54,10 +54,42 @@ def wait_for(stack: Stack, fault: Fault, status: str, since: float) -> dict[str,
     while (found := notification(stack, fault, status, since)) is None:
         if time.monotonic() > deadline:
             raise AssertionError(
-                f"{fault.alertname} {status}: not delivered within {DELIVERY_TIMEOUT:g} s"
+                f"{fault.alertname} {status}: not delivered within {DELIVERY_TIMEOUT:g} s\n"
+                + diagnosis(stack, fault)
             )
         time.sleep(0.25)
     return found
+
+
+def diagnosis(stack: Stack, fault: Fault) -> str:
+    """Where the chain stopped: the rule's state in Prometheus, the job's targets, the alert
+    in Alertmanager (for a failed delivery's message)."""
+    job = fault.labels.get("job", "")
+    lines = []
+    for title, url in (
+        ("Prometheus ALERTS", f"{stack.prometheus}/api/v1/query?" + urllib.parse.urlencode(
+            {"query": f'ALERTS{{alertname="{fault.alertname}"}}'})),
+        (f"targets of job {job}", f"{stack.prometheus}/api/v1/targets?state=active"),
+        ("Alertmanager", f"{stack.alertmanager}/api/v2/alerts"),
+    ):  # fmt: skip
+        try:
+            with urllib.request.urlopen(url, timeout=10) as response:
+                body = json.loads(response.read())
+        except OSError as exc:
+            lines.append(f"{title}: {exc}")
+            continue
+        if title.startswith("targets"):
+            body = [
+                {k: t[k] for k in ("scrapeUrl", "health", "lastError", "lastScrapeDuration")}
+                for t in body["data"]["activeTargets"]
+                if t["labels"].get("job") == job
+            ]
+        elif title == "Alertmanager":
+            body = [a for a in body if a["labels"].get("alertname") == fault.alertname]
+        else:
+            body = body["data"]["result"]
+        lines.append(f"{title}: {json.dumps(body)[:1500]}")
+    return "\n".join(lines)
 
 
 def inject(stack: Stack, fault: Fault) -> tuple[dict[str, Any], dict[str, Any], float, float]:
