@@ -238,6 +238,7 @@ class Stats:
     statuses: dict[str, Counter[str]] = field(default_factory=lambda: defaultdict(Counter))
     latencies: dict[str, list[float]] = field(default_factory=lambda: defaultdict(list))
     sent: int = 0
+    skipped: int = 0  # picked, but nothing to act on yet (no user, no session, ...)
 
     def record(self, action: str, outcome: str, seconds: float) -> None:
         self.sent += 1
@@ -263,7 +264,9 @@ async def one(traffic: Traffic, stats: Stats, name: str, action: Action) -> None
     except Exception as exc:  # a transport error, or an answer the mix did not expect
         stats.record(name, f"error:{type(exc).__name__}", time.perf_counter() - start)
         return
-    if response is not None:
+    if response is None:
+        stats.skipped += 1
+    else:
         stats.record(name, str(response.status_code), time.perf_counter() - start)
 
 

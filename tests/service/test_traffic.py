@@ -37,7 +37,10 @@ async def test_a_short_run_exercises_the_mix_and_the_metrics(
         stats = await run(parse(argv), transport=httpx.ASGITransport(app=service.app))
         text = await service.scrape()
 
-    assert 1400 <= stats.sent <= 1500  # actions with nothing to act on send nothing
+    # every pick is sent or skipped (nothing to act on yet: how many depends on the order in
+    # which concurrent requests finish); skips stay rare
+    assert stats.sent + stats.skipped == 1500
+    assert stats.skipped < 150, stats.skipped
     assert set(stats.statuses) == set(MIX), "every action ran"
     seen = {status for counts in stats.statuses.values() for status in counts}
     assert {"200", "201", "401", "404", "409", "422"} <= seen
