@@ -137,10 +137,14 @@ def compose_environ(env: str, run_dir: Path, where: Target) -> dict[str, str]:
     return {**os.environ, **where.environ, **compose_variables(env, run_dir, where.local)}
 
 
-def _compose(env: str, run_dir: Path, where: Target, *args: str) -> int:
+def _compose(
+    env: str, run_dir: Path, where: Target, *args: str, capture: bool = False
+) -> subprocess.CompletedProcess[str]:
     command = [*compose_command(), *compose_file_args(env, local=where.local), *args]
     environ = compose_environ(env, run_dir, where)
-    return subprocess.run(command, cwd=ROOT, env=environ, check=False).returncode
+    return subprocess.run(
+        command, cwd=ROOT, env=environ, capture_output=capture, text=True, check=False
+    )
 
 
 def up(env: str) -> int:
@@ -156,7 +160,7 @@ def up(env: str) -> int:
         args.append("--build")
     print(f"starting the {env} stack with Docker Compose (waits until healthy)", flush=True)
     started = time.monotonic()
-    code = _compose(env, run_dir, where, *args)
+    code = _compose(env, run_dir, where, *args).returncode
     if code != 0:
         return code
     print(f"every container healthy after {time.monotonic() - started:.1f} s", flush=True)
@@ -171,17 +175,7 @@ def up(env: str) -> int:
 
 def published(env: str, run_dir: Path, where: Target, service: str, port: int) -> str | None:
     """``http://127.0.0.1:<port>`` where the service's port is published, else None."""
-    command = [
-        *compose_command(),
-        *compose_file_args(env, local=where.local),
-        "port",
-        service,
-        str(port),
-    ]
-    done = subprocess.run(
-        command, cwd=ROOT, env=compose_environ(env, run_dir, where),
-        capture_output=True, text=True, check=False,
-    )  # fmt: skip
+    done = _compose(env, run_dir, where, "port", service, str(port), capture=True)
     address = done.stdout.strip().rsplit(":", 1)
     if done.returncode != 0 or len(address) != 2 or not address[1].isdigit():
         return None
@@ -189,7 +183,8 @@ def published(env: str, run_dir: Path, where: Target, service: str, port: int) -
 
 
 def _existing(env: str, *args: str) -> int:
-    return _compose(env, run_root() / check_environment(env), target(start=False), *args)
+    where = target(start=False)
+    return _compose(env, run_root() / check_environment(env), where, *args).returncode
 
 
 def down(env: str) -> int:

@@ -16,7 +16,7 @@ import sys
 import time
 from pathlib import Path
 
-from . import ROOT
+from . import ROOT, apt
 from .processes import Running, launch, log_tail, stop
 from .settings import StackError
 
@@ -86,21 +86,6 @@ def missing_packages() -> list[str]:
     return sorted({pkg for binary, pkg in PACKAGES.items() if not _present(binary)})
 
 
-def _apt(packages: list[str]) -> None:
-    command = ["apt-get", "install", "-y", "-qq", "--no-install-recommends", *packages]
-    if os.geteuid() != 0:
-        raise StackError(
-            f"the local engine needs root (rootful Podman). Missing Debian packages: "
-            f"{' '.join(packages)}; as root: apt-get update && {' '.join(command)}"
-        )
-    print(f"installing {' '.join(packages)} (apt-get)", flush=True)
-    environ = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    for step in (["apt-get", "update", "-qq"], command):
-        done = subprocess.run(step, capture_output=True, text=True, env=environ, check=False)
-        if done.returncode != 0:
-            raise StackError(f"{' '.join(step)} failed:\n{done.stdout}{done.stderr}")
-
-
 def compose_plugin_missing() -> bool:
     done = subprocess.run(["docker", "compose", "version"], capture_output=True, check=False)
     return done.returncode != 0
@@ -123,9 +108,7 @@ def _install_compose() -> None:
 
 
 def install() -> None:
-    missing = missing_packages()
-    if missing:
-        _apt(missing)
+    apt.install(missing_packages(), why="The local engine needs root (rootful Podman). ")
     if shutil.which("docker") is None:
         raise StackError("the docker client is not installed (the engine serves its API)")
     if compose_plugin_missing():

@@ -17,9 +17,8 @@ from pathlib import Path
 
 from . import ROOT
 from .engine import podman_env
-from .settings import COMPOSE_DIR, StackError, read_env_file
+from .settings import LOCAL_IMAGES_FILE, StackError, local_images
 
-LOCAL_IMAGES_FILE = COMPOSE_DIR / "local-images.env"
 BASE = "localhost/stack-debian:bookworm"
 SUITE = "bookworm"
 LABEL = "stack.source"
@@ -44,10 +43,6 @@ class Image:
     name: str  # images/<name>, or a label for the special builds
     tag: str
     parent: str | None
-
-
-def local_images() -> dict[str, str]:
-    return read_env_file(LOCAL_IMAGES_FILE)
 
 
 def plan() -> list[Image]:

@@ -21,7 +21,7 @@ import yaml
 from . import ENVIRONMENTS, ROOT, catalog, runbooks
 from .render import drift
 from .secrets import EXAMPLE, prepare
-from .settings import StackError, environment_settings, images, read_env_file
+from .settings import StackError, environment_settings, images, local_images, read_env_file
 
 DATASOURCE_UID = "prometheus"
 
@@ -356,10 +356,9 @@ def compose_file_args(env: str, root: Path = ROOT, local: bool = False) -> list[
 def compose_variables(env: str, run_dir: Path, local: bool = False) -> dict[str, str]:
     """What the Compose files interpolate: the images (``local``: the local engine's), the
     environment's settings, where `make up` put the secrets."""
-    local_images = read_env_file(ROOT / "compose" / "local-images.env") if local else {}
     return {
         **images(),
-        **local_images,
+        **(local_images() if local else {}),
         **environment_settings(env),
         "STACK_ENV": env,
         "STACK_RUN_DIR": str(run_dir),

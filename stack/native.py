@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
-from . import ROOT
+from . import ROOT, apt
 from .compose import preflight
 from .native_config import (
     BINARIES,
@@ -41,7 +41,6 @@ WAVES = [
     {"traffic"},
 ]
 TARGETS_TIMEOUT = 60.0
-POLICY = Path("/usr/sbin/policy-rc.d")
 
 
 def layout(env: str) -> Layout:
@@ -61,34 +60,7 @@ def missing_packages() -> list[str]:
 
 
 def install_packages() -> None:
-    missing = missing_packages()
-    if not missing:
-        return
-    command = ["apt-get", "install", "-y", "--no-install-recommends", *missing]
-    if os.geteuid() != 0:
-        raise StackError(
-            f"Debian packages missing: {' '.join(missing)}. As root, run:\n"
-            f"  apt-get update && {' '.join(command)}"
-        )
-    print(f"installing {' '.join(missing)} (apt-get)", flush=True)
-    added = not POLICY.exists()
-    if added:  # keep the packages' scripts from starting daemons on the default ports
-        POLICY.write_text("#!/bin/sh\nexit 101\n")
-        POLICY.chmod(0o755)
-    try:
-        for step in (["apt-get", "update", "-qq"], [*command, "-qq"]):
-            done = subprocess.run(
-                step,
-                capture_output=True,
-                text=True,
-                check=False,
-                env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"},
-            )
-            if done.returncode != 0:
-                raise StackError(f"{' '.join(step)} failed:\n{done.stdout}{done.stderr}")
-    finally:
-        if added:
-            POLICY.unlink()
+    apt.install(missing_packages())
 
 
 # ---- state: what runs, by PID ------------------------------------------------------------

@@ -10,6 +10,7 @@ from . import ENVIRONMENTS, ROOT
 
 COMPOSE_DIR = ROOT / "compose"
 VERSIONS_FILE = COMPOSE_DIR / "versions.env"
+LOCAL_IMAGES_FILE = COMPOSE_DIR / "local-images.env"
 _LINE = re.compile(r"(?P<key>[A-Za-z_][A-Za-z0-9_]*)=(?P<value>.*)")
 
 
@@ -53,3 +54,8 @@ def environment_settings(env: str) -> dict[str, str]:
 def images() -> dict[str, str]:
     """``{"PROMETHEUS_IMAGE": "prom/prometheus:v3.5.0@sha256:...", ...}``"""
     return read_env_file(VERSIONS_FILE)
+
+
+def local_images() -> dict[str, str]:
+    """The local engine's images, which replace images() there (compose/local-images.env)."""
+    return read_env_file(LOCAL_IMAGES_FILE)
