@@ -10,50 +10,66 @@ ENV ?= dev
 ENVIRONMENTS := dev stage prod
 PYTEST_ARGS ?=
 RUNTIME ?= auto
+REF ?= HEAD
 STACK := $(PY) -m stack
+# the machine's Debian packages, checked (as root: installed) with the machine's Python before
+# .venv exists; as another user it prints the exact `sudo apt-get install` and stops
+PACKAGES := $(PYTHON) -m stack.packages
 
-.PHONY: help venv lint format generate test test-unit test-server test-service test-stack test-integration bench \
+# prerequisites run in the order written: packages, then .venv, then the work
+.NOTPARALLEL:
+.PHONY: help venv packages-up packages-test acceptance lint format generate test test-unit test-server test-service test-stack test-integration bench \
 	lock check-env up down status logs clean distclean engine engine-down images
 
 help: ## List every target
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  %-14s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
 $(VENV)/.installed: pyproject.toml requirements/dev.lock
-	$(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -r requirements/dev.lock -e .
-	touch $@
+	@$(PACKAGES) venv
+	@echo "python environment: $(VENV) from requirements/dev.lock ($$($(PYTHON) --version))"
+	@begun=$$SECONDS; \
+	$(PYTHON) -m venv $(VENV); \
+	$(PY) -m pip install --quiet --upgrade pip; \
+	$(PY) -m pip install --quiet -r requirements/dev.lock -e .; \
+	touch $@; \
+	echo "python environment: ready in $$((SECONDS - begun)) s"
 
 venv: $(VENV)/.installed ## Create .venv with the pinned dependencies and app_metrics (editable)
 
-lint: venv ## ruff, then every stack configuration (promtool, amtool, compose, yamllint, dashboards)
+packages-up: check-env
+	@$(PACKAGES) up --runtime $(RUNTIME)
+
+packages-test:
+	@$(PACKAGES) test
+
+lint: packages-test venv ## ruff, then every stack configuration (promtool, amtool, compose, yamllint, dashboards)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(STACK) lint
 
-generate: venv ## Rewrite the generated files (per-env Prometheus/Alertmanager configs, README versions)
+generate: venv ## Rewrite the generated files (per-env Prometheus/Alertmanager configs, dashboards, docs/stack.md versions, docs/metrics.md)
 	$(STACK) generate
 
 format: venv ## Apply ruff fixes and formatting
 	$(VENV)/bin/ruff check --fix .
 	$(VENV)/bin/ruff format .
 
-test-unit: venv ## Unit tests (in-process ASGI, no servers)
+test-unit: packages-test venv ## Unit tests (in-process ASGI, no servers)
 	$(PY) -m pytest tests/unit $(PYTEST_ARGS)
 
-test-server: venv ## Tests against real uvicorn processes on 127.0.0.1 (workers, disconnects)
+test-server: packages-test venv ## Tests against real uvicorn processes on 127.0.0.1 (workers, disconnects)
 	$(PY) -m pytest tests/server $(PYTEST_ARGS)
 
-test-service: venv ## Tests of the sample service against real PostgreSQL and Redis
+test-service: packages-test venv ## Tests of the sample service against real PostgreSQL and Redis
 	$(PY) -m pytest tests/service $(PYTEST_ARGS)
 
-test-integration: venv ## The whole stack up, end to end (RUNTIME=native|compose; auto: Compose if Docker answers)
+test-integration: packages-test venv ## The whole stack up, end to end (RUNTIME=native|compose; auto: Compose if Docker answers)
 	STACK_TEST_RUNTIME=$(RUNTIME) $(PY) -m pytest tests/integration $(PYTEST_ARGS)
 
-test-stack: venv ## Tests of the stack's configuration and tooling (real promtool, amtool, Alertmanager)
+test-stack: packages-test venv ## Tests of the stack's configuration and tooling (real promtool, amtool, Alertmanager)
 	$(PY) -m pytest tests/stack $(PYTEST_ARGS)
 
-test: lint ## Lint, then every test suite (what CI runs)
+test: packages-test lint ## Install what the checks need, lint, then every test suite (what CI runs)
 	$(PY) -m pytest tests $(PYTEST_ARGS)
 
 bench: venv ## app_metrics vs. peers (overhead, render, series); the stack (up, faults, /metrics, memory)
@@ -63,6 +79,8 @@ bench: venv ## app_metrics vs. peers (overhead, render, series); the stack (up, 
 lock: venv ## Rewrite requirements/dev.lock from the current .venv (names normalised, sorted)
 	{ echo "# Exact versions CI installs (python -m pip install -r requirements/dev.lock -e .)."; \
 	  echo "# Regenerate after changing pyproject.toml ranges: make lock"; \
+	  echo "# async-timeout: redis needs it on Debian's Python 3.11.2 (below 3.11.3); locked for every"; \
+	  echo "# interpreter so that the lock and the environment match on both"; \
 	  $(PY) -m pip freeze --exclude-editable | grep -v '^app-metrics' \
 	    | awk -F'==' '{n = tolower($$1); gsub("_", "-", n); print n "==" $$2}' | LC_ALL=C sort; \
 	} > requirements/dev.lock
@@ -77,10 +95,13 @@ engine: venv ## The local container engine for machines without Docker: Podman, 
 images: venv ## Build the local images (debootstrap base, Debian packages) on the local engine
 	$(STACK) images
 
+acceptance: venv ## The README's quick start on a bare Debian 12 container (local engine): as another user, then as root; cold timings
+	$(STACK) acceptance --ref $(REF)
+
 engine-down: venv ## Stop the local engine (and any container still on it), by PID
 	$(STACK) engine-down
 
-up: check-env venv ## Start the stack (ENV=dev|stage|prod, RUNTIME=auto|native|compose)
+up: check-env packages-up venv ## Install what it needs, start the stack (ENV=dev|stage|prod, RUNTIME=auto|native|compose)
 	$(STACK) up --env $(ENV) --runtime $(RUNTIME)
 
 down: check-env venv ## Stop the stack; its data is kept

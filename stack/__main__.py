@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from . import ENVIRONMENTS, ROOT, compose, engine, images, lint, native, render
+from . import ENVIRONMENTS, ROOT, acceptance, compose, engine, images, lint, native, render
 from .settings import StackError, check_environment
 
 RUNTIMES = ("auto", "native", "compose")
@@ -44,13 +44,17 @@ def main(argv: list[str] | None = None) -> int:
             "engine-down",
             "engine-status",
             "images",
+            "acceptance",
         ],
         help="generate: rewrite generated files; lint: check every configuration; "
         "preflight: what `up` checks, without starting anything; engine, engine-down, "
-        "engine-status: the local container engine (Podman) for machines without Docker",
+        "engine-status: the local container engine (Podman) for machines without Docker; "
+        "acceptance: the README's quick start on a bare Debian 12 container",
     )
     p.add_argument("--env", default="dev", help=f"one of {', '.join(ENVIRONMENTS)}")
     p.add_argument("--runtime", default="auto", choices=RUNTIMES)
+    p.add_argument("--ref", default="HEAD", help="acceptance: the commit to check")
+    p.add_argument("--keep", action="store_true", help="acceptance: keep the container")
     args = p.parse_args(argv)
     try:
         check_environment(args.env)
@@ -71,6 +75,8 @@ def main(argv: list[str] | None = None) -> int:
             engine.up()
             images.build()
             return 0
+        if args.command == "acceptance":
+            return acceptance.run(args.ref, keep=args.keep)
         if args.command == "engine-down":
             return engine.down()
         if args.command == "engine-status":

@@ -1,10 +1,11 @@
-"""Debian packages the runtimes need, installed with apt-get as root (a non-root user gets the
-exact command). A temporary policy-rc.d keeps the packages' scripts from starting daemons."""
+"""Debian packages installed with apt-get as root; another user gets the exact command and
+nothing is changed. A temporary policy-rc.d keeps the packages' scripts from starting daemons."""
 
 from __future__ import annotations
 
 import os
 import subprocess
+import time
 from pathlib import Path
 
 from .settings import StackError
@@ -12,23 +13,29 @@ from .settings import StackError
 POLICY = Path("/usr/sbin/policy-rc.d")
 
 
-def install(packages: list[str], why: str = "") -> None:
-    """``why``: what needs root, said before the command when not root."""
+def command(packages: list[str]) -> list[str]:
+    return ["apt-get", "install", "-y", "--no-install-recommends", *packages]
+
+
+def install(packages: list[str], needed_by: str) -> None:
+    """``needed_by`` names who needs them ("make up", "the local engine") in every message."""
     if not packages:
         return
-    command = ["apt-get", "install", "-y", "--no-install-recommends", *packages]
+    listed = " ".join(packages)
     if os.geteuid() != 0:
         raise StackError(
-            f"{why}Debian packages missing: {' '.join(packages)}. As root, run:\n"
-            f"  apt-get update && {' '.join(command)}"
+            f"{needed_by} needs Debian packages that are not installed: {listed}. "
+            "Install them as root, then run it again:\n"
+            f"  sudo apt-get update && sudo {' '.join(command(packages))}"
         )
-    print(f"installing {' '.join(packages)} (apt-get)", flush=True)
+    print(f"{needed_by}: installing {len(packages)} Debian packages: {listed}", flush=True)
+    begun = time.monotonic()
     added = not POLICY.exists()
     if added:
         POLICY.write_text("#!/bin/sh\nexit 101\n")
         POLICY.chmod(0o755)
     try:
-        for step in (["apt-get", "update", "-qq"], [*command, "-qq"]):
+        for step in (["apt-get", "update", "-qq"], [*command(packages), "-qq"]):
             done = subprocess.run(
                 step,
                 capture_output=True,
@@ -41,3 +48,4 @@ def install(packages: list[str], why: str = "") -> None:
     finally:
         if added:
             POLICY.unlink()
+    print(f"{needed_by}: Debian packages installed in {time.monotonic() - begun:.1f} s", flush=True)

@@ -21,30 +21,12 @@ from .lint import (
     compose_variables,
     config_check,
 )
+from .packages import docker_engine_error as engine_error
 from .render import drift
 from .secrets import dotenv_path, prepare, resolve, run_root
 from .settings import StackError, check_environment
 
 WAIT_TIMEOUT_SECONDS = 300
-
-
-def engine_error() -> str | None:
-    """None when a Docker engine answers (a ping through the client), else why not."""
-    try:
-        done = subprocess.run(
-            ["docker", "version", "--format", "{{.Server.Version}}"],
-            capture_output=True,
-            text=True,
-            timeout=15,
-            check=False,
-        )
-    except FileNotFoundError:
-        return "the docker client is not installed"
-    except subprocess.TimeoutExpired:
-        return "the Docker engine did not answer within 15 s"
-    if done.returncode != 0:
-        return (done.stderr.strip().splitlines() or ["docker version failed"])[-1]
-    return None
 
 
 def engine_components() -> str:

@@ -17,6 +17,7 @@ import time
 from pathlib import Path
 
 from . import ROOT, apt
+from .packages import missing_binaries
 from .processes import Running, launch, log_tail, stop
 from .settings import StackError
 
@@ -78,12 +79,8 @@ def answers() -> bool:
 # ---- install ---------------------------------------------------------------------------
 
 
-def _present(binary: str) -> bool:
-    return Path(binary).exists() if binary.startswith("/") else shutil.which(binary) is not None
-
-
 def missing_packages() -> list[str]:
-    return sorted({pkg for binary, pkg in PACKAGES.items() if not _present(binary)})
+    return missing_binaries(PACKAGES)
 
 
 def compose_plugin_missing() -> bool:
@@ -108,7 +105,7 @@ def _install_compose() -> None:
 
 
 def install() -> None:
-    apt.install(missing_packages(), why="The local engine needs root (rootful Podman). ")
+    apt.install(missing_packages(), "the local engine (rootful Podman)")
     if shutil.which("docker") is None:
         raise StackError("the docker client is not installed (the engine serves its API)")
     if compose_plugin_missing():

@@ -14,10 +14,9 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
-from . import ROOT, apt
+from . import ROOT, apt, packages
 from .compose import preflight
 from .native_config import (
-    BINARIES,
     PORTS,
     Component,
     Layout,
@@ -27,6 +26,7 @@ from .native_config import (
     ports,
     postgres_bin,
     prometheus_config,
+    unreachable_by_others,
 )
 from .processes import Running, launch, log_tail, port_free, port_holder, stop
 from .secrets import run_root
@@ -50,17 +50,10 @@ def layout(env: str) -> Layout:
 # ---- Debian packages --------------------------------------------------------------------
 
 
-def missing_packages() -> list[str]:
-    missing = [package for name, package in BINARIES.values() if shutil.which(name) is None]
-    try:
-        postgres_bin("postgres")
-    except StackError:
-        missing.append("postgresql")
-    return sorted(set(missing))
-
-
 def install_packages() -> None:
-    apt.install(missing_packages())
+    """What `make up` installs before anything else (stack/packages.py), again for callers
+    of `python -m stack up` that skip make."""
+    apt.install(packages.runtime_missing(), "make up (the native runtime)")
 
 
 # ---- state: what runs, by PID ------------------------------------------------------------
@@ -89,10 +82,6 @@ def alive_components(state: dict[str, Any]) -> set[str]:
 
 
 # ---- PostgreSQL's first start --------------------------------------------------------------
-
-
-def _postgres_user() -> str | None:
-    return "postgres" if os.geteuid() == 0 else None
 
 
 def init_postgres(component: Component) -> bool:
@@ -135,12 +124,12 @@ def init_postgres(component: Component) -> bool:
 
 def _check_traversable(directory: Path, user: str) -> None:
     """PostgreSQL runs as ``user``: every directory above its data must let others through."""
-    for parent in [directory, *directory.parents]:
-        if parent.exists() and not parent.stat().st_mode & 0o001:
-            raise StackError(
-                f"PostgreSQL runs as user {user}, which cannot reach {directory}: {parent} is "
-                f"not traversable by others (chmod o+x {parent}, or set STACK_RUN_ROOT elsewhere)"
-            )
+    parent = unreachable_by_others(directory)
+    if parent is not None:
+        raise StackError(
+            f"PostgreSQL runs as user {user}, which cannot reach {directory}: {parent} is "
+            f"not traversable by others (chmod o+x {parent}, or set STACK_RUN_ROOT elsewhere)"
+        )
 
 
 def bootstrap_postgres(component: Component, where: Layout) -> None:
@@ -214,11 +203,16 @@ def up(env: str) -> int:
         raise StackError(
             f"the {state['env']} stack runs natively; stop it first: make down ENV={state['env']}"
         )
-    preflight(env)
     install_packages()
+    preflight(env)
     local_ports = ports()
     parts = components(env, where, local_ports, database_url(where, local_ports["postgres"]))
     names = {c.name for c in parts}
+    if where.postgres_dir != where.data_dir:
+        print(
+            f"postgres: data in {where.postgres_dir} (its user cannot reach {where.data_dir}: "
+            f"{unreachable_by_others(where.data_dir)} is closed to others)"
+        )
     if "grafana" not in names:
         print(
             "grafana: skipped (no grafana-server or grafana binary, and Debian has no package); "
@@ -429,7 +423,9 @@ def clean(env: str) -> int:
     state = load_state(where)
     if state["env"] == env and alive_components(state):
         raise StackError(f"the {env} stack is running: make down ENV={env} first")
-    for path in (where.data_dir, where.log_dir, where.config_dir):
+    for path in dict.fromkeys(
+        [where.data_dir, where.postgres_dir, where.log_dir, where.config_dir]
+    ):
         if path.exists():
             shutil.rmtree(path)
             print(f"removed {path}")

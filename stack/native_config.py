@@ -10,6 +10,7 @@ are the environment's own, with the same substitutions.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 import shutil
@@ -22,8 +23,9 @@ from typing import Any
 
 import yaml
 
-from . import ROOT
+from . import ROOT, packages
 from .lint import compose_variables
+from .packages import RUNTIME_BINARIES
 from .processes import http_ok, redis_ping
 from .settings import COMPOSE_DIR, StackError, read_env_file
 
@@ -55,17 +57,10 @@ CONTAINER_PORTS = {
     "prometheus": 9090,
     "grafana": 3000,
 }
-# Debian 12's binaries (and the packages that ship them)
-BINARIES = {
-    "prometheus": ("prometheus", "prometheus"),
-    "alertmanager": ("prometheus-alertmanager", "prometheus-alertmanager"),
-    "node-exporter": ("prometheus-node-exporter", "prometheus-node-exporter"),
-    "postgres-exporter": ("prometheus-postgres-exporter", "prometheus-postgres-exporter"),
-    "redis-exporter": ("prometheus-redis-exporter", "prometheus-redis-exporter"),
-    "redis": ("redis-server", "redis-server"),
-}
-POSTGRES_PACKAGE = "postgresql"
 GRAFANA_BINARIES = ("grafana-server", "grafana")
+# PostgreSQL's data when its user cannot reach the run root (Layout.postgres_dir); Debian's
+# postgresql package makes /var/lib/postgresql the postgres user's home
+POSTGRES_HOME_DATA = Path("/var/lib/postgresql/personal-assistant-monitoring")
 # start order: dependencies first; the traffic generator last
 ORDER = [
     "postgres",
@@ -99,6 +94,15 @@ class Component:
     first_start: bool = False  # PostgreSQL: initdb just ran, bootstrap once it answers
 
 
+def unreachable_by_others(directory: Path) -> Path | None:
+    """The first existing directory at or above ``directory`` that other users cannot
+    traverse, or None."""
+    for parent in [directory, *directory.parents]:
+        if parent.exists() and not parent.stat().st_mode & 0o001:
+            return parent
+    return None
+
+
 @dataclass
 class Layout:
     """Where one environment's native stack keeps things (under .run/ or STACK_RUN_ROOT)."""
@@ -117,6 +121,16 @@ class Layout:
     @property
     def data_dir(self) -> Path:
         return self.runs / "data" / self.env
+
+    @property
+    def postgres_dir(self) -> Path:
+        """PostgreSQL's data and socket. Beside the other data, unless its user (postgres,
+        when root runs the stack) cannot get there, as in a checkout under /root (0700): then
+        in that user's home, one folder per run root and environment."""
+        if os.geteuid() != 0 or unreachable_by_others(self.data_dir) is None:
+            return self.data_dir
+        key = hashlib.sha256(str(self.runs.resolve()).encode()).hexdigest()[:12]
+        return POSTGRES_HOME_DATA / key / self.env
 
     @property
     def log_dir(self) -> Path:
@@ -239,7 +253,7 @@ def set_flag(argv: list[str], flag: str, value: str) -> list[str]:
 
 
 def binary(service: str) -> str:
-    name, package = BINARIES[service]
+    name, package = RUNTIME_BINARIES[service]
     found = shutil.which(name)
     if found is None:
         raise StackError(f"{name} is not installed (Debian package {package})")
@@ -247,13 +261,10 @@ def binary(service: str) -> str:
 
 
 def postgres_bin(name: str) -> str:
-    versions = sorted(
-        Path("/usr/lib/postgresql").glob(f"*/bin/{name}"),
-        key=lambda p: int(p.parts[-3]) if p.parts[-3].isdigit() else 0,
-    )
-    if not versions:
+    found = packages.postgres_bin(name)
+    if found is None:
         raise StackError(f"PostgreSQL's {name} is not installed (Debian package postgresql)")
-    return str(versions[-1])
+    return found
 
 
 def grafana_binary() -> str | None:
@@ -298,7 +309,8 @@ def _local(
     environ = base_env | env_vars
     python = sys.executable
     if name == "postgres":
-        sockets = layout.data_dir / "postgres-socket"
+        data = layout.postgres_dir / f"{name}-data"
+        sockets = layout.postgres_dir / "postgres-socket"
         argv = [
             postgres_bin("postgres"),
             "-D",
@@ -318,7 +330,7 @@ def _local(
             port,
             probe,
             f"postgresql://{address}",
-            user="postgres",
+            user="postgres" if os.geteuid() == 0 else None,  # it refuses to run as root
             stop_signal=signal.SIGINT,
             data=[data, sockets],
         )

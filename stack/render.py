@@ -5,7 +5,7 @@
 - ``alertmanager/generated/alertmanager.<env>.yml``: alertmanager/alertmanager.yml plus
   alertmanager/receivers/<env>.yml. The $-references in the receivers stay: they are
   filled from .env when the stack starts (secrets.py), never written to the repository.
-- The image table in README.md, from compose/versions.env.
+- The image table in docs/stack.md ("Versions"), from compose/versions.env.
 - The Grafana dashboards, grafana/dashboards/<folder>/*.json, from stack/dashboards.py.
 - docs/metrics.md, the metrics catalog (stack/catalog.py).
 """
@@ -23,6 +23,8 @@ from .settings import StackError, environment_settings, images
 PLACEHOLDER = re.compile(r"\$\{([A-Z][A-Z0-9_]*)\}")
 VERSIONS_BEGIN = "<!-- versions:begin (make generate) -->"
 VERSIONS_END = "<!-- versions:end -->"
+# the page that holds the versions table, between the two markers
+VERSIONS_DOC = Path("docs") / "stack.md"
 
 # What the native runtime and the local images (images/, the local engine) run instead of each
 # image: Debian 12's package and version.
@@ -97,11 +99,12 @@ def versions_table() -> str:
     return "\n".join(rows)
 
 
-def readme(root: Path = ROOT) -> str:
-    text = (root / "README.md").read_text()
+def versions_doc(root: Path = ROOT) -> str:
+    """docs/stack.md with the versions table between its markers rewritten."""
+    text = (root / VERSIONS_DOC).read_text()
     begin, end = text.find(VERSIONS_BEGIN), text.find(VERSIONS_END)
     if begin < 0 or end < begin:
-        raise StackError(f"README.md: markers {VERSIONS_BEGIN} ... {VERSIONS_END} not found")
+        raise StackError(f"{VERSIONS_DOC}: markers {VERSIONS_BEGIN} ... {VERSIONS_END} not found")
     return text[: begin + len(VERSIONS_BEGIN)] + "\n" + versions_table() + "\n" + text[end:]
 
 
@@ -116,7 +119,7 @@ def generated(root: Path = ROOT) -> dict[Path, str]:
         )
     for path, text in dashboards.files().items():
         files[root / "grafana" / "dashboards" / path] = text
-    files[root / "README.md"] = readme(root)
+    files[root / VERSIONS_DOC] = versions_doc(root)
     files[root / "docs" / "metrics.md"] = catalog.markdown(root)
     return files
 

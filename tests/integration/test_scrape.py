@@ -4,28 +4,14 @@ from __future__ import annotations
 
 import pytest
 
+from stack.catalog import SPECIFIED
+
 from .conftest import get, query, until
 from .runtimes import Stack
 
 pytestmark = pytest.mark.integration
 
-# The specification's metric list, in its order (section "Metrics to expose"); 11 of them
-# are recording rules (prometheus/rules/recording.rules.yml).
-SPEC_METRICS = [
-    "http_requests_total", "http_request_duration_seconds", "active_sessions",
-    "api_response_time_seconds", "api_error_rate",
-    "sms_messages_total", "sms_processing_duration_seconds", "sms_queue_length",
-    "sms_success_rate", "sms_cost_total",
-    "oauth_integrations_active", "oauth_token_refresh_total", "oauth_errors_total",
-    "oauth_operation_duration_seconds",
-    "database_connections_active", "database_connection_pool_utilization",
-    "database_response_time_seconds", "database_health_status",
-    "system_cpu_usage_percent", "system_memory_usage_bytes", "system_disk_usage_percent",
-    "system_network_io_bytes", "system_uptime_seconds",
-    "task_execution_duration_seconds", "task_success_rate", "task_queue_length",
-    "user_registrations_total", "phone_verifications_total", "oauth_adoption_rate",
-    "sms_usage_per_user",
-]  # fmt: skip
+SPEC_METRICS = SPECIFIED
 TRAFFIC_WAIT = 90.0
 
 

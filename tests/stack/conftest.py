@@ -14,7 +14,7 @@ from stack import ROOT
 from stack.processes import http_ok, launch, stop
 
 COPIED = ["compose", "prometheus", "alertmanager", "grafana", "exporters", "receiver",
-          "runbooks", "docs", ".yamllint.yaml", "README.md"]  # fmt: skip
+          "runbooks", "docs", ".yamllint.yaml"]  # fmt: skip
 START_TIMEOUT = 15.0
 
 

@@ -44,11 +44,24 @@ def test_an_unknown_reference_names_itself(repo_copy: Path) -> None:
         render.prometheus_config("dev", repo_copy)
 
 
-def test_the_readme_lists_every_pinned_image() -> None:
-    readme = (ROOT / "README.md").read_text()
+def test_the_stack_page_lists_every_pinned_image() -> None:
+    page = (ROOT / render.VERSIONS_DOC).read_text()
     for variable, reference in images().items():
         name, _, digest = reference.partition("@")
         assert digest.startswith("sha256:") and len(digest) == 71, variable
         assert f"| `{variable}` | `{name.rpartition(':')[0]}` | {name.rpartition(':')[2]} |" in (
-            readme
+            page
         )
+
+
+def test_a_hand_edited_versions_table_is_drift(repo_copy: Path) -> None:
+    edit(repo_copy / render.VERSIONS_DOC, "| prometheus 2.42.0 |", "| prometheus 2.43.0 |")
+    assert render.drift(repo_copy) == [repo_copy / render.VERSIONS_DOC]
+    assert render.write(repo_copy) and render.drift(repo_copy) == []
+    assert "| prometheus 2.42.0 |" in (repo_copy / render.VERSIONS_DOC).read_text()
+
+
+def test_a_page_without_the_versions_markers_is_refused(repo_copy: Path) -> None:
+    edit(repo_copy / render.VERSIONS_DOC, render.VERSIONS_END, "")
+    with pytest.raises(StackError, match="markers"):
+        render.versions_doc(repo_copy)

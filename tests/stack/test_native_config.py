@@ -3,6 +3,8 @@ files and secrets; only addresses and paths are local."""
 
 from __future__ import annotations
 
+import shutil
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -100,20 +102,22 @@ def test_the_native_prometheus_config_is_the_environments_own(layout: Layout) ->
     assert "scrape_interval: 1s" in text and "env: dev" in text
 
 
-def test_without_root_the_missing_packages_are_named_with_the_command(
+def test_postgres_data_moves_to_its_users_home_when_the_run_root_is_closed(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    from stack import native
+    from stack import native_config
 
-    monkeypatch.setattr(native, "missing_packages", lambda: ["prometheus-alertmanager"])
-    monkeypatch.setattr(native.os, "geteuid", lambda: 1000)
-    with pytest.raises(StackError) as error:
-        native.install_packages()
-    assert "apt-get update && apt-get install -y --no-install-recommends " in str(error.value)
-    assert "prometheus-alertmanager" in str(error.value)
-
-
-def test_every_native_binary_is_found_here() -> None:
-    from stack import native
-
-    assert native.missing_packages() == []  # .ci/run installs them
+    monkeypatch.setattr(native_config.os, "geteuid", lambda: 0)
+    top = Path(tempfile.mkdtemp(prefix="stack-closed-"))  # /tmp: open to others above it
+    top.chmod(0o755)
+    closed = top / "root"
+    (closed / "monitoring" / ".run").mkdir(parents=True, mode=0o755)
+    closed.chmod(0o700)  # like /root on Debian
+    layout = Layout("dev", closed / "monitoring" / ".run")
+    where = layout.postgres_dir
+    assert where.parent.parent == native_config.POSTGRES_HOME_DATA and where.name == "dev"
+    assert where == Layout("dev", closed / "monitoring" / ".run").postgres_dir  # stable
+    assert Layout("dev", closed / "other" / ".run").postgres_dir != where  # one per run root
+    closed.chmod(0o711)
+    assert layout.postgres_dir == layout.data_dir
+    shutil.rmtree(top)
