@@ -449,8 +449,10 @@ def run(ref: str = "HEAD", keep: bool = False) -> int:
                                  f"{USER} to install {sorted(refused[line])}")  # fmt: skip
             packages = _seconds(r"Debian packages installed in ([\d.]+) s", done.output)
             venv = _seconds(r"python environment: ready in ([\d.]+) s", done.output)
-            timings.append((f"{line}: Debian packages ({len(now)})", packages))
-            timings.append((f"{line}: Python environment", venv))
+            if now:
+                timings.append((f"{line}: Debian packages ({len(now)})", packages))
+            if venv:
+                timings.append((f"{line}: Python environment", venv))
             if line.split()[1] == "up":
                 timings.append(
                     (f"{line}: start to every target up", done.seconds - packages - venv)
