@@ -82,12 +82,17 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "engine-status":
             return engine.status()
         if args.command == "preflight":
-            compose.preflight(args.env)
+            lint.preflight(args.env)
             return 0
         runtime = choose_runtime(args.runtime, args.env, args.command)
         if args.command in ("up", "clean"):
             print(f"{args.command} {args.env}: {runtime} runtime", flush=True)
         module = native if runtime == "native" else compose
+        if args.command == "up":
+            if runtime == "native":  # what make installed already, for callers without make
+                native.check_other_env(args.env)
+                native.install_packages()
+            lint.preflight(args.env)
         return getattr(module, args.command)(args.env)  # type: ignore[no-any-return]
     except StackError as exc:
         print(f"{args.command}: {exc}", file=sys.stderr)

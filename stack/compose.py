@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import os
 import subprocess
-import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -14,16 +13,10 @@ from pathlib import Path
 import yaml
 
 from . import ROOT, engine, images
-from .lint import (
-    ALERTMANAGER_CHECK,
-    PROMETHEUS_CHECK,
-    compose_file_args,
-    compose_variables,
-    config_check,
-)
 from .packages import docker_engine_error as engine_error
-from .render import drift
-from .secrets import dotenv_path, prepare, resolve, run_root
+from .processes import wait_for_targets
+from .project import Project
+from .secrets import run_root
 from .settings import StackError, check_environment
 
 WAIT_TIMEOUT_SECONDS = 300
@@ -77,32 +70,6 @@ def compose_command() -> list[str]:
     return ["docker", "compose"]
 
 
-def preflight(env: str, *, root: Path = ROOT, say=print) -> Path:
-    """Everything `make up` checks before it starts anything; returns .run/<env>."""
-    check_environment(env)
-    stale = drift(root)
-    if stale:
-        names = ", ".join(str(p.relative_to(root)) for p in stale)
-        raise StackError(f"generated files are out of date ({names}): run `make generate`")
-    runs = run_root() if root == ROOT else root / ".run"
-    run_dir = prepare(env, resolve(env, dotenv_path()), runs / env, root)
-    say(f"secrets and alertmanager.yml for {env}: {run_dir}/")
-    with tempfile.TemporaryDirectory(prefix="stack-preflight-") as tmp:
-        secrets_dir = run_dir / "secrets"
-        prometheus = root / "prometheus" / "generated" / f"prometheus.{env}.yml"
-        alertmanager = run_dir / "alertmanager.yml"
-        for name, source, command in (
-            ("prometheus", prometheus, PROMETHEUS_CHECK),
-            ("alertmanager", alertmanager, ALERTMANAGER_CHECK),
-        ):
-            copy = Path(tmp) / f"{name}.yml"
-            out = config_check(root, command, copy, source.read_text(), secrets_dir)
-            if out:
-                raise StackError(f"{name} configuration for {env} is invalid:\n{out}")
-            say(f"{name} configuration for {env}: valid ({command[0]})")
-    return run_dir
-
-
 def local_prometheus_config(env: str, run_dir: Path, root: Path = ROOT) -> Path:
     """The environment's Prometheus configuration without the grafana job (no local Grafana
     image), for compose.local-images.yaml."""
@@ -115,22 +82,24 @@ def local_prometheus_config(env: str, run_dir: Path, root: Path = ROOT) -> Path:
     return target_file
 
 
-def compose_environ(env: str, run_dir: Path, where: Target) -> dict[str, str]:
-    return {**os.environ, **where.environ, **compose_variables(env, run_dir, where.local)}
+def project(env: str, run_dir: Path, where: Target) -> Project:
+    return Project(env, run_dir, where.local)
 
 
 def _compose(
     env: str, run_dir: Path, where: Target, *args: str, capture: bool = False
 ) -> subprocess.CompletedProcess[str]:
-    command = [*compose_command(), *compose_file_args(env, local=where.local), *args]
-    environ = compose_environ(env, run_dir, where)
+    model = project(env, run_dir, where)
+    command = [*compose_command(), *model.compose_args(), *args]
+    environ = model.environ({**os.environ, **where.environ})
     return subprocess.run(
         command, cwd=ROOT, env=environ, capture_output=capture, text=True, check=False
     )
 
 
 def up(env: str) -> int:
-    run_dir = preflight(env)
+    """After the checks (lint.preflight, which wrote .run/<env>)."""
+    run_dir = run_root() / check_environment(env)
     where = target(start=True)
     args = ["up", "--detach", "--wait", "--wait-timeout", str(WAIT_TIMEOUT_SECONDS)]
     if where.local:
@@ -148,8 +117,6 @@ def up(env: str) -> int:
     print(f"every container healthy after {time.monotonic() - started:.1f} s", flush=True)
     prometheus = published(env, run_dir, where, "prometheus", 9090)
     if prometheus:  # dev publishes it; stage and prod do not
-        from .native import wait_for_targets  # native imports this module
-
         wait_for_targets(prometheus)
         print(f"every target up after {time.monotonic() - started:.1f} s", flush=True)
     return 0

@@ -17,7 +17,8 @@ from pathlib import Path
 
 from . import ROOT
 from .engine import podman_env
-from .settings import LOCAL_IMAGES_FILE, StackError, local_images
+from .services import RECORDS, local_images
+from .settings import StackError
 
 BASE = "localhost/stack-debian:bookworm"
 SUITE = "bookworm"
@@ -61,7 +62,7 @@ def plan() -> list[Image]:
 def _folder(tag: str) -> str:
     match = re.fullmatch(r"localhost/stack-([a-z-]+):\w+", tag)
     if match is None or not (ROOT / "images" / match[1] / "Containerfile").is_file():
-        raise StackError(f"{LOCAL_IMAGES_FILE.name}: {tag} has no images/<name>/Containerfile")
+        raise StackError(f"{RECORDS.name}: {tag} has no images/<name>/Containerfile")
     return match[1]
 
 

@@ -6,22 +6,21 @@ before `make up` starts anything."""
 from __future__ import annotations
 
 import json
-import os
 import re
-import shutil
-import subprocess
 import sys
 import tempfile
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import yaml
 
 from . import ENVIRONMENTS, ROOT, catalog, runbooks
+from .project import COMPOSE, Project
 from .render import drift
-from .secrets import EXAMPLE, prepare
-from .settings import StackError, environment_settings, images, local_images, read_env_file
+from .secrets import EXAMPLE, dotenv_path, prepare, resolve, run_root
+from .settings import StackError, check_environment, read_env_file
+from .tools import ALERTMANAGER_CHECK, PROMETHEUS_CHECK, config_check, run, tool
 
 DATASOURCE_UID = "prometheus"
 
@@ -30,47 +29,6 @@ DATASOURCE_UID = "prometheus"
 class Check:
     name: str
     problems: list[str]
-
-
-def run(args: list[str], cwd: Path | None = None, env: Mapping[str, str] | None = None) -> str:
-    """Run a tool; its combined output if it fails, else an empty string."""
-    try:
-        done = subprocess.run(
-            args, cwd=cwd, env=env, capture_output=True, text=True, timeout=120, check=False
-        )
-    except FileNotFoundError:
-        return f"{args[0]}: not found"
-    if done.returncode == 0:
-        return ""
-    output = (done.stdout + done.stderr).strip()
-    return f"$ {' '.join(args)}  (exit {done.returncode})\n{output}"
-
-
-def tool(root: Path, name: str) -> str:
-    return str(root / {"promtool": "prometheus", "amtool": "alertmanager"}[name] / name)
-
-
-def checkable(text: str, root: Path, secrets_dir: Path) -> str:
-    """A configuration with its container paths mapped onto this machine: mounted secrets
-    onto ``secrets_dir``, templates and rules onto the repository's folders."""
-    return (
-        text.replace("/run/secrets/", f"{secrets_dir}/")
-        .replace("/etc/alertmanager/templates/", f"{root}/alertmanager/templates/")
-        .replace("../rules/", f"{root}/prometheus/rules/")
-    )
-
-
-PROMETHEUS_CHECK = ("promtool", "check", "config")
-ALERTMANAGER_CHECK = ("amtool", "check-config")
-
-
-def config_check(
-    root: Path, command: tuple[str, ...], copy: Path, text: str, secrets_dir: Path
-) -> str:
-    """Write ``text`` to ``copy`` with its container paths mapped (``checkable``) and run
-    ``command`` (promtool or amtool, then its arguments) on it: the tool's message, or ''."""
-    copy.write_text(checkable(text, root, secrets_dir))
-    return run([tool(root, command[0]), *command[1:], str(copy)])
 
 
 def stand_in_run_dir(env: str, work: Path, root: Path = ROOT) -> Path:
@@ -174,15 +132,11 @@ def compose_files(root: Path, work: Path) -> Iterator[Check]:
     checker = str(Path(sys.executable).parent / "check-jsonschema")
     out = run([checker, "--builtin-schema", "vendor.compose-spec", *map(str, files)])
     yield Check(f"check-jsonschema compose-spec ({len(files)} files)", [out] if out else [])
-    v1 = shutil.which("docker-compose")
     for env in ENVIRONMENTS:
-        if v1 is None:
-            yield Check(f"docker-compose config ({env}): skipped, not installed", [])
-            continue
         for local in (False, True):
-            variables = compose_variables(env, stand_in_run_dir(env, work, root), local)
-            args = [v1, *compose_file_args(env, root, local), "config", "-q"]
-            out = run(args, cwd=root, env={**os.environ, **variables})
+            project = Project(env, stand_in_run_dir(env, work, root), local, root)
+            args = [COMPOSE, *project.compose_args(), "config", "-q"]
+            out = run(args, cwd=root, env=project.environ())
             name = f"docker-compose config ({env}{', local images' if local else ''})"
             yield Check(name, [out] if out else [])
 
@@ -340,29 +294,30 @@ CHECKS: list[Callable[[Path, Path], Iterator[Check]]] = [
 # ---- Compose invocation (shared with compose.py) ------------------------------------------
 
 
-def compose_file_args(env: str, root: Path = ROOT, local: bool = False) -> list[str]:
-    """The project and files; ``local``: the local engine's overlay too (local images)."""
-    files = [
-        "compose.yaml",
-        f"compose.{env}.yaml",
-        *(["compose.local-images.yaml"] if local else []),
-    ]
-    out = ["--project-name", f"assistant-{env}"]
-    for name in files:
-        out += ["-f", str(root / "compose" / name)]
-    return out
-
-
-def compose_variables(env: str, run_dir: Path, local: bool = False) -> dict[str, str]:
-    """What the Compose files interpolate: the images (``local``: the local engine's), the
-    environment's settings, where `make up` put the secrets."""
-    return {
-        **images(),
-        **(local_images() if local else {}),
-        **environment_settings(env),
-        "STACK_ENV": env,
-        "STACK_RUN_DIR": str(run_dir),
-    }
+def preflight(env: str, *, root: Path = ROOT, say=print) -> Path:
+    """Everything `make up` checks before it starts anything; returns .run/<env>."""
+    check_environment(env)
+    stale = drift(root)
+    if stale:
+        names = ", ".join(str(p.relative_to(root)) for p in stale)
+        raise StackError(f"generated files are out of date ({names}): run `make generate`")
+    runs = run_root() if root == ROOT else root / ".run"
+    run_dir = prepare(env, resolve(env, dotenv_path()), runs / env, root)
+    say(f"secrets and alertmanager.yml for {env}: {run_dir}/")
+    with tempfile.TemporaryDirectory(prefix="stack-preflight-") as tmp:
+        secrets_dir = run_dir / "secrets"
+        prometheus = root / "prometheus" / "generated" / f"prometheus.{env}.yml"
+        alertmanager = run_dir / "alertmanager.yml"
+        for name, source, command in (
+            ("prometheus", prometheus, PROMETHEUS_CHECK),
+            ("alertmanager", alertmanager, ALERTMANAGER_CHECK),
+        ):
+            copy = Path(tmp) / f"{name}.yml"
+            out = config_check(root, command, copy, source.read_text(), secrets_dir)
+            if out:
+                raise StackError(f"{name} configuration for {env} is invalid:\n{out}")
+            say(f"{name} configuration for {env}: valid ({command[0]})")
+    return run_dir
 
 
 def _guarded(check: Callable[[Path, Path], Iterator[Check]], root: Path, work: Path):

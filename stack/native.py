@@ -9,38 +9,38 @@ import os
 import shutil
 import subprocess
 import time
-import urllib.request
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
 from . import ROOT, apt, packages
-from .compose import preflight
 from .native_config import (
-    PORTS,
     Component,
     Layout,
     alertmanager_config,
     components,
     grafana_provisioning,
+    port_variables,
     ports,
     postgres_bin,
     prometheus_config,
     unreachable_by_others,
 )
-from .processes import Running, launch, log_tail, port_free, port_holder, stop
+from .processes import (
+    Running,
+    launch,
+    log_tail,
+    port_free,
+    port_holder,
+    stop,
+    targets,
+    wait_for_targets,
+)
+from .project import Project
 from .secrets import run_root
 from .settings import StackError, check_environment
 
 READY_TIMEOUT = 30.0
-# started together, each wave once the one before is ready. Prometheus starts first: its
-# first scrape comes ~6 s after its start (2.42's fixed reload tick), time the rest uses.
-WAVES = [
-    {"postgres", "redis", "receiver", "alertmanager", "node-exporter", "prometheus"},
-    {"postgres-exporter", "redis-exporter", "api", "worker", "grafana"},
-    {"traffic"},
-]
-TARGETS_TIMEOUT = 60.0
 
 
 def layout(env: str) -> Layout:
@@ -196,17 +196,25 @@ def database_url(where: Layout, port: int) -> str:
     return f"postgresql+asyncpg://assistant:{quote(password, safe='')}@127.0.0.1:{port}/assistant"
 
 
-def up(env: str) -> int:
-    where = layout(env)
-    state = load_state(where)
+def check_other_env(env: str) -> None:
+    """One native stack at a time: another environment's must be stopped first."""
+    state = load_state(layout(env))
     if state["env"] not in (None, env) and alive_components(state):
         raise StackError(
             f"the {state['env']} stack runs natively; stop it first: make down ENV={state['env']}"
         )
-    install_packages()
-    preflight(env)
-    local_ports = ports()
-    parts = components(env, where, local_ports, database_url(where, local_ports["postgres"]))
+
+
+def up(env: str) -> int:
+    """After the checks (lint.preflight, which wrote .run/<env>); Compose's waves
+    (`depends_on`), each started together once the one before is ready."""
+    check_other_env(env)
+    where = layout(env)
+    state = load_state(where)
+    project = Project(env, where.run_dir)
+    local_ports = ports(project)
+    database = database_url(where, local_ports["postgres"])
+    parts = components(project, where, local_ports, database)
     names = {c.name for c in parts}
     if where.postgres_dir != where.data_dir:
         print(
@@ -220,11 +228,13 @@ def up(env: str) -> int:
         )
     where.config_dir.mkdir(parents=True, exist_ok=True)
     (where.config_dir / "prometheus.yml").write_text(
-        prometheus_config(env, where, local_ports, names)
+        prometheus_config(project, where, local_ports, names)
     )
-    (where.config_dir / "alertmanager.yml").write_text(alertmanager_config(where, local_ports))
+    (where.config_dir / "alertmanager.yml").write_text(
+        alertmanager_config(project, where, local_ports)
+    )
     if "grafana" in names:
-        grafana_provisioning(where, local_ports)
+        grafana_provisioning(project, where, local_ports)
 
     if state["env"] != env:
         state = {"env": env, "components": {}}
@@ -235,7 +245,7 @@ def up(env: str) -> int:
         return status(env)
     for c in to_start:
         if c.port is not None and not port_free(c.port):
-            variable = PORTS[c.name][0]
+            variable = port_variables()[c.name]
             raise StackError(
                 f"port {c.port} ({c.name}) is in use by {port_holder(c.port)}: stop it, or "
                 f"choose another port with {variable}=<port>"
@@ -243,7 +253,7 @@ def up(env: str) -> int:
     started: list[str] = []
     number = 0
     try:
-        for wave in WAVES:
+        for wave in project.start_waves():
             # Prometheus' clock starts first; PostgreSQL's initdb (~1 s) blocks, so it goes last
             batch = sorted(
                 (c for c in to_start if c.name in wave),
@@ -309,42 +319,6 @@ def _ready(component: Component, where: Layout, state: dict[str, Any], deadline:
             f"{log_tail(running.log)}"
         )
     return False
-
-
-def targets(prometheus: str) -> list[dict[str, Any]]:
-    url = f"{prometheus}/api/v1/targets?state=active"
-    with urllib.request.urlopen(url, timeout=5) as response:
-        return json.loads(response.read())["data"]["activeTargets"]  # type: ignore[no-any-return]
-
-
-def wait_for_targets(prometheus: str, say=print) -> None:
-    """Until every target is up (the first scrape comes ~6 s after Prometheus starts)."""
-    deadline = time.monotonic() + TARGETS_TIMEOUT
-    last = ""
-    active: list[dict[str, Any]] = []
-    while True:
-        try:
-            active = targets(prometheus)
-        except OSError:  # restarting
-            active = []
-        up = [t for t in active if t["health"] == "up"]
-        line = f"  targets up: {len(up)}/{len(active)}"
-        if line != last:
-            say(line)
-            last = line
-        if active and len(up) == len(active):
-            return
-        if time.monotonic() > deadline:
-            down = [
-                f"{t['labels']['job']} {t['scrapeUrl']}: {t['lastError'] or t['health']}"
-                for t in active
-                if t["health"] != "up"
-            ] or [f"{prometheus} lists no target"]
-            raise StackError(
-                f"not every target is up after {TARGETS_TIMEOUT:g} s (the stack keeps running; "
-                "see `make status`, `make logs`):\n  " + "\n  ".join(down)
-            )
-        time.sleep(0.2)
 
 
 # ---- down, status, logs, clean ------------------------------------------------------------

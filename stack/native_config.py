@@ -1,11 +1,12 @@
-"""What the native runtime runs, derived from the Compose files.
+"""What the native runtime runs, derived from the project model (stack/project.py: the
+Compose files as Compose merges them) and the service records (stack/services.toml).
 
 Each Compose service becomes a local process with the service's own command, environment,
-env_file, bind mounts and secrets: container paths become the files they mount (named volumes
-become data directories), ``service:port`` addresses become ``127.0.0.1:<native port>``. Only
-what a process needs to run outside a container is added here: the binary (Debian's name), the
-address it listens on, and where its data lives. Prometheus' and Alertmanager's configurations
-are the environment's own, with the same substitutions.
+mounts and secrets: container paths become the files they mount (named volumes become data
+directories), ``service:port`` addresses become ``127.0.0.1:<native port>``. What a process
+needs outside a container comes from its record: Debian's binary, the flag that sets its
+listen address, its port variable and Prometheus job. The start order is Compose's
+``depends_on``; readiness is the service's own HTTP healthcheck where it has one.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import os
 import re
 import shutil
 import signal
+import subprocess
 import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -23,60 +25,15 @@ from typing import Any
 
 import yaml
 
-from . import ROOT, packages
-from .lint import compose_variables
-from .packages import RUNTIME_BINARIES
 from .processes import http_ok, redis_ping
-from .settings import COMPOSE_DIR, StackError, read_env_file
+from .project import Project
+from .services import Service, records
+from .settings import StackError
 
-# service: (variable that overrides its local port, default); the defaults are the usual ones
-PORTS = {
-    "postgres": ("POSTGRES_PORT", 5432),
-    "redis": ("REDIS_PORT", 6379),
-    "receiver": ("RECEIVER_PORT", 9095),
-    "alertmanager": ("ALERTMANAGER_PORT", 9093),
-    "node-exporter": ("NODE_EXPORTER_PORT", 9100),
-    "postgres-exporter": ("POSTGRES_EXPORTER_PORT", 9187),
-    "redis-exporter": ("REDIS_EXPORTER_PORT", 9121),
-    "api": ("API_PORT", 8000),
-    "worker": ("WORKER_PORT", 8001),
-    "prometheus": ("PROMETHEUS_PORT", 9090),
-    "grafana": ("GRAFANA_PORT", 3000),
-}
-# the port each service listens on inside its container (the Compose files' addresses)
-CONTAINER_PORTS = {
-    "postgres": 5432,
-    "redis": 6379,
-    "receiver": 9095,
-    "alertmanager": 9093,
-    "node-exporter": 9100,
-    "postgres-exporter": 9187,
-    "redis-exporter": 9121,
-    "api": 8000,
-    "worker": 8000,
-    "prometheus": 9090,
-    "grafana": 3000,
-}
 GRAFANA_BINARIES = ("grafana-server", "grafana")
 # PostgreSQL's data when its user cannot reach the run root (Layout.postgres_dir); Debian's
 # postgresql package makes /var/lib/postgresql the postgres user's home
 POSTGRES_HOME_DATA = Path("/var/lib/postgresql/personal-assistant-monitoring")
-# start order: dependencies first; the traffic generator last
-ORDER = [
-    "postgres",
-    "redis",
-    "receiver",
-    "alertmanager",
-    "node-exporter",
-    "postgres-exporter",
-    "redis-exporter",
-    "api",
-    "worker",
-    "grafana",
-    "prometheus",
-    "traffic",
-]
-_VARIABLE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?:(:?[-?])([^}]*))?\}")
 
 
 @dataclass
@@ -141,77 +98,48 @@ class Layout:
         return self.runs / "native-state.json"
 
 
-def ports(environ: Mapping[str, str] = os.environ) -> dict[str, int]:
+def port_variables() -> dict[str, str]:
+    """The variable that moves each service's port natively (``API_PORT``, ...)."""
+    return {name: r.port for name, r in records().items() if r.port}
+
+
+def ports(project: Project, environ: Mapping[str, str] = os.environ) -> dict[str, int]:
+    """Each service's port on 127.0.0.1: its variable, else its record's local port, else the
+    port it exposes."""
     found = {}
-    for service, (variable, default) in PORTS.items():
+    services = project.services()
+    for name, variable in port_variables().items():
+        if name not in services:
+            continue
+        default = records()[name].local_port or project.exposed_port(name)
         raw = environ.get(variable, str(default))
         if not raw.isdigit() or not 0 < int(raw) < 65536:
             raise StackError(f"{variable}={raw!r} is not a port number")
-        found[service] = int(raw)
+        found[name] = int(raw)
     clashes = {p for p in found.values() if list(found.values()).count(p) > 1}
     if clashes:
         raise StackError(f"two services on one port: {sorted(clashes)} (see *_PORT variables)")
     return found
 
 
-# ---- reading the Compose files -------------------------------------------------------
-
-
-def interpolate(value: Any, variables: Mapping[str, str]) -> Any:
-    """Compose's ``${VAR}``, ``${VAR:-default}``, ``${VAR:?error}`` in every string."""
-    if isinstance(value, dict):
-        return {k: interpolate(v, variables) for k, v in value.items()}
-    if isinstance(value, list):
-        return [interpolate(v, variables) for v in value]
-    if not isinstance(value, str):
-        return value
-
-    def one(match: re.Match[str]) -> str:
-        name, kind, argument = match[1], match[2], match[3]
-        current = variables.get(name)
-        if kind in (":-", "-") and not current:
-            return argument or ""
-        if kind in (":?", "?") and not current:
-            raise StackError(f"Compose variable {name}: {argument}")
-        return current or ""
-
-    return _VARIABLE.sub(one, value)
-
-
-def _merge(base: Any, overlay: Any) -> Any:
-    """An overlay file onto the base, as Compose does for the keys used here."""
-    if isinstance(base, dict) and isinstance(overlay, dict):
-        merged = dict(base)
-        for key, value in overlay.items():
-            merged[key] = _merge(base[key], value) if key in base else value
-        return merged
-    return overlay
-
-
-def compose_services(env: str, run_dir: Path, root: Path = ROOT) -> dict[str, dict[str, Any]]:
-    """The services of compose.yaml + compose.<env>.yaml, merged and interpolated."""
-    variables = {**os.environ, **compose_variables(env, run_dir)}
-    merged: dict[str, Any] = {}
-    for name in ("compose.yaml", f"compose.{env}.yaml"):
-        merged = _merge(merged, yaml.safe_load((root / "compose" / name).read_text()))
-    return interpolate(merged["services"], variables)  # type: ignore[no-any-return]
-
-
 # ---- making a service local ------------------------------------------------------------
 
 
-def localize(text: str, local_ports: Mapping[str, int]) -> str:
-    """``service:container_port`` (and Prometheus' ``localhost:9090``) as ``127.0.0.1:port``."""
-    names = "|".join(sorted(map(re.escape, CONTAINER_PORTS), key=len, reverse=True))
+def localize(text: str, project: Project, local_ports: Mapping[str, int]) -> str:
+    """``service:exposed_port`` (and Prometheus' ``localhost:9090``) as ``127.0.0.1:port``."""
+    exposed = {n: project.exposed_port(n) for n in local_ports}
+    names = "|".join(sorted(map(re.escape, exposed), key=len, reverse=True))
 
     def one(match: re.Match[str]) -> str:
         service, port = match[1], int(match[2])
-        if CONTAINER_PORTS.get(service) != port:
+        if exposed.get(service) != port:
             raise StackError(f"{match[0]}: no such service port in the Compose files")
         return f"127.0.0.1:{local_ports[service]}"
 
     text = re.sub(rf"(?<![\w.-])({names}):(\d+)\b", one, text)
-    return text.replace("localhost:9090", f"127.0.0.1:{local_ports['prometheus']}")
+    return text.replace(
+        f"localhost:{exposed['prometheus']}", f"127.0.0.1:{local_ports['prometheus']}"
+    )
 
 
 def path_map(service: dict[str, Any], layout: Layout) -> dict[str, str]:
@@ -219,21 +147,18 @@ def path_map(service: dict[str, Any], layout: Layout) -> dict[str, str]:
     mapping = {}
     for volume in service.get("volumes", []):
         source, target = volume.split(":")[:2]
-        if source.startswith((".", "/")):
-            local = (COMPOSE_DIR / source).resolve() if source.startswith(".") else Path(source)
-        else:
-            local = layout.data_dir / source
-        mapping[target] = str(local)
+        mapping[target] = source if source.startswith("/") else str(layout.data_dir / source)
     for secret in service.get("secrets", []):
-        mapping[f"/run/secrets/{secret}"] = str(layout.run_dir / "secrets" / secret)
+        name = secret["source"] if isinstance(secret, dict) else secret
+        mapping[f"/run/secrets/{name}"] = str(layout.run_dir / "secrets" / name)
     return mapping
 
 
-def translate(value: str, mapping: Mapping[str, str], local_ports: Mapping[str, int]) -> str:
+def translate(value: str, mapping: Mapping[str, str], localize_: Callable[[str], str]) -> str:
     for container, local in sorted(mapping.items(), key=lambda kv: -len(kv[0])):
         if value == container or value.startswith(container + "/") or f"={container}" in value:
             value = value.replace(container, local, 1)
-    return localize(value, local_ports)
+    return localize_(value)
 
 
 def set_flag(argv: list[str], flag: str, value: str) -> list[str]:
@@ -252,19 +177,20 @@ def set_flag(argv: list[str], flag: str, value: str) -> list[str]:
     return [*out, f"{flag}={value}"]
 
 
-def binary(service: str) -> str:
-    name, package = RUNTIME_BINARIES[service]
-    found = shutil.which(name)
+def binary(record: Service) -> str:
+    found = shutil.which(record.binary or record.name)
     if found is None:
-        raise StackError(f"{name} is not installed (Debian package {package})")
+        raise StackError(f"{record.binary} is not installed (Debian package {record.package})")
     return found
 
 
 def postgres_bin(name: str) -> str:
-    found = packages.postgres_bin(name)
-    if found is None:
-        raise StackError(f"PostgreSQL's {name} is not installed (Debian package postgresql)")
-    return found
+    """initdb, pg_ctl, psql, ...: beside the postgres binary its record names."""
+    record = records()["postgres"]
+    found = Path(record.binary or "").parent / name
+    if not found.exists():
+        raise StackError(f"{found} is not installed (Debian package {record.package})")
+    return str(found)
 
 
 def grafana_binary() -> str | None:
@@ -272,91 +198,75 @@ def grafana_binary() -> str | None:
 
 
 def components(
-    env: str, layout: Layout, local_ports: Mapping[str, int], database_url: str
+    project: Project, layout: Layout, local_ports: Mapping[str, int], database_url: str
 ) -> list[Component]:
     """Every service of the environment as a local process, in start order (Grafana only
     when a binary is installed)."""
-    services = compose_services(env, layout.run_dir)
-    made = {}
-    for name in ORDER:
-        if name not in services or (name == "grafana" and grafana_binary() is None):
+    services = project.services()
+    made = []
+    for name in (n for wave in project.start_waves() for n in wave):
+        if name == "grafana" and grafana_binary() is None:
             continue
         service = services[name]
         mapping = path_map(service, layout)
-        env_vars = {}
-        for env_file in service.get("env_file", []):
-            env_vars |= read_env_file((COMPOSE_DIR / env_file).resolve())
-        env_vars |= {k: str(v) for k, v in (service.get("environment") or {}).items()}
-        env_vars = {k: translate(v, mapping, local_ports) for k, v in env_vars.items()}
-        command = [translate(str(a), mapping, local_ports) for a in service.get("command", [])]
-        made[name] = _local(name, command, env_vars, layout, local_ports, database_url)
-    return list(made.values())
+
+        def local(text: str) -> str:
+            return localize(text, project, local_ports)
+
+        env_vars = {k: str(v) for k, v in (service.get("environment") or {}).items()}
+        env_vars = {k: translate(v, mapping, local) for k, v in env_vars.items()}
+        command = [translate(str(a), mapping, local) for a in service.get("command") or []]
+        health = project.healthcheck_url(name)
+        port = local_ports.get(name)
+        probe_url = (
+            re.sub(r"^http://127\.0\.0\.1:\d+", f"http://127.0.0.1:{port}", health)
+            if health and port else None
+        )  # fmt: skip
+        volumes = [layout.data_dir / v.split(":")[0] for v in service.get("volumes") or []
+                   if not v.startswith("/")]  # fmt: skip
+        made.append(_local(records()[name], command, env_vars, layout, port, probe_url,
+                           database_url, volumes))  # fmt: skip
+    return made
 
 
 def _local(
-    name: str,
+    record: Service,
     command: list[str],
     env_vars: dict[str, str],
     layout: Layout,
-    local_ports: Mapping[str, int],
+    port: int | None,
+    probe_url: str | None,
     database_url: str,
+    volumes: list[Path],
 ) -> Component:
-    port = local_ports.get(name)
+    """``volumes``: its named volumes' data directories."""
+    name = record.name
     address = f"127.0.0.1:{port}"
     url = f"http://{address}"
-    data = layout.data_dir / f"{name}-data"  # the Compose file's named volume
+    data = volumes[0] if volumes else layout.data_dir / f"{name}-data"
     base_env = {k: v for k, v in os.environ.items() if not k.startswith(("PG", "ASSISTANT_"))}
     environ = base_env | env_vars
     python = sys.executable
-    if name == "postgres":
+
+    def http_probe() -> bool:
+        return http_ok(probe_url) if probe_url else True
+
+    if record.runs == "postgres":
         data = layout.postgres_dir / f"{name}-data"
         sockets = layout.postgres_dir / "postgres-socket"
-        argv = [
-            postgres_bin("postgres"),
-            "-D",
-            str(data),
-            "-p",
-            str(port),
-            "-k",
-            str(sockets),
-            "-c",
-            "listen_addresses=127.0.0.1",
-        ]
-        probe = _pg_ready(port)  # type: ignore[arg-type]
+        argv = [binary(record), "-D", str(data), "-p", str(port), "-k", str(sockets),
+                "-c", "listen_addresses=127.0.0.1"]  # fmt: skip
         return Component(
-            name,
-            argv,
-            base_env,
-            port,
-            probe,
-            f"postgresql://{address}",
+            name, argv, base_env, port, _pg_ready(port), f"postgresql://{address}",  # type: ignore[arg-type]
             user="postgres" if os.geteuid() == 0 else None,  # it refuses to run as root
-            stop_signal=signal.SIGINT,
-            data=[data, sockets],
-        )
-    if name == "redis":
-        argv = [
-            binary("redis"),
-            *command[1:],
-            "--port",
-            str(port),
-            "--bind",
-            "127.0.0.1",
-            "--dir",
-            str(data),
-            "--daemonize",
-            "no",
-        ]
-        return Component(
-            name,
-            argv,
-            environ,
-            port,
-            lambda: redis_ping(port),  # type: ignore[arg-type]
-            f"redis://{address}",
-            data=[data],
-        )
-    if name in ("api", "worker"):
+            stop_signal=signal.SIGINT, data=[data, sockets],
+        )  # fmt: skip
+    if record.runs == "redis":
+        argv = [binary(record), *command[1:], "--port", str(port), "--bind", "127.0.0.1",
+                "--dir", str(data), "--daemonize", "no"]  # fmt: skip
+        return Component(name, argv, environ, port, lambda: redis_ping(port),  # type: ignore[arg-type]
+                         f"redis://{address}", data=[data])  # fmt: skip
+    if record.runs == "assistant":
         environ.pop("ASSISTANT_DATABASE_URL_FILE", None)  # its URL names the container host
         environ |= {
             "ASSISTANT_DATABASE_URL": database_url,
@@ -364,97 +274,54 @@ def _local(
             "ASSISTANT_PORT": str(port),
         }
         return Component(
-            name,
-            [python, "-m", "assistant"],
-            environ,
-            port,
-            lambda: http_ok(f"{url}/health/overall", any_status=True),
-            url,
-            job="personal_assistant_api",
-        )
-    if name == "traffic":
-        return Component(
-            name, [python if a == "python" else a for a in command], environ, None, lambda: True
-        )
-    if name == "receiver":
-        argv = [python if a == "python" else a for a in command]
-        argv = _set_pair(_set_pair(argv, "--host", "127.0.0.1"), "--port", str(port))
-        Path(argv[argv.index("--log") + 1]).parent.mkdir(parents=True, exist_ok=True)
-        return Component(name, argv, environ, port, lambda: http_ok(f"{url}/-/healthy"), url)
-    if name in ("alertmanager", "prometheus"):
-        # the Compose command, with the local copy of its configuration and local addresses
-        argv = [binary(name), *command]
-        argv = set_flag(argv, "--config.file", str(layout.config_dir / f"{name}.yml"))
-        argv = set_flag(argv, "--web.listen-address", address)
-        argv = set_flag(argv, "--web.external-url", url)
-        return Component(
-            name,
-            argv,
-            environ,
-            port,
-            lambda: http_ok(f"{url}/-/ready"),
-            url,
-            job=name,
-            data=[layout.data_dir / f"{name}-data"],
-        )
-    if name == "grafana":
+            name, [python, "-m", "assistant"], environ, port,
+            lambda: http_ok(f"{url}/health/overall", any_status=True), url, job=record.job,
+        )  # fmt: skip
+    if record.runs == "python":
+        argv = [python if a in ("python", "python3") else a for a in command]
+        if port is not None:
+            argv = _set_pair(_set_pair(argv, "--host", "127.0.0.1"), "--port", str(port))
+        if "--log" in argv:
+            Path(argv[argv.index("--log") + 1]).parent.mkdir(parents=True, exist_ok=True)
+        return Component(name, argv, environ, port, http_probe, url if port else None,
+                         data=volumes)  # fmt: skip
+    if record.runs == "grafana":
         grafana = grafana_binary() or "grafana"
-        argv = [
-            grafana,
-            *([] if grafana.endswith("-server") else ["server"]),
-            "--homepath",
-            "/usr/share/grafana",
-        ]
+        argv = [grafana, *([] if grafana.endswith("-server") else ["server"]),
+                "--homepath", "/usr/share/grafana"]  # fmt: skip
         environ |= {
             "GF_SERVER_HTTP_ADDR": "127.0.0.1",
             "GF_SERVER_HTTP_PORT": str(port),
             "GF_PATHS_DATA": str(layout.data_dir / "grafana-data"),
             "GF_PATHS_PROVISIONING": str(layout.config_dir / "grafana-provisioning"),
         }
-        return Component(
-            name,
-            argv,
-            environ,
-            port,
-            lambda: http_ok(f"{url}/api/health"),
-            url,
-            job="grafana",
-            data=[layout.data_dir / "grafana-data"],
-        )
-    # the exporters: the Compose command, plus the address to listen on
-    flag = "-web.listen-address" if name == "redis-exporter" else "--web.listen-address"
-    argv = set_flag([binary(name), *command], flag, address)
-    job = {"node-exporter": "node", "postgres-exporter": "postgres", "redis-exporter": "redis"}
-    return Component(
-        name, argv, environ, port, lambda: http_ok(f"{url}/metrics"), url, job=job[name]
-    )
+        return Component(name, argv, environ, port, http_probe, url, job=record.job,
+                         data=volumes)  # fmt: skip
+    # "binary": Debian's binary with the Compose command, listening on its local address;
+    # Prometheus and Alertmanager read the native copies of their configuration
+    argv = [binary(record), *command]
+    if record.listen:
+        argv = set_flag(argv, record.listen, address)
+    if "--config.file" in " ".join(argv):
+        argv = set_flag(argv, "--config.file", str(layout.config_dir / f"{name}.yml"))
+    if "--web.external-url" in " ".join(argv):
+        argv = set_flag(argv, "--web.external-url", url)
+    return Component(name, argv, environ, port, http_probe, url, job=record.job, data=volumes)
 
 
 def _set_pair(argv: list[str], flag: str, value: str) -> list[str]:
     argv = list(argv)
-    argv[argv.index(flag) + 1] = value
+    if flag in argv:
+        argv[argv.index(flag) + 1] = value
     return argv
 
 
 def _pg_ready(port: int) -> Callable[[], bool]:
-    import subprocess
-
     def probe() -> bool:
         done = subprocess.run(
-            [
-                postgres_bin("pg_isready"),
-                "-q",
-                "-h",
-                "127.0.0.1",
-                "-p",
-                str(port),
-                "-U",
-                "postgres",
-            ],
-            capture_output=True,
-            timeout=5,
-            check=False,
-        )
+            [postgres_bin("pg_isready"), "-q", "-h", "127.0.0.1", "-p", str(port), "-U",
+             "postgres"], capture_output=True, timeout=5, check=False,
+        )  # fmt: skip
         return done.returncode == 0
 
     return probe
@@ -464,46 +331,49 @@ def _pg_ready(port: int) -> Callable[[], bool]:
 
 
 def prometheus_config(
-    env: str, layout: Layout, local_ports: Mapping[str, int], running: set[str], root: Path = ROOT
+    project: Project, layout: Layout, local_ports: Mapping[str, int], running: set[str]
 ) -> str:
     """The environment's generated configuration with local addresses and paths; jobs of
     services that do not run natively (Grafana without a binary) left out."""
+    root = project.root
     config = yaml.safe_load(
-        (root / "prometheus" / "generated" / f"prometheus.{env}.yml").read_text()
+        (root / "prometheus" / "generated" / f"prometheus.{project.env}.yml").read_text()
     )
     config["rule_files"] = [
         str(root / "prometheus" / "rules" / Path(f).name) for f in config["rule_files"]
     ]
-    config["alerting"] = yaml.safe_load(localize(yaml.safe_dump(config["alerting"]), local_ports))
+
+    def local(text: str) -> str:
+        return localize(text, project, local_ports)
+
+    config["alerting"] = yaml.safe_load(local(yaml.safe_dump(config["alerting"])))
     jobs = []
     for job in config["scrape_configs"]:
-        targets = [t for c in job.get("static_configs", []) for t in c["targets"]]
-        services = {t.split(":")[0] for t in targets if t.split(":")[0] in CONTAINER_PORTS}
-        if "localhost" in {t.split(":")[0] for t in targets}:
-            services.add("prometheus")
+        hosts = {t.split(":")[0] for c in job.get("static_configs", []) for t in c["targets"]}
+        services = {"prometheus" if h == "localhost" else h for h in hosts}
         if not services <= running:
             continue
         text = yaml.safe_dump(job).replace("/run/secrets/", f"{layout.run_dir / 'secrets'}/")
-        jobs.append(yaml.safe_load(localize(text, local_ports)))
+        jobs.append(yaml.safe_load(local(text)))
     config["scrape_configs"] = jobs
     return "# The native runtime's copy: do not edit (stack/native_config.py).\n" + yaml.safe_dump(
         config, sort_keys=False
     )
 
 
-def alertmanager_config(layout: Layout, local_ports: Mapping[str, int], root: Path = ROOT) -> str:
+def alertmanager_config(project: Project, layout: Layout, local_ports: Mapping[str, int]) -> str:
     text = (layout.run_dir / "alertmanager.yml").read_text()
-    text = text.replace("/etc/alertmanager/templates/", f"{root}/alertmanager/templates/")
+    text = text.replace("/etc/alertmanager/templates/", f"{project.root}/alertmanager/templates/")
     text = text.replace("/run/secrets/", f"{layout.run_dir / 'secrets'}/")
-    return localize(text, local_ports)
+    return localize(text, project, local_ports)
 
 
-def grafana_provisioning(layout: Layout, local_ports: Mapping[str, int], root: Path = ROOT) -> None:
+def grafana_provisioning(project: Project, layout: Layout, local_ports: Mapping[str, int]) -> None:
     """A copy of grafana/provisioning with local addresses and the dashboards' real path."""
     target = layout.config_dir / "grafana-provisioning"
     shutil.rmtree(target, ignore_errors=True)
-    shutil.copytree(root / "grafana" / "provisioning", target)
-    dashboards = str(root / "grafana" / "dashboards")
+    shutil.copytree(project.root / "grafana" / "provisioning", target)
+    dashboards = str(project.root / "grafana" / "dashboards")
     for path in target.rglob("*.yml"):
-        text = localize(path.read_text(), local_ports)
+        text = localize(path.read_text(), project, local_ports)
         path.write_text(text.replace("/var/lib/grafana/dashboards", dashboards))

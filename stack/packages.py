@@ -17,34 +17,14 @@ import sys
 from pathlib import Path
 
 from . import ROOT, apt
+from .services import debian_binaries
 from .settings import StackError
 
-# The native runtime's binaries, by Compose service: (binary, Debian package)
-RUNTIME_BINARIES = {
-    "prometheus": ("prometheus", "prometheus"),
-    "alertmanager": ("prometheus-alertmanager", "prometheus-alertmanager"),
-    "node-exporter": ("prometheus-node-exporter", "prometheus-node-exporter"),
-    "postgres-exporter": ("prometheus-postgres-exporter", "prometheus-postgres-exporter"),
-    "redis-exporter": ("prometheus-redis-exporter", "prometheus-redis-exporter"),
-    "redis": ("redis-server", "redis-server"),
-}
-# PostgreSQL's binaries are not on PATH: /usr/lib/postgresql/<major>/bin/
-POSTGRES_PACKAGE = "postgresql"
-# What the checks and suites need beside the runtime's: binary -> Debian package
-TEST_BINARIES = {
-    "docker-compose": "docker-compose",  # make lint: `docker-compose config` per environment
-}
+# Beside the services' own binaries (stack/services.toml): Debian's Compose v1, which merges
+# and interpolates the Compose files for the native runtime and checks them in make lint
+TOOLS = {"docker-compose": "docker-compose"}
 VENV_PACKAGE = "python3-venv"  # Debian's Python has no ensurepip without it
 PURPOSES = ("venv", "up", "test")
-
-
-def postgres_bin(name: str) -> str | None:
-    """The newest installed PostgreSQL's ``name`` (initdb, postgres, pg_ctl, ...)."""
-    versions = sorted(
-        Path("/usr/lib/postgresql").glob(f"*/bin/{name}"),
-        key=lambda p: int(p.parts[-3]) if p.parts[-3].isdigit() else 0,
-    )
-    return str(versions[-1]) if versions else None
 
 
 def docker_engine_error() -> str | None:
@@ -75,10 +55,8 @@ def missing_binaries(binaries: dict[str, str]) -> list[str]:
 
 
 def runtime_missing() -> list[str]:
-    missing = missing_binaries(dict(RUNTIME_BINARIES.values()))
-    if postgres_bin("postgres") is None:
-        missing.append(POSTGRES_PACKAGE)
-    return sorted(missing)
+    """What the native runtime needs: the services' binaries and the tools."""
+    return missing_binaries(debian_binaries() | TOOLS)
 
 
 def venv_missing(venv: Path = ROOT / ".venv") -> list[str]:
@@ -88,15 +66,15 @@ def venv_missing(venv: Path = ROOT / ".venv") -> list[str]:
     return [VENV_PACKAGE] if sys.prefix == "/usr" else []
 
 
+def _runs_natively(runtime: str) -> bool:
+    return runtime == "native" or (runtime == "auto" and docker_engine_error() is not None)
+
+
 def needed(purpose: str, runtime: str = "auto") -> list[str]:
     """The missing packages ``make <purpose>`` needs. ``up`` needs the native runtime's
     unless it runs Compose (asked for, or auto with a Docker engine answering)."""
     missing = venv_missing()
-    if purpose == "test":
-        missing += runtime_missing() + missing_binaries(TEST_BINARIES)
-    elif purpose == "up" and (
-        runtime == "native" or (runtime == "auto" and docker_engine_error() is not None)
-    ):
+    if purpose == "test" or (purpose == "up" and _runs_natively(runtime)):
         missing += runtime_missing()
     return sorted(set(missing))
 

@@ -4,6 +4,7 @@ is never signalled), with the probes the native runtime waits on."""
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import pwd
 import signal
@@ -14,6 +15,9 @@ import urllib.error
 import urllib.request
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
+
+from .settings import StackError
 
 STOP_TIMEOUT = 10.0
 
@@ -177,3 +181,44 @@ def redis_ping(port: int, timeout: float = 1.0) -> bool:
             return sock.recv(16).startswith(b"+PONG")
     except OSError:
         return False
+
+
+# ---- Prometheus' targets -----------------------------------------------------------------
+
+TARGETS_TIMEOUT = 60.0
+
+
+def targets(prometheus: str) -> list[dict[str, Any]]:
+    url = f"{prometheus}/api/v1/targets?state=active"
+    with urllib.request.urlopen(url, timeout=5) as response:
+        return json.loads(response.read())["data"]["activeTargets"]  # type: ignore[no-any-return]
+
+
+def wait_for_targets(prometheus: str, say=print) -> None:
+    """Until every target is up (the first scrape comes ~6 s after Prometheus starts)."""
+    deadline = time.monotonic() + TARGETS_TIMEOUT
+    last = ""
+    active: list[dict[str, Any]] = []
+    while True:
+        try:
+            active = targets(prometheus)
+        except OSError:  # restarting
+            active = []
+        up = [t for t in active if t["health"] == "up"]
+        line = f"  targets up: {len(up)}/{len(active)}"
+        if line != last:
+            say(line)
+            last = line
+        if active and len(up) == len(active):
+            return
+        if time.monotonic() > deadline:
+            down = [
+                f"{t['labels']['job']} {t['scrapeUrl']}: {t['lastError'] or t['health']}"
+                for t in active
+                if t["health"] != "up"
+            ] or [f"{prometheus} lists no target"]
+            raise StackError(
+                f"not every target is up after {TARGETS_TIMEOUT:g} s (the stack keeps running; "
+                "see `make status`, `make logs`):\n  " + "\n  ".join(down)
+            )
+        time.sleep(0.2)

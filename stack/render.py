@@ -12,55 +12,26 @@
 
 from __future__ import annotations
 
-import json
-import re
-from collections.abc import Mapping
 from pathlib import Path
 
 from . import ENVIRONMENTS, ROOT, catalog, dashboards
-from .settings import StackError, environment_settings, images
+from .services import records
+from .settings import StackError, environment_settings, images, substitute
 
-PLACEHOLDER = re.compile(r"\$\{([A-Z][A-Z0-9_]*)\}")
 VERSIONS_BEGIN = "<!-- versions:begin (make generate) -->"
 VERSIONS_END = "<!-- versions:end -->"
 # the page that holds the versions table, between the two markers
 VERSIONS_DOC = Path("docs") / "stack.md"
 
-# What the native runtime and the local images (images/, the local engine) run instead of each
-# image: Debian 12's package and version.
-NATIVE = {
-    "PROMETHEUS_IMAGE": "prometheus 2.42.0",
-    "ALERTMANAGER_IMAGE": "prometheus-alertmanager 0.25.0",
-    "GRAFANA_IMAGE": "not packaged (left out)",
-    "NODE_EXPORTER_IMAGE": "prometheus-node-exporter 1.5.0",
-    "POSTGRES_EXPORTER_IMAGE": "prometheus-postgres-exporter 0.11.1",
-    "REDIS_EXPORTER_IMAGE": "prometheus-redis-exporter 1.45.0",
-    "POSTGRES_IMAGE": "postgresql-15 15.x",
-    "REDIS_IMAGE": "redis-server 7.0.15",
-    "PYTHON_IMAGE": "python3 3.11.2 (natively: the project's .venv)",
-}
 
-
-def placeholders(text: str) -> set[str]:
-    return set(PLACEHOLDER.findall(text))
-
-
-def substitute(
-    text: str, values: Mapping[str, str], where: str, *, quote: bool = False, partial: bool = False
-) -> str:
-    """Replace every ``${NAME}``; a name without a value is an error naming ``where``, or,
-    with ``partial``, stays as it is. ``quote``: escape values for a double-quoted YAML string."""
-    missing = sorted(placeholders(text) - values.keys())
-    if missing and not partial:
-        raise StackError(f"{where}: no value for {', '.join(missing)}")
-
-    def value(match: re.Match[str]) -> str:
-        if match[1] not in values:
-            return match[0]
-        raw = values[match[1]]
-        return json.dumps(raw)[1:-1] if quote else raw
-
-    return PLACEHOLDER.sub(value, text)
+def debian_versions() -> dict[str, str]:
+    """What the native runtime and the local images (images/, the local engine) run instead
+    of each image: Debian 12's package and version, from the service records."""
+    return {
+        r.image: " ".join(filter(None, (r.package, r.version)))
+        for r in records().values()
+        if r.image
+    }
 
 
 def _header(*sources: str) -> str:
@@ -89,12 +60,13 @@ def versions_table() -> str:
         "| native runtime and local images (Debian 12) |",
         "|---|---|---|---|---|",
     ]
+    native = debian_versions()
     for variable, reference in images().items():
         name, _, digest = reference.partition("@")
         repository, _, tag = name.rpartition(":")
         rows.append(
             f"| `{variable}` | `{repository}` | {tag} | `{digest[:19]}…` | "
-            f"{NATIVE.get(variable, '?')} |"
+            f"{native.get(variable, '?')} |"
         )
     return "\n".join(rows)
 

@@ -16,8 +16,7 @@ from pathlib import Path
 from urllib.parse import quote
 
 from . import ENVIRONMENTS, ROOT
-from .render import alertmanager_config, placeholders, substitute
-from .settings import StackError, check_environment, read_env_file
+from .settings import StackError, check_environment, placeholders, read_env_file, substitute
 
 EXAMPLE = ROOT / ".env.example"
 DOTENV = ROOT / ".env"
@@ -57,10 +56,16 @@ def dotenv_path() -> Path:
     return Path(os.environ.get("STACK_DOTENV") or DOTENV)
 
 
+def generated_alertmanager(env: str, root: Path = ROOT) -> str:
+    """alertmanager/generated/alertmanager.<env>.yml (`make generate`; checked for drift
+    before anything starts), its receivers' ``${NAME}`` values still to fill."""
+    return (root / "alertmanager" / "generated" / f"alertmanager.{env}.yml").read_text()
+
+
 def needed(env: str) -> list[str]:
     """Variables the environment needs: its secrets and its receivers' ``${NAME}`` values."""
     names = [s.variable for s in SECRETS if env in s.environments]
-    return names + sorted(placeholders(alertmanager_config(env)) - set(names))
+    return names + sorted(placeholders(generated_alertmanager(env)) - set(names))
 
 
 def is_placeholder(value: str) -> bool:
@@ -126,7 +131,9 @@ def prepare(
         # readable inside the containers (users 472, 65534, ...); the 0700 directory keeps
         # other users of this machine out
         _write(secrets_dir / name, text + "\n", 0o644)
-    config = substitute(alertmanager_config(env, root), values, f"alertmanager ({env})", quote=True)
+    config = substitute(
+        generated_alertmanager(env, root), values, f"alertmanager ({env})", quote=True
+    )
     _write(run_dir / "alertmanager.yml", config, 0o644)
     return run_dir
 

@@ -3,14 +3,15 @@
 
 from __future__ import annotations
 
+import json
 import re
+from collections.abc import Mapping
 from pathlib import Path
 
 from . import ENVIRONMENTS, ROOT
 
 COMPOSE_DIR = ROOT / "compose"
 VERSIONS_FILE = COMPOSE_DIR / "versions.env"
-LOCAL_IMAGES_FILE = COMPOSE_DIR / "local-images.env"
 _LINE = re.compile(r"(?P<key>[A-Za-z_][A-Za-z0-9_]*)=(?P<value>.*)")
 
 
@@ -24,8 +25,8 @@ def check_environment(env: str) -> str:
     return env
 
 
-def env_file(env: str) -> Path:
-    return COMPOSE_DIR / "env" / f"{check_environment(env)}.env"
+def env_file(env: str, root: Path = ROOT) -> Path:
+    return root / "compose" / "env" / f"{check_environment(env)}.env"
 
 
 def read_env_file(path: Path) -> dict[str, str]:
@@ -46,16 +47,38 @@ def read_env_file(path: Path) -> dict[str, str]:
     return values
 
 
-def environment_settings(env: str) -> dict[str, str]:
+def environment_settings(env: str, root: Path = ROOT) -> dict[str, str]:
     """The environment's settings plus ENV itself."""
-    return {**read_env_file(env_file(env)), "ENV": env}
+    return {**read_env_file(env_file(env, root)), "ENV": env}
 
 
-def images() -> dict[str, str]:
+def images(root: Path = ROOT) -> dict[str, str]:
     """``{"PROMETHEUS_IMAGE": "prom/prometheus:v3.5.0@sha256:...", ...}``"""
-    return read_env_file(VERSIONS_FILE)
+    return read_env_file(root / VERSIONS_FILE.relative_to(ROOT))
 
 
-def local_images() -> dict[str, str]:
-    """The local engine's images, which replace images() there (compose/local-images.env)."""
-    return read_env_file(LOCAL_IMAGES_FILE)
+# ---- ${NAME} placeholders (receivers, Prometheus settings) -------------------------------
+
+PLACEHOLDER = re.compile(r"\$\{([A-Z][A-Z0-9_]*)\}")
+
+
+def placeholders(text: str) -> set[str]:
+    return set(PLACEHOLDER.findall(text))
+
+
+def substitute(
+    text: str, values: Mapping[str, str], where: str, *, quote: bool = False, partial: bool = False
+) -> str:
+    """Replace every ``${NAME}``; a name without a value is an error naming ``where``, or,
+    with ``partial``, stays as it is. ``quote``: escape values for a double-quoted YAML string."""
+    missing = sorted(placeholders(text) - values.keys())
+    if missing and not partial:
+        raise StackError(f"{where}: no value for {', '.join(missing)}")
+
+    def value(match: re.Match[str]) -> str:
+        if match[1] not in values:
+            return match[0]
+        raw = values[match[1]]
+        return json.dumps(raw)[1:-1] if quote else raw
+
+    return PLACEHOLDER.sub(value, text)

@@ -14,10 +14,10 @@ from pathlib import Path
 
 from stack import ROOT
 from stack.compose import engine_error
-from stack.lint import compose_file_args, compose_variables
-from stack.native import running_of, wait_for_targets
-from stack.native_config import PORTS
-from stack.processes import stop
+from stack.native import running_of
+from stack.native_config import port_variables
+from stack.processes import stop, wait_for_targets
+from stack.project import Project
 from tests.service.backends import free_port
 
 ENV = "dev"
@@ -50,12 +50,12 @@ class NativeStack(Stack):
     def __init__(self) -> None:
         self.root = Path(tempfile.mkdtemp(prefix="stack-it-"))
         self.root.chmod(0o755)  # PostgreSQL (user postgres) keeps its data below
-        self.ports = {service: free_port() for service in PORTS}
+        self.ports = {service: free_port() for service in port_variables()}
         self.environ = {
             **os.environ,
             "STACK_RUN_ROOT": str(self.root),
             "STACK_DOTENV": str(self.root / "no.env"),  # dev: the example values
-            **{PORTS[s][0]: str(p) for s, p in self.ports.items()},
+            **{port_variables()[s]: str(p) for s, p in self.ports.items()},
         }
         self.prometheus = f"http://127.0.0.1:{self.ports['prometheus']}"
         self.alertmanager = f"http://127.0.0.1:{self.ports['alertmanager']}"
@@ -106,7 +106,8 @@ class ComposeStack(Stack):
     runtime = "compose"
 
     def __init__(self) -> None:
-        from stack.compose import local_prometheus_config, preflight, target
+        from stack.compose import local_prometheus_config, target
+        from stack.lint import preflight
 
         self.root = Path(tempfile.mkdtemp(prefix="stack-it-"))
         where = target(start=True, say=lambda line, **_: print(line, file=sys.stderr))
@@ -118,15 +119,17 @@ class ComposeStack(Stack):
         if where.local:
             local_prometheus_config(ENV, run_dir)
         self.api_token_file = run_dir / "secrets" / "assistant_api_token"
-        ports = {name: free_port() for name in PUBLISHED}
+        project = Project(ENV, run_dir, where.local)
+        # the services dev publishes on the host, each on a free port of its own
+        published = [n for n, s in project.services().items() if s.get("ports")]
         os.environ.update(
             {
-                **compose_variables(ENV, run_dir, where.local),
-                **{PUBLISHED[name]: str(port) for name, port in ports.items()},
+                **project.variables(),
+                **{port_variables()[name]: str(free_port()) for name in published},
                 "COMPOSE_PROJECT_NAME": f"assistant-it-{os.getpid()}",
             }
         )
-        self.args = compose_file_args(ENV, local=where.local)[2:]  # the files; project: env
+        self.args = [a for f in project.files() for a in ("-f", str(f))]  # project: env
         self.local = where.local
         from testcontainers.compose import DockerCompose  # reads TESTCONTAINERS_* at import
 
@@ -167,16 +170,6 @@ class ComposeStack(Stack):
             self.compose.stop(down=True)  # down -v: the project's volumes go too
         finally:
             subprocess.run(["rm", "-rf", str(self.root)], check=False)
-
-
-# the dev services published on the host, and the variable that sets each one's host port
-PUBLISHED = {
-    "api": "API_PORT",
-    "prometheus": "PROMETHEUS_PORT",
-    "alertmanager": "ALERTMANAGER_PORT",
-    "receiver": "RECEIVER_PORT",
-    "grafana": "GRAFANA_PORT",
-}
 
 
 def start_stack() -> Stack:

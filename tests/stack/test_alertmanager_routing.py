@@ -15,8 +15,8 @@ from pathlib import Path
 import pytest
 
 from stack import ROOT, runbooks
-from stack.lint import checkable
 from stack.render import alertmanager_config
+from stack.tools import checkable
 from tests.service.backends import free_port
 
 from .conftest import Process

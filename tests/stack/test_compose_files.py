@@ -4,7 +4,6 @@ Debian's docker-compose (no engine needed), then checked against the stack's rul
 from __future__ import annotations
 
 import functools
-import os
 import shutil
 import subprocess
 import tempfile
@@ -15,7 +14,8 @@ import pytest
 import yaml
 
 from stack import ENVIRONMENTS, ROOT
-from stack.lint import compose_file_args, compose_variables, stand_in_run_dir
+from stack.lint import stand_in_run_dir
+from stack.project import Project
 from stack.settings import images
 
 COMPOSE_APT = "apt-get install -y --no-install-recommends docker-compose"
@@ -30,10 +30,11 @@ def merged(env: str, local: bool = False, **overrides: str) -> dict[str, Any]:
     if binary is None:
         pytest.fail(f"docker-compose not installed: {COMPOSE_APT}", pytrace=False)
     with tempfile.TemporaryDirectory() as tmp:
-        variables = compose_variables(env, stand_in_run_dir(env, Path(tmp)), local) | overrides
+        project = Project(env, stand_in_run_dir(env, Path(tmp)), local)
         done = subprocess.run(
-            [binary, *compose_file_args(env, local=local), "config"],
-            cwd=ROOT, env={**os.environ, **variables}, capture_output=True, text=True, check=False,
+            [binary, *project.compose_args(), "config"],
+            cwd=ROOT, env=project.environ() | overrides, capture_output=True, text=True,
+            check=False,
         )  # fmt: skip
     assert done.returncode == 0, done.stderr
     return yaml.safe_load(done.stdout)  # type: ignore[no-any-return]

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from stack import ROOT, render
-from stack.compose import preflight
+from stack.lint import preflight
 from stack.settings import StackError
 
 from .conftest import edit

@@ -14,16 +14,14 @@ from stack.lint import stand_in_run_dir
 from stack.native_config import (
     Layout,
     components,
-    compose_services,
-    interpolate,
     localize,
     ports,
     prometheus_config,
     set_flag,
 )
+from stack.project import Project
+from stack.services import records
 from stack.settings import StackError
-
-LOCAL = ports({})
 
 
 @pytest.fixture
@@ -33,20 +31,20 @@ def layout(tmp_path: Path) -> Layout:
     return where
 
 
-def test_addresses_become_local() -> None:
-    assert localize("http://api:8000/metrics", LOCAL) == "http://127.0.0.1:8000/metrics"
-    assert localize("redis://redis:6379/0", LOCAL) == "redis://127.0.0.1:6379/0"
-    assert localize("worker:8000", {**LOCAL, "worker": 18001}) == "127.0.0.1:18001"
-    assert localize("postgres:5432/assistant?sslmode=disable", LOCAL).startswith("127.0.0.1:5432/")
+@pytest.fixture
+def project(layout: Layout) -> Project:
+    return Project("dev", layout.run_dir)
+
+
+def test_addresses_become_local(project: Project) -> None:
+    local = ports(project, {})
+    assert localize("http://api:8000/metrics", project, local) == "http://127.0.0.1:8000/metrics"
+    assert localize("redis://redis:6379/0", project, local) == "redis://127.0.0.1:6379/0"
+    assert localize("worker:8000", project, {**local, "worker": 18001}) == "127.0.0.1:18001"
+    uri = localize("postgres:5432/assistant?sslmode=disable", project, local)
+    assert uri.startswith("127.0.0.1:5432/")
     with pytest.raises(StackError, match="api:9999: no such service port"):
-        localize("http://api:9999", LOCAL)
-
-
-def test_compose_interpolation() -> None:
-    values = {"A": "x", "EMPTY": ""}
-    assert interpolate(["${A}", "${B:-d}", "${EMPTY:-d}"], values) == ["x", "d", "d"]
-    with pytest.raises(StackError, match="B: needed"):
-        interpolate({"k": "${B:?needed}"}, values)
+        localize("http://api:9999", project, local)
 
 
 def test_flags_are_replaced_or_added() -> None:
@@ -54,26 +52,54 @@ def test_flags_are_replaced_or_added() -> None:
     assert set_flag(["--a=1"], "--c", "4") == ["--a=1", "--c=4"]
 
 
-def test_ports_are_overridable_and_checked() -> None:
-    assert ports({"PROMETHEUS_PORT": "19090"})["prometheus"] == 19090
+def test_ports_are_the_exposed_ones_overridable_and_checked(project: Project) -> None:
+    local = ports(project, {})
+    assert local["prometheus"] == 9090 and local["postgres-exporter"] == 9187
+    assert local["worker"] == 8001  # its record: the API has 8000 on this machine
+    assert ports(project, {"PROMETHEUS_PORT": "19090"})["prometheus"] == 19090
     with pytest.raises(StackError, match="PROMETHEUS_PORT='x' is not a port"):
-        ports({"PROMETHEUS_PORT": "x"})
+        ports(project, {"PROMETHEUS_PORT": "x"})
     with pytest.raises(StackError, match="two services on one port"):
-        ports({"API_PORT": "9090"})
+        ports(project, {"API_PORT": "9090"})
 
 
 @pytest.mark.parametrize("env", ENVIRONMENTS)
-def test_every_compose_service_runs_natively(env: str, tmp_path: Path) -> None:
+def test_every_compose_service_has_a_record_and_runs_natively(env: str, tmp_path: Path) -> None:
     where = Layout(env, tmp_path)
     stand_in_run_dir(env, tmp_path)
-    services = set(compose_services(env, where.run_dir))
-    native = {c.name for c in components(env, where, LOCAL, "postgresql+asyncpg://x")}
+    project = Project(env, where.run_dir)
+    services = set(project.services())
+    assert services <= set(records())
+    local = ports(project, {})
+    native = {c.name for c in components(project, where, local, "postgresql+asyncpg://x")}
     assert services - native <= {"grafana"}  # Grafana only where a binary is installed
     assert native <= services
 
 
-def test_each_process_gets_the_compose_settings_made_local(layout: Layout) -> None:
-    made = {c.name: c for c in components("dev", layout, LOCAL, "postgresql+asyncpg://db")}
+def test_every_record_names_a_compose_service_a_job_and_an_image_that_exist(
+    project: Project,
+) -> None:
+    import yaml
+
+    from stack import ROOT
+    from stack.settings import images
+
+    services = set(project.services())
+    config = yaml.safe_load((ROOT / "prometheus" / "prometheus.yml").read_text())
+    jobs = {j["job_name"] for j in config["scrape_configs"]}
+    for name, record in records().items():
+        assert name in services, f"[{name}]: no such service in the dev Compose files"
+        assert record.job is None or record.job in jobs, f"[{name}]: no job {record.job}"
+        assert record.image is None or record.image in images(), f"[{name}]: {record.image}"
+        if record.port:
+            assert project.exposed_port(name), f"[{name}]: has a port but exposes none"
+
+
+def test_each_process_gets_the_compose_settings_made_local(
+    layout: Layout, project: Project
+) -> None:
+    local = ports(project, {})
+    made = {c.name: c for c in components(project, layout, local, "postgresql+asyncpg://db")}
     exporter = made["postgres-exporter"]
     uri = "127.0.0.1:5432/assistant?sslmode=disable&connect_timeout=2"
     assert exporter.env["DATA_SOURCE_URI"] == uri
@@ -91,10 +117,12 @@ def test_each_process_gets_the_compose_settings_made_local(layout: Layout) -> No
     assert "http://127.0.0.1:8000" in made["traffic"].argv
 
 
-def test_the_native_prometheus_config_is_the_environments_own(layout: Layout) -> None:
+def test_the_native_prometheus_config_is_the_environments_own(
+    layout: Layout, project: Project
+) -> None:
     running = {"api", "worker", "postgres-exporter", "redis-exporter", "node-exporter",
                "prometheus", "alertmanager"}  # fmt: skip
-    text = prometheus_config("dev", layout, LOCAL, running)
+    text = prometheus_config(project, layout, ports(project, {}), running)
     for name in ("api:", "worker:", "postgres-exporter:", "alertmanager:", "localhost:"):
         assert name not in text
     assert "job_name: grafana" not in text  # not running: its job is left out

@@ -10,16 +10,18 @@ import sys
 import pytest
 
 from stack import ROOT, apt, packages
+from stack.services import debian_binaries
 
 
 @pytest.fixture
 def nothing_installed(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(packages.shutil, "which", lambda _: None)
-    monkeypatch.setattr(packages, "postgres_bin", lambda _: None)
+    monkeypatch.setattr(packages.Path, "exists", lambda _: False)
 
 
 def runtime_packages() -> list[str]:
-    return sorted({p for _, p in packages.RUNTIME_BINARIES.values()} | {"postgresql"})
+    """Every record's Debian package, and Compose v1 for the project model."""
+    return sorted(set(debian_binaries().values()) | {"docker-compose"})
 
 
 @pytest.mark.usefixtures("nothing_installed")
@@ -38,7 +40,8 @@ def test_up_needs_the_native_runtimes_packages_unless_it_runs_compose(
 @pytest.mark.usefixtures("nothing_installed")
 def test_test_needs_the_runtime_and_the_compose_validator(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(packages, "venv_missing", lambda: [])
-    assert packages.needed("test") == sorted([*runtime_packages(), "docker-compose"])
+    assert packages.needed("test") == runtime_packages()
+    assert "postgresql" in runtime_packages() and "prometheus" in runtime_packages()
     assert packages.needed("venv") == []
 
 

@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 
 from stack import ROOT
-from stack.lint import checkable
 from stack.secrets import EXAMPLE, SECRETS, needed, prepare, resolve
 from stack.settings import StackError, read_env_file
+from stack.tools import checkable
 
 STAGE_SECRETS = [s.variable for s in SECRETS if "stage" in s.environments]
 

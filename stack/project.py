@@ -1,0 +1,125 @@
+"""The project model: one environment of the stack as Compose sees it, built once and used by
+the checks (lint, preflight), both runtimes and the integration tests.
+
+An environment is its Compose files (compose.yaml, compose.<env>.yaml, and on the local engine
+compose.local-images.yaml), the variables they interpolate (compose/versions.env, the local
+images, compose/env/<env>.env, ENV, where `make up` put the secrets) and its run directory. The
+merged, interpolated services come from Compose itself (`docker-compose config`, Debian's
+Compose v1), never from a re-implementation.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import re
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from . import ROOT
+from .services import Service, local_images, records
+from .settings import StackError, environment_settings, images
+
+COMPOSE = "docker-compose"  # Debian's Compose v1: `config` merges and interpolates
+
+
+@dataclass(frozen=True)
+class Project:
+    env: str
+    run_dir: Path  # .run/<env>: secrets and the rendered Alertmanager configuration
+    local: bool = False  # the local engine: its overlay and its images
+    root: Path = ROOT
+
+    @property
+    def name(self) -> str:
+        return f"assistant-{self.env}"
+
+    def files(self) -> list[Path]:
+        names = ["compose.yaml", f"compose.{self.env}.yaml"]
+        names += ["compose.local-images.yaml"] if self.local else []
+        return [self.root / "compose" / name for name in names]
+
+    def compose_args(self) -> list[str]:
+        """``--project-name`` and every ``-f``, for any Compose command."""
+        return ["--project-name", self.name, *(a for f in self.files() for a in ("-f", str(f)))]
+
+    def variables(self) -> dict[str, str]:
+        return {
+            **images(self.root),
+            **(local_images() if self.local else {}),
+            **environment_settings(self.env, self.root),
+            "STACK_ENV": self.env,
+            "STACK_RUN_DIR": str(self.run_dir),
+        }
+
+    def environ(self, base: dict[str, str] | None = None) -> dict[str, str]:
+        """The process environment for a Compose command: ``base`` (os.environ) and ours."""
+        return {**(os.environ if base is None else base), **self.variables()}
+
+    def config(self) -> dict[str, Any]:
+        """The merged, interpolated project, as Compose prints it."""
+        return _config(
+            tuple(self.compose_args()), tuple(sorted(self.variables().items())), self.root
+        )
+
+    def services(self) -> dict[str, dict[str, Any]]:
+        return self.config()["services"]  # type: ignore[no-any-return]
+
+    def records(self) -> dict[str, Service]:
+        return records()
+
+    def exposed_port(self, service: str) -> int | None:
+        """The port the service listens on in its container (its `expose`)."""
+        exposed = self.services()[service].get("expose") or []
+        return int(str(exposed[0]).split("/")[0]) if exposed else None
+
+    def start_waves(self) -> list[list[str]]:
+        """The services in waves, each depending only on earlier ones (`depends_on`); a
+        record's `early` service goes in the first wave."""
+        services = self.services()
+        early = {n for n, r in self.records().items() if r.early and n in services}
+        placed: dict[str, int] = {}
+        for _ in range(len(services) + 1):
+            for name, service in services.items():
+                deps = [d for d in service.get("depends_on") or {} if d in services]
+                if name in early:
+                    placed[name] = 0
+                elif all(d in placed for d in deps):
+                    placed[name] = 1 + max((placed[d] for d in deps), default=-1)
+            if len(placed) == len(services):
+                break
+        else:
+            loop = sorted(set(services) - set(placed))
+            raise StackError(f"depends_on has a cycle among {', '.join(loop)}")
+        waves: list[list[str]] = [[] for _ in range(max(placed.values()) + 1)]
+        for name in sorted(placed):
+            waves[placed[name]].append(name)
+        return [w for w in waves if w]
+
+    def healthcheck_url(self, service: str) -> str | None:
+        """``http://127.0.0.1:<port><path>`` its healthcheck fetches, if it fetches one."""
+        test = (self.services()[service].get("healthcheck") or {}).get("test") or []
+        found = re.search(r"http://127\.0\.0\.1:\d+\S*", " ".join(map(str, test)))
+        return found[0] if found else None
+
+
+@functools.cache
+def _config(
+    args: tuple[str, ...], variables: tuple[tuple[str, str], ...], root: Path
+) -> dict[str, Any]:
+    try:
+        done = subprocess.run(
+            [COMPOSE, *args, "config"], cwd=root, env={**os.environ, **dict(variables)},
+            capture_output=True, text=True, timeout=60, check=False,
+        )  # fmt: skip
+    except FileNotFoundError as exc:
+        raise StackError(
+            f"{COMPOSE} is not installed (Debian package docker-compose; make up installs it)"
+        ) from exc
+    if done.returncode != 0:
+        raise StackError(f"{COMPOSE} config failed:\n{done.stderr.strip()}")
+    return yaml.safe_load(done.stdout)  # type: ignore[no-any-return]
