@@ -6,7 +6,7 @@
   alertmanager/receivers/<env>.yml. The $-references in the receivers stay: they are
   filled from .env when the stack starts (secrets.py), never written to the repository.
 - The image table in docs/stack.md ("Versions"), from compose/versions.env.
-- The Grafana dashboards, grafana/dashboards/<folder>/*.json, from stack/dashboards.py.
+- The Grafana dashboards, grafana/dashboards/<folder>/*.json, from stack/dashboards/.
 - docs/metrics.md, the metrics catalog (stack/catalog.py).
 """
 

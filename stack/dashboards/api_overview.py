@@ -1,0 +1,100 @@
+"""API overview: the RED view of the API (rate, errors, duration) by endpoint, for the
+components the ``component`` variable selects."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .shared import API, dashboard, graph, instant_table, label_variable, stat
+
+PATH = "api/api-overview.json"
+
+
+def build() -> dict[str, Any]:
+    sel = f'{API}, component=~"$component"'
+    req = f"rate(http_requests_total{{{sel}}}[$__rate_interval])"
+    err = f'rate(http_requests_total{{{sel}, status=~"5.."}}[$__rate_interval])'
+    bucket = f"rate(http_request_duration_seconds_bucket{{{sel}}}[$__rate_interval])"
+    panels = [
+        stat(
+            "Request rate",
+            f"sum({req})",
+            "reqps",
+            "Requests per second answered by the API and the worker (all endpoints, all statuses).",
+        ),
+        stat(
+            "Error ratio (5xx)",
+            f"(sum({err}) or vector(0)) / sum({req})",
+            "percentunit",
+            "Share of requests answered with a 5xx status (499, client gone, is not an error). "
+            "Alert: ApiHighErrorRatio above 5 %.",
+        ),
+        stat(
+            "Latency p95",
+            f"histogram_quantile(0.95, sum by (le) ({bucket}))",
+            "s",
+            "95th percentile of the request duration over every endpoint. Alerts: "
+            "ApiHighLatencyP95 above 0.5 s, ApiHighLatencyP99 above 2 s.",
+        ),
+        stat(
+            "In progress",
+            f"sum(http_requests_in_progress{{{sel}}})",
+            "short",
+            "Requests being served right now.",
+        ),
+        graph(
+            "Requests by endpoint",
+            "reqps",
+            "Request rate per route template (method and endpoint); unknown paths are grouped "
+            "as <unmatched>.",
+            (f"sum by (method, endpoint) ({req})", "{{method}} {{endpoint}}"),
+        ),
+        graph(
+            "Status mix",
+            "reqps",
+            "Request rate per HTTP status code. 499: the client went away before the response.",
+            (f"sum by (status) ({req})", "{{status}}"),
+        ),
+        graph(
+            "Latency p95 by endpoint",
+            "s",
+            "95th percentile of the request duration per route template, from the histogram "
+            "buckets.",
+            (
+                f"histogram_quantile(0.95, sum by (le, method, endpoint) ({bucket}))",
+                "{{method}} {{endpoint}}",
+            ),
+        ),
+        graph(
+            "5xx by endpoint",
+            "reqps",
+            "Rate of 5xx answers per route template: where the errors come from.",
+            (f"sum by (method, endpoint) ({err})", "{{method}} {{endpoint}}"),
+        ),
+        graph(
+            "In progress by method",
+            "short",
+            "Concurrent requests per HTTP method; a rising line with flat throughput means "
+            "requests queue up.",
+            (f"sum by (method) (http_requests_in_progress{{{sel}}})", "{{method}}"),
+        ),
+        instant_table(
+            "Slowest endpoints (p95 over the range)",
+            "topk(10, histogram_quantile(0.95, sum by (le, method, endpoint) "
+            f"(rate(http_request_duration_seconds_bucket{{{sel}}}[$__range]))))",
+            "s",
+            "The ten route templates with the highest 95th percentile latency over the "
+            "dashboard's time range.",
+        ),
+    ]
+    component = label_variable(
+        "component", "Component", f"http_requests_total{{{API}}}", "component"
+    )
+    return dashboard(
+        "assistant-api-overview",
+        "API overview",
+        "RED view of the personal-assistant API: rate, errors and duration by endpoint.",
+        "api",
+        panels,
+        (component,),
+    )

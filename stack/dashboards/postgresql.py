@@ -1,0 +1,93 @@
+"""PostgreSQL: the database as postgres_exporter and the service's own pool see it."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .shared import dashboard, graph, stat
+
+PATH = "infrastructure/postgresql.json"
+
+
+def build() -> dict[str, Any]:
+    panels = [
+        stat(
+            "Up",
+            "min(pg_up)",
+            "bool",
+            "1 while postgres_exporter reaches PostgreSQL. Alert: PostgresDown.",
+        ),
+        stat(
+            "Connections used",
+            "sum(pg_stat_activity_count) / max(pg_settings_max_connections)",
+            "percentunit",
+            "Share of max_connections in use. Alert: PostgresTooManyConnections above 80 %.",
+        ),
+        stat(
+            "Oldest transaction",
+            "max(long_transactions_oldest_seconds)",
+            "s",
+            "Age of the oldest open transaction (custom query). Alert: PostgresLongTransaction "
+            "above 5 minutes.",
+        ),
+        stat(
+            "Database size",
+            'max(pg_database_size_bytes{datname="assistant"})',
+            "bytes",
+            "Size of the service's database on disk.",
+        ),
+        graph(
+            "Connections by state",
+            "short",
+            "Sessions per state (active, idle, idle in transaction, ...).",
+            ("sum by (state) (pg_stat_activity_count)", "{{state}}"),
+        ),
+        graph(
+            "Transactions",
+            "ops",
+            "Commits and rollbacks per second in the service's database.",
+            (
+                'sum(rate(pg_stat_database_xact_commit{datname="assistant"}[$__rate_interval]))',
+                "commit",
+            ),
+            (
+                'sum(rate(pg_stat_database_xact_rollback{datname="assistant"}[$__rate_interval]))',
+                "rollback",
+            ),
+        ),
+        graph(
+            "Deadlocks",
+            "short",
+            "Deadlocks per database in each interval. Alert: PostgresDeadlocks.",
+            (
+                "sum by (datname) (increase(pg_stat_database_deadlocks[$__rate_interval]))",
+                "{{datname}}",
+            ),
+        ),
+        graph(
+            "Table rows",
+            "short",
+            "Live and dead rows of the service's tables (custom query); dead rows wait for vacuum.",
+            ("sum by (table) (assistant_tables_live_rows)", "{{table}} live"),
+            ("sum by (table) (assistant_tables_dead_rows)", "{{table}} dead"),
+        ),
+        graph(
+            "Service's pool",
+            "percentunit",
+            "Checked-out share of the service's SQLAlchemy pool, per process.",
+            ("database_connection_pool_utilization", "{{component}}"),
+        ),
+        graph(
+            "Service's database check",
+            "s",
+            "Time of the service's own database check (SELECT 1 through its pool).",
+            ("database_response_time_seconds", "{{component}}"),
+        ),
+    ]
+    return dashboard(
+        "assistant-postgresql",
+        "PostgreSQL",
+        "PostgreSQL as postgres_exporter and the service see it.",
+        "postgresql",
+        panels,
+    )
