@@ -6,6 +6,9 @@ SHELL := /bin/bash
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
+# the published wheel is app_metrics alone; the checkout's own packages (stack, assistant, tests)
+# reach .venv through this .pth file, never through an install
+CHECKOUT_PTH := monitoring-checkout.pth
 ENV ?= dev
 ENVIRONMENTS := dev stage prod
 PYTEST_ARGS ?=
@@ -31,10 +34,12 @@ $(VENV)/.installed: pyproject.toml requirements/dev.lock
 	$(PYTHON) -m venv $(VENV); \
 	$(PY) -m pip install --quiet --upgrade pip; \
 	$(PY) -m pip install --quiet -r requirements/dev.lock -e .; \
+	site=$$($(PY) -c 'import sysconfig; print(sysconfig.get_path("purelib"))'); \
+	echo "$(CURDIR)" > "$$site/$(CHECKOUT_PTH)"; \
 	touch $@; \
 	echo "python environment: ready in $$((SECONDS - begun)) s"
 
-venv: $(VENV)/.installed ## Create .venv with the pinned dependencies and app_metrics (editable)
+venv: $(VENV)/.installed ## Create .venv: the pinned dependencies, app_metrics (editable), the checkout on its path
 
 packages-up: check-env
 	@$(PACKAGES) up --runtime $(RUNTIME)
@@ -78,7 +83,7 @@ bench: venv ## app_metrics vs. peers (overhead, render, series); the stack (up, 
 
 lock: venv ## Rewrite requirements/dev.lock from the current .venv (names normalised, sorted)
 	{ echo "# Exact versions CI installs (python -m pip install -r requirements/dev.lock -e .)."; \
-	  echo "# Regenerate after changing pyproject.toml ranges: make lock"; \
+	  echo "# Regenerate after changing the ranges in pyproject.toml or requirements/dev.txt: make lock"; \
 	  echo "# async-timeout: redis needs it on Debian's Python 3.11.2 (below 3.11.3); locked for every"; \
 	  echo "# interpreter so that the lock and the environment match on both"; \
 	  $(PY) -m pip freeze --exclude-editable | grep -v '^app-metrics' \

@@ -20,6 +20,7 @@ from .config import Settings
 from .db import Database, is_unavailable
 from .redis_client import create_redis
 from .routes import health, sessions, users
+from .routes import oauth as oauth_routes
 from .routes import sms as sms_routes
 from .routes import tasks as task_routes
 from .services import Services
@@ -65,7 +66,7 @@ def create_app(
     errors.install(app)
     app.include_router(health.router)
     if settings.serves_api:
-        for module in (users, sessions, sms_routes, task_routes):
+        for module in (users, sessions, sms_routes, task_routes, oauth_routes):
             app.include_router(module.router)
 
     metrics = app_metrics.instrument(
@@ -129,7 +130,8 @@ def create_app(
         worker_redis,
         settings.worker_stop_timeout_seconds,
     )
-    # routes, app.state.oauth and (api) scrape-time gauges; the worker's refresh task needs it
+    # app.state.oauth (for its routes) and (api) scrape-time gauges; the worker's refresh task
+    # needs the service too
     tasks.oauth = oauth.install(app, metrics, db, api=settings.serves_api)
 
     app.state.services = Services(

@@ -15,7 +15,8 @@
   every provider, ``ASSISTANT_OAUTH_<PROVIDER>_<FIELD>`` for one (for example
   ``ASSISTANT_OAUTH_GOOGLE_REFRESH_FAILURE_RATE=0.2``). Fields: see ``ProviderProfile``.
 
-``install(app, metrics, db)`` wires all of it into an app.
+``install(app, metrics, db)`` wires the service into an app; its routes are
+``assistant.routes.oauth``, which the app includes with the others.
 """
 
 from __future__ import annotations
@@ -452,16 +453,14 @@ def install(
     *,
     api: bool = True,
 ) -> OAuthService:
-    """The service (``app.state.oauth``); with ``api``, also its routes and the scrape-time
-    gauges. Pass ``oauth_providers=oauth.PROVIDERS`` to ``app_metrics.instrument`` as well."""
-    from .routes import oauth as routes  # the routes import this module
-
+    """The service (``app.state.oauth``, where its routes find it); with ``api``, also the
+    scrape-time gauges. Pass ``oauth_providers=oauth.PROVIDERS`` to ``app_metrics.instrument``
+    as well."""
     service = OAuthService(
         db, metrics.oauth, SimulatedProviders(settings or OAuthSettings.from_env())
     )
     app.state.oauth = service
     if api:
-        app.include_router(routes.router)
         metrics.oauth.active_integrations_from(service.count_active_by_provider)
         metrics.oauth.connected_users_from(service.count_connected_users)
     return service

@@ -29,7 +29,7 @@ import time
 import uuid
 from collections.abc import Awaitable, Callable
 from time import perf_counter
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import redis.asyncio as aioredis
 
@@ -37,13 +37,11 @@ import app_metrics
 
 from .config import Profile
 from .db import Database, User
+from .oauth import OAuthService
 from .queue import BadEntry, Records, ReliableQueue, parse_entry
 from .redis_client import PREFIX, redis_available
 from .sessions import EXPIRY_INDEX
 from .sms import SmsService
-
-if TYPE_CHECKING:
-    from .oauth import OAuthService
 
 log = logging.getLogger("assistant")
 

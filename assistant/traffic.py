@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
+import redis.asyncio as aioredis
 
 Action = Callable[["Traffic"], Awaitable[httpx.Response | None]]
 
@@ -277,8 +278,6 @@ async def run(args: argparse.Namespace, transport: httpx.AsyncBaseTransport | No
     weights = [MIX[n][1] for n in names]
     redis = None
     if args.redis_url:
-        import redis.asyncio as aioredis
-
         redis = aioredis.from_url(args.redis_url)
     stats = Stats()
     total = min(args.max_requests, int(args.rate * args.duration))

@@ -30,9 +30,10 @@ REDIS_EXPORTER_WRAPPER = "localhost/redis-exporter:local"
 # the wheels are resolved by the interpreter the image runs (Debian's 3.11.2: markers differ
 # from the venv's 3.11.x, e.g. redis needs async-timeout below 3.11.3)
 DEBIAN_PYTHON = "/usr/bin/python3"
+# what the sample service's image is made of: app_metrics (pyproject.toml, the only published
+# project), the service's code and requirements (assistant/), the versions CI tests
 ASSISTANT_SOURCES = [
     "pyproject.toml",
-    "app_metrics/README.md",
     "requirements/dev.lock",
     "app_metrics",
     "assistant",
@@ -148,6 +149,15 @@ def _build_base(label: str) -> None:
             raise StackError(f"podman import failed:\n{done.stderr}")
 
 
+def _copy(source: Path, target: Path) -> None:
+    if source.is_dir():
+        ignore = shutil.ignore_patterns("__pycache__", "*.pyc")
+        shutil.copytree(source, target, ignore=ignore)
+    else:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(source, target)
+
+
 def _build(image: Image, label: str) -> None:
     if image.name == "base":
         _build_base(label)
@@ -155,11 +165,17 @@ def _build(image: Image, label: str) -> None:
     args = ["build", "--quiet", "--label", f"{LABEL}={label}", "--tag", image.tag]
     if image.name == "assistant":
         with tempfile.TemporaryDirectory(prefix="stack-assistant-") as tmp:
-            shutil.copy(ROOT / "images" / "assistant" / "Containerfile", tmp)
+            context = Path(tmp)
+            shutil.copy(ROOT / "images" / "assistant" / "Containerfile", context)
+            # a clean copy: the wheel is built from it (a checkout's stale build/ would leak
+            # into the wheel), and the Containerfile copies the service's code from it
+            for source in ASSISTANT_SOURCES:
+                _copy(ROOT / source, context / source)
             _run(
-                [DEBIAN_PYTHON, "-m", "pip", "wheel", "--quiet", "--wheel-dir", f"{tmp}/wheels",
-                 "--constraint", "requirements/dev.lock", ".[service]"],
-                "pip wheel (the sample service)", cwd=ROOT,
+                [DEBIAN_PYTHON, "-m", "pip", "wheel", "--quiet", "--wheel-dir", "wheels",
+                 "--constraint", "requirements/dev.lock",
+                 ".", "--requirement", "assistant/requirements.txt"],
+                "pip wheel (app_metrics and the sample service's requirements)", cwd=context,
             )  # fmt: skip
             done = _podman(*args, tmp)
     elif image.name == "redis-exporter-wrapper":

@@ -7,8 +7,11 @@ import re
 import shlex
 from pathlib import Path
 
+import pytest
+
 REPO = Path(__file__).resolve().parents[2]
 DOCKERFILE = REPO / "assistant" / "Dockerfile"
+CONTAINERFILE = REPO / "images" / "assistant" / "Containerfile"  # the local engine's (make images)
 SECRET_NAME = re.compile(r"(PASSWORD|SECRET|TOKEN|API_KEY|PRIVATE_KEY|DSN)", re.IGNORECASE)
 
 
@@ -89,3 +92,20 @@ def test_installs_pinned_versions_without_a_pip_cache() -> None:
     assert runs
     assert all("--no-cache-dir" in run for run in runs)
     assert any("--constraint requirements/dev.lock" in run for run in runs)
+
+
+def test_wheels_app_metrics_and_the_service_requirements() -> None:
+    # the published wheel is app_metrics alone: the service's dependencies come from its own file
+    wheel = next(a for k, a in instructions(DOCKERFILE.read_text()) if k == "RUN" and "wheel" in a)
+    assert "." in shlex.split(wheel)
+    assert "--requirement assistant/requirements.txt" in wheel
+
+
+@pytest.mark.parametrize("path", [DOCKERFILE, CONTAINERFILE], ids=["Dockerfile", "Containerfile"])
+def test_the_service_code_is_copied_onto_the_python_path(path: Path) -> None:
+    stage = final_stage(instructions(path.read_text()))
+    env = dict(token.split("=", 1) for k, a in stage if k == "ENV" for token in shlex.split(a))
+    assert env["PYTHONPATH"] == "/app"
+    copies = [shlex.split(a) for k, a in stage if k == "COPY" and not a.startswith("--from")]
+    assert ["assistant", "/app/assistant"] in copies
+    assert json.loads(next(a for k, a in stage if k == "CMD")) == ["python", "-m", "assistant"]
