@@ -10,7 +10,8 @@ PY := $(VENV)/bin/python
 # reach .venv through this .pth file, never through an install
 CHECKOUT_PTH := monitoring-checkout.pth
 ENV ?= dev
-ENVIRONMENTS := dev stage prod
+# one home: stack/__init__.py (the environments, each with compose/env/<env>.env)
+ENVIRONMENTS := $(shell $(PYTHON) -c 'from stack import ENVIRONMENTS; print(*ENVIRONMENTS)')
 PYTEST_ARGS ?=
 RUNTIME ?= auto
 REF ?= HEAD

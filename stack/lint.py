@@ -22,8 +22,6 @@ from .secrets import EXAMPLE, dotenv_path, prepare, resolve, run_root
 from .settings import StackError, check_environment, read_env_file
 from .tools import ALERTMANAGER_CHECK, PROMETHEUS_CHECK, config_check, run, tool
 
-DATASOURCE_UID = "prometheus"
-
 
 @dataclass
 class Check:
@@ -146,8 +144,9 @@ def dashboards(root: Path, work: Path) -> Iterator[Check]:
     datasources = yaml.safe_load(
         (root / "grafana" / "provisioning" / "datasources" / "prometheus.yml").read_text()
     )["datasources"]
-    if [d.get("uid") for d in datasources] != [DATASOURCE_UID]:
-        problems.append(f"provisioning: expected one datasource with uid {DATASOURCE_UID!r}")
+    if len(datasources) != 1 or not datasources[0].get("uid"):
+        problems.append("provisioning: expected one datasource, with a uid")
+    source_uid = str(datasources[0].get("uid")) if datasources else ""
     uids: dict[str, Path] = {}
     exprs: list[tuple[str, str]] = []
     alert_runbooks = runbooks.alert_runbooks(root)
@@ -159,7 +158,7 @@ def dashboards(root: Path, work: Path) -> Iterator[Check]:
         except ValueError as exc:
             problems.append(f"{where}: not JSON: {exc}")
             continue
-        problems += [f"{where}: {p}" for p in dashboard_problems(board)]
+        problems += [f"{where}: {p}" for p in dashboard_problems(board, source_uid)]
         problems += [f"{where}: {p}" for p in link_problems(board, alert_runbooks, root)]
         uid = board.get("uid")
         if uid in uids:
@@ -170,7 +169,8 @@ def dashboards(root: Path, work: Path) -> Iterator[Check]:
     yield Check(f"dashboards ({len(files)} files, {len(exprs)} queries)", problems + out)
 
 
-def dashboard_problems(board: dict) -> list[str]:
+def dashboard_problems(board: dict, uid: str) -> list[str]:
+    """``uid``: the provisioned datasource's, which every query must use."""
     problems = []
     if not board.get("uid"):
         problems.append("no uid")
@@ -178,18 +178,16 @@ def dashboard_problems(board: dict) -> list[str]:
         problems.append("__inputs present (breaks file provisioning)")
     for variable in board.get("templating", {}).get("list", []):
         source = variable.get("datasource")
-        if variable.get("type") == "query" and (not source or source.get("uid") != DATASOURCE_UID):
-            problems.append(
-                f"variable {variable.get('name')!r}: datasource is not uid {DATASOURCE_UID!r}"
-            )
+        if variable.get("type") == "query" and (not source or source.get("uid") != uid):
+            problems.append(f"variable {variable.get('name')!r}: datasource is not uid {uid!r}")
     boxes: list[tuple[str, tuple[int, int, int, int]]] = []
     for panel in panels(board):
         title = panel.get("title", "?")
         if panel.get("type") == "row":
             continue
         sources = [panel.get("datasource")] + [t.get("datasource") for t in panel["targets"]]
-        if any(not s or s.get("uid") != DATASOURCE_UID for s in sources):
-            problems.append(f"panel {title!r}: datasource is not uid {DATASOURCE_UID!r}")
+        if any(not s or s.get("uid") != uid for s in sources):
+            problems.append(f"panel {title!r}: datasource is not uid {uid!r}")
         if not panel.get("description"):
             problems.append(f"panel {title!r}: no description")
         if not panel.get("fieldConfig", {}).get("defaults", {}).get("unit"):

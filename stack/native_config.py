@@ -31,6 +31,8 @@ from .services import Service, records
 from .settings import StackError
 
 GRAFANA_BINARIES = ("grafana-server", "grafana")
+# the services whose configuration native.up rewrites with local addresses (config_dir)
+REWRITTEN = ("prometheus", "alertmanager")
 # PostgreSQL's data when its user cannot reach the run root (Layout.postgres_dir); Debian's
 # postgresql package makes /var/lib/postgresql the postgres user's home
 POSTGRES_HOME_DATA = Path("/var/lib/postgresql/personal-assistant-monitoring")
@@ -302,9 +304,8 @@ def _local(
     argv = [binary(record), *command]
     if record.listen:
         argv = set_flag(argv, record.listen, address)
-    if "--config.file" in " ".join(argv):
+    if name in REWRITTEN:
         argv = set_flag(argv, "--config.file", str(layout.config_dir / f"{name}.yml"))
-    if "--web.external-url" in " ".join(argv):
         argv = set_flag(argv, "--web.external-url", url)
     return Component(name, argv, environ, port, http_probe, url, job=record.job, data=volumes)
 

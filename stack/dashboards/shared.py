@@ -9,8 +9,10 @@ Panels are laid out left to right in rows of 24 columns, so none overlap.
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any, TypeVar
 
+import yaml
 from grafana_foundation_sdk.builders import common as common_builders
 from grafana_foundation_sdk.builders import dashboard as dashboard_builders
 from grafana_foundation_sdk.builders import prometheus
@@ -22,10 +24,17 @@ from grafana_foundation_sdk.models import common
 from grafana_foundation_sdk.models import dashboard as model
 from grafana_foundation_sdk.models.prometheus import PromQueryFormat
 
-from .. import runbooks
+from .. import ROOT, runbooks
 
-# the uid grafana/provisioning/datasources/prometheus.yml gives the datasource (make lint checks)
-DATASOURCE_UID = "prometheus"
+PROVISIONED = ROOT / "grafana" / "provisioning" / "datasources" / "prometheus.yml"
+
+
+def provisioned_uid(path: Path = PROVISIONED) -> str:
+    """The uid the provisioning file gives the one datasource: its one home."""
+    return str(yaml.safe_load(path.read_text())["datasources"][0]["uid"])
+
+
+DATASOURCE_UID = provisioned_uid()
 DATASOURCE = common.DataSourceRef(type_val="prometheus", uid=DATASOURCE_UID)
 API = 'job="personal_assistant_api"'
 GRID_WIDTH = 24

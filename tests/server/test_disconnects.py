@@ -69,7 +69,10 @@ def test_complete_stream_is_counted_as_200_with_its_full_duration(
     assert counted.total("http_request_duration_seconds_count", endpoint=ROUTE) == 1
     duration = counted.total("http_request_duration_seconds_sum", endpoint=ROUTE)
     # at least the streaming time (1 ms for timer granularity), at most what the client saw
-    assert STREAM_SECONDS - 0.001 <= duration <= elapsed, (duration, elapsed)
+    # plus the server's own bookkeeping: its clock stops after its last send() returns and the
+    # route is looked up, which a loaded machine can schedule after the client read the last
+    # byte (CI once saw 1.0285 s against the client's 1.0243 s)
+    assert STREAM_SECONDS - 0.001 <= duration <= elapsed + 0.05, (duration, elapsed)
     assert counted.total("http_requests_in_progress") == 0
 
 

@@ -118,14 +118,7 @@ def describe(cycle: list[tuple[str, Edge]]) -> str:
     [
         "app_metrics",
         "assistant",
-        # stack/: compose and native import each other (compose.py hides it in a function);
-        # issue 13 breaks it in parallel. When it is gone this xfail fails (strict): delete it.
-        pytest.param(
-            "stack",
-            marks=pytest.mark.xfail(
-                strict=True, reason="issue 13: stack.compose <-> stack.native, not broken yet"
-            ),
-        ),
+        "stack",
     ],
 )
 def test_no_import_cycle_within_the_package(package: str) -> None:

@@ -1,0 +1,143 @@
+"""Adding a plain exporter to a copy of the tree takes its Compose service, its scrape job, its
+record, its Containerfile and its image pin, and nothing else: `make generate` then writes
+what is generated, and the checks, the native runtime, the local images and the Debian
+packages all know it."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from stack import ROOT
+
+from .conftest import edit
+
+SERVICE = """
+  blackbox-exporter:
+    image: ${BLACKBOX_EXPORTER_IMAGE:?compose/versions.env is not loaded}
+    <<: [*restart, *logging]
+    expose: ["9115"]
+    command: ["--config.file=/etc/blackbox_exporter/config.yml"]
+    volumes:
+      - ../exporters/blackbox/config.yml:/etc/blackbox_exporter/config.yml:ro
+    networks: [internal]
+    healthcheck:
+      test: ["CMD-SHELL", "wget -q -O /dev/null http://127.0.0.1:9115/-/healthy"]
+      interval: 15s
+      timeout: 5s
+      retries: 3
+"""
+JOB = """
+  - job_name: blackbox
+    static_configs:
+      - targets: ['blackbox-exporter:9115']
+"""
+RECORD = """
+[blackbox-exporter]
+runs = "binary"
+package = "prometheus-blackbox-exporter"
+binary = "prometheus-blackbox-exporter"
+version = "0.23.0"
+image = "BLACKBOX_EXPORTER_IMAGE"
+port = "BLACKBOX_EXPORTER_PORT"
+job = "blackbox"
+listen = "--web.listen-address"
+"""
+PIN = "BLACKBOX_EXPORTER_IMAGE=prom/blackbox-exporter:v0.25.0@sha256:" + "b" * 64 + "\n"
+CONTAINERFILE = (
+    "FROM localhost/stack-debian:bookworm\nRUN apt-get install -y prometheus-blackbox-exporter\n"
+)
+
+# run in the copy, with the copy's own stack package
+PROBE = """
+import json, tempfile
+from pathlib import Path
+from stack import images, lint, packages, render
+from stack.native_config import Layout, components, ports, prometheus_config
+from stack.project import Project
+
+work = Path(tempfile.mkdtemp())
+layout = Layout("dev", work)
+project = Project("dev", lint.stand_in_run_dir("dev", work))
+local = ports(project, {})
+made = {c.name: c for c in components(project, layout, local, "postgresql+asyncpg://x")}
+checks = [c for f in (lint.generated_files, lint.prometheus_configs, lint.compose_files)
+          for c in f(project.root, work)]
+print(json.dumps({
+    "port": local["blackbox-exporter"],
+    "argv": made["blackbox-exporter"].argv,
+    "job": made["blackbox-exporter"].job,
+    "waves": project.start_waves(),
+    "scrape": prometheus_config(project, layout, local, set(made)),
+    "images": [i.tag for i in images.plan()],
+    "packages": packages.runtime_missing(),
+    "versions": render.versions_table(),
+    "failed": [f"{c.name}: {c.problems}" for c in checks if c.problems],
+}))
+"""
+
+
+@pytest.fixture
+def tree(tmp_path: Path) -> Path:
+    copy = tmp_path / "repo"
+    skip = (".git", ".venv", ".run", "__pycache__", ".pytest_cache", ".ruff_cache", "*.egg-info")
+    shutil.copytree(ROOT, copy, ignore=shutil.ignore_patterns(*skip))
+    return copy
+
+
+def test_an_exporter_takes_five_authored_pieces_and_everything_else_follows(
+    tree: Path, tmp_path: Path
+) -> None:
+    # the five pieces a person writes
+    edit(
+        tree / "compose" / "compose.yaml",
+        "\n  # ---- monitoring",
+        SERVICE + "\n  # ---- monitoring",
+    )
+    edit(
+        tree / "prometheus" / "prometheus.yml", "\n  - job_name: node", JOB + "\n  - job_name: node"
+    )
+    (tree / "stack" / "services.toml").write_text(
+        (tree / "stack" / "services.toml").read_text() + RECORD
+    )
+    (tree / "compose" / "versions.env").write_text(
+        (tree / "compose" / "versions.env").read_text() + PIN
+    )
+    (tree / "images" / "blackbox-exporter").mkdir()
+    (tree / "images" / "blackbox-exporter" / "Containerfile").write_text(CONTAINERFILE)
+    (tree / "exporters" / "blackbox").mkdir()  # its own settings, as any exporter has
+    (tree / "exporters" / "blackbox" / "config.yml").write_text("modules: {}\n")
+    # a stand-in for Debian's binary, so the native runtime finds it
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "prometheus-blackbox-exporter").write_text("#!/bin/sh\n")
+    (bin_dir / "prometheus-blackbox-exporter").chmod(0o755)
+    environ = {**os.environ, "PYTHONPATH": str(tree), "PATH": f"{bin_dir}:{os.environ['PATH']}"}
+
+    def run(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, *args], cwd=tree, env=environ, text=True,
+                              capture_output=True, timeout=300, check=False)  # fmt: skip
+
+    generate = run("-m", "stack", "generate")
+    assert generate.returncode == 0, generate.stderr
+    probe = run("-c", PROBE)
+    assert probe.returncode == 0, probe.stderr
+    found = json.loads(probe.stdout)
+
+    assert found["failed"] == []  # generated files current, promtool and Compose content
+    assert found["port"] == 9115  # the port it exposes
+    assert "--web.listen-address=127.0.0.1:9115" in found["argv"]
+    assert "--config.file=" + str(tree / "exporters/blackbox/config.yml") in found["argv"]
+    assert found["job"] == "blackbox"
+    assert "blackbox-exporter" in found["waves"][0]  # no depends_on: the first wave
+    assert "job_name: blackbox" in found["scrape"] and "127.0.0.1:9115" in found["scrape"]
+    assert "localhost/stack-blackbox-exporter:bookworm" in found["images"]
+    assert "BLACKBOX_EXPORTER_IMAGE" in found["versions"]
+    assert "prometheus-blackbox-exporter 0.23.0" in found["versions"]
+    assert "prometheus-blackbox-exporter" not in found["packages"]  # the stand-in is there
