@@ -23,7 +23,7 @@ from typing import Any
 
 import yaml
 
-from . import ROOT, packages
+from . import ROOT, packages, rules
 from .lint import compose_variables
 from .packages import RUNTIME_BINARIES
 from .processes import http_ok, redis_ping
@@ -471,9 +471,7 @@ def prometheus_config(
     config = yaml.safe_load(
         (root / "prometheus" / "generated" / f"prometheus.{env}.yml").read_text()
     )
-    config["rule_files"] = [
-        str(root / "prometheus" / "rules" / Path(f).name) for f in config["rule_files"]
-    ]
+    config["rule_files"] = [str(root / rules.LOADED / Path(f).name) for f in config["rule_files"]]
     config["alerting"] = yaml.safe_load(localize(yaml.safe_dump(config["alerting"]), local_ports))
     jobs = []
     for job in config["scrape_configs"]:
