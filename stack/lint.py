@@ -18,6 +18,7 @@ import yaml
 from . import ENVIRONMENTS, ROOT, catalog, runbooks
 from .project import COMPOSE, Project
 from .render import drift
+from .rules import LOADED, alert_problems, rule_files, rule_test_files
 from .secrets import EXAMPLE, dotenv_path, prepare, resolve, run_root
 from .settings import StackError, check_environment, read_env_file
 from .tools import ALERTMANAGER_CHECK, PROMETHEUS_CHECK, config_check, run, tool
@@ -62,39 +63,14 @@ def prometheus_configs(root: Path, work: Path) -> Iterator[Check]:
 
 
 def rules(root: Path, work: Path) -> Iterator[Check]:
-    files = sorted((root / "prometheus" / "rules").glob("*.rules.yml"))
+    """The rules and tests as Prometheus and promtool read them: prometheus/generated/rules/."""
+    files = rule_files(root, LOADED)
     out = run([tool(root, "promtool"), "check", "rules", *map(str, files)])
     yield Check("promtool check rules", [out] if out else [])
-    problems = [p for path in files for p in alert_problems(path, root)]
-    yield Check("alerts: severity, summary, description, runbook page", problems)
-    tests = sorted((root / "prometheus" / "rules" / "tests").glob("*.test.yml"))
+    yield Check("alerts: severity, summary, description, runbook page", alert_problems(root))
+    tests = rule_test_files(root, LOADED)
     out = run([tool(root, "promtool"), "test", "rules", *map(str, tests)], cwd=tests[0].parent)
     yield Check(f"promtool test rules ({len(tests)} files)", [out] if out else [])
-
-
-def alert_problems(path: Path, root: Path) -> list[str]:
-    """Every alert carries what on-call needs, and its runbook exists."""
-    problems = []
-    for group in yaml.safe_load(path.read_text())["groups"]:
-        for rule in group["rules"]:
-            if "alert" not in rule:
-                continue
-            where = f"{path.relative_to(root)}: {rule['alert']}"
-            annotations = rule.get("annotations", {})
-            if "severity" not in rule.get("labels", {}):
-                problems.append(f"{where}: no severity label")
-            for key in ("summary", "description", "runbook_url"):
-                if not annotations.get(key):
-                    problems.append(f"{where}: no {key} annotation")
-            runbook = annotations.get("runbook_url", "")
-            target = runbooks.page(runbook, root)
-            if runbook and target is None:
-                problems.append(
-                    f"{where}: runbook {runbook} is not a page under {runbooks.BASE_URL}"
-                )
-            elif runbook and not target.is_file():
-                problems.append(f"{where}: runbook {runbook} does not exist")
-    return problems
 
 
 def alertmanager_configs(root: Path, work: Path) -> Iterator[Check]:
@@ -269,12 +245,15 @@ def check_expressions(root: Path, work: Path, exprs: list[tuple[str, str]]) -> l
 
 
 def metrics_used(root: Path, work: Path) -> Iterator[Check]:
-    unused = catalog.unused_app_metrics(catalog.entries(root))
+    entries = catalog.entries(root)
+    unused = catalog.unused_app_metrics(entries)
     yield Check(
         "every app metric is used by a rule, alert or dashboard, or listed in catalog.ADHOC",
         [f"{name}: used nowhere; use it, or give the reason in stack/catalog.py ADHOC"
          for name in unused],
     )  # fmt: skip
+    problems = catalog.producer_problems(entries, root)
+    yield Check("every metric a rule or dashboard reads has a producer", problems)
 
 
 CHECKS: list[Callable[[Path, Path], Iterator[Check]]] = [

@@ -25,6 +25,7 @@ from typing import Any
 
 import yaml
 
+from . import rules
 from .processes import http_ok, redis_ping
 from .project import Project
 from .services import Service, records
@@ -340,9 +341,7 @@ def prometheus_config(
     config = yaml.safe_load(
         (root / "prometheus" / "generated" / f"prometheus.{project.env}.yml").read_text()
     )
-    config["rule_files"] = [
-        str(root / "prometheus" / "rules" / Path(f).name) for f in config["rule_files"]
-    ]
+    config["rule_files"] = [str(root / rules.LOADED / Path(f).name) for f in config["rule_files"]]
 
     def local(text: str) -> str:
         return localize(text, project, local_ports)

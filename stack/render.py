@@ -6,6 +6,8 @@
   alertmanager/receivers/<env>.yml. The $-references in the receivers stay: they are
   filled from .env when the stack starts (secrets.py), never written to the repository.
 - The image table in docs/stack.md ("Versions"), from compose/versions.env.
+- ``prometheus/generated/rules/``: the rule files and their promtool tests, each alert's
+  runbook_url stamped (stack/rules.py).
 - The Grafana dashboards, grafana/dashboards/<folder>/*.json, from stack/dashboards/.
 - docs/metrics.md, the metrics catalog (stack/catalog.py).
 """
@@ -14,7 +16,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from . import ENVIRONMENTS, ROOT, catalog, dashboards
+from . import ENVIRONMENTS, ROOT, catalog, dashboards, rules
 from .services import records
 from .settings import StackError, environment_settings, images, substitute
 
@@ -89,6 +91,11 @@ def generated(root: Path = ROOT) -> dict[Path, str]:
         files[root / "alertmanager" / "generated" / f"alertmanager.{env}.yml"] = (
             alertmanager_config(env, root)
         )
+    for source in [*rules.rule_files(root), *rules.rule_test_files(root)]:
+        origin = str(source.relative_to(root))
+        files[rules.loaded_path(source, root)] = _header(
+            origin, "stack/runbooks.py (every alert's runbook_url)"
+        ) + rules.stamped(source)
     for path, text in dashboards.files().items():
         files[root / "grafana" / "dashboards" / path] = text
     files[root / VERSIONS_DOC] = versions_doc(root)
@@ -97,18 +104,22 @@ def generated(root: Path = ROOT) -> dict[Path, str]:
 
 
 def drift(root: Path = ROOT) -> list[Path]:
-    """Generated files whose content on disk differs from what `make generate` writes."""
+    """Generated files whose content on disk differs from what `make generate` writes, and
+    generated rule files left without their source (Prometheus would still load them)."""
+    files = generated(root)
+    loaded = sorted((root / rules.LOADED).rglob("*.yml"))
     return [
-        path
-        for path, text in generated(root).items()
-        if not path.exists() or path.read_text() != text
-    ]
+        path for path, text in files.items() if not path.exists() or path.read_text() != text
+    ] + [path for path in loaded if path not in files]
 
 
 def write(root: Path = ROOT) -> list[Path]:
     changed = drift(root)
-    for path, text in generated(root).items():
-        if path in changed:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_text(text)
+    files = generated(root)
+    for path in changed:
+        if path not in files:
+            path.unlink()
+            continue
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(files[path])
     return changed

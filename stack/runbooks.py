@@ -1,10 +1,13 @@
-"""Where the runbooks are read: every alert's ``runbook_url`` is BASE_URL plus its page's file
-name in runbooks/, so the link works in Slack, e-mail and Grafana. `make lint` fails when an
-alert points elsewhere or at a page that does not exist; the dashboards link the same
-addresses, read from the alerts.
+"""Where the runbooks are read, and the one rule that gives each alert its page.
 
-To publish the runbooks at another address, replace BASE_URL here and the same prefix in
-prometheus/rules/ (and their tests), then `make generate`.
+An alert's page is ``runbooks/<alert name>.md``, except for the alerts listed in SHARED_PAGES,
+which share one procedure; its ``runbook_url`` is BASE_URL plus that file name, so the link
+works in Slack, e-mail and Grafana. No rule file and no rule test types it: `make generate`
+stamps it into the rules Prometheus loads and into the tests promtool runs (stack/rules.py), as
+the monitoring mixins apply their runbook URL pattern to every alert. The dashboards link the
+same addresses (``alert_runbooks``). `make lint` fails when an alert has no page.
+
+To publish the runbooks at another address, replace BASE_URL, then `make generate`.
 """
 
 from __future__ import annotations
@@ -17,6 +20,28 @@ import yaml
 from . import ROOT
 
 BASE_URL = "https://git.example.com/personal-assistant/monitoring/-/blob/main/runbooks/"
+# Pages that serve several alerts; every other alert has a page named after itself.
+SHARED_PAGES = {
+    "ApiHighLatency.md": ("ApiHighLatencyP95", "ApiHighLatencyP99"),
+    "ApiAvailabilityBudgetBurn.md": (
+        "ApiAvailabilityBudgetBurnFast",
+        "ApiAvailabilityBudgetBurnSlow",
+    ),
+    "ApiLatencyBudgetBurn.md": ("ApiLatencyBudgetBurnFast", "ApiLatencyBudgetBurnSlow"),
+    "HostDisk.md": ("HostDiskWillFillIn24h", "HostDiskAlmostFull"),
+    "HostCpuAndLoad.md": ("HostCpuHigh", "HostLoadHigh"),
+    "QueueProblems.md": ("TaskFailureRatioHigh", "TaskQueueBacklog", "SmsQueueBacklog"),
+}
+
+
+def page_name(alert: str) -> str:
+    """The page rule: the file in runbooks/ that tells what to do when ``alert`` fires."""
+    return next((p for p, alerts in SHARED_PAGES.items() if alert in alerts), f"{alert}.md")
+
+
+def url(alert: str) -> str:
+    """The ``runbook_url`` every alert named ``alert`` carries."""
+    return BASE_URL + page_name(alert)
 
 
 def page(url: str, root: Path = ROOT) -> Path | None:
@@ -33,7 +58,7 @@ def alert_runbooks(root: Path = ROOT) -> dict[str, str]:
         for group in yaml.safe_load(path.read_text())["groups"]:
             for rule in group["rules"]:
                 if "alert" in rule:
-                    found[rule["alert"]] = rule.get("annotations", {}).get("runbook_url", "")
+                    found[rule["alert"]] = url(rule["alert"])
     return found
 
 

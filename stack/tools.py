@@ -7,6 +7,8 @@ import subprocess
 from collections.abc import Mapping
 from pathlib import Path
 
+from .rules import LOADED
+
 
 def run(args: list[str], cwd: Path | None = None, env: Mapping[str, str] | None = None) -> str:
     """Run a tool; its combined output if it fails, else an empty string."""
@@ -28,11 +30,12 @@ def tool(root: Path, name: str) -> str:
 
 def checkable(text: str, root: Path, secrets_dir: Path) -> str:
     """A configuration with its container paths mapped onto this machine: mounted secrets
-    onto ``secrets_dir``, templates and rules onto the repository's folders."""
+    onto ``secrets_dir``, templates and the rules onto the repository's folders (the rules
+    as Prometheus loads them: stamped, in prometheus/generated/rules/)."""
     return (
         text.replace("/run/secrets/", f"{secrets_dir}/")
         .replace("/etc/alertmanager/templates/", f"{root}/alertmanager/templates/")
-        .replace("../rules/", f"{root}/prometheus/rules/")
+        .replace("../rules/", f"{root / LOADED}/")
     )
 
 

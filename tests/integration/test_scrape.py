@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from stack.catalog import SPECIFIED
+from stack.producers import EXPOSED
 
 from .conftest import get, query, until
 from .runtimes import Stack
@@ -37,3 +38,14 @@ def test_every_specified_metric_has_data_after_the_traffic_mix(stack: Stack, nam
         lambda: query(stack, f"count({selector})"), TRAFFIC_WAIT, 1.0, f"{name} has no data"
     )
     assert float(found[0]["value"][1]) > 0
+
+
+def test_the_catalogs_exporter_metrics_come_from_the_jobs_it_names(stack: Stack) -> None:
+    """stack/producers.py EXPOSED against the running targets: a listed metric the stack has
+    comes (at least) from the listed job (a metric without data is other tests' concern)."""
+    for job, names in EXPOSED.items():
+        found = query(stack, f'count by (__name__, job) ({{__name__=~"{"|".join(names)}"}})')
+        elsewhere = {s["metric"]["__name__"] for s in found} - {
+            s["metric"]["__name__"] for s in found if s["metric"].get("job") == job
+        }
+        assert not elsewhere, f"not exposed by job {job!r}: {sorted(elsewhere)}"

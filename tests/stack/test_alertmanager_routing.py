@@ -32,7 +32,7 @@ def alert(name: str, severity: str, **labels: str) -> dict:
         "annotations": {
             "summary": f"{name} summary",
             "description": f"{name} description",
-            "runbook_url": f"{runbooks.BASE_URL}{name}.md",
+            "runbook_url": runbooks.url(name),
         },
         "startsAt": datetime.now(UTC).isoformat(),
     }
@@ -118,10 +118,7 @@ def test_routing_and_inhibition_in_a_real_alertmanager(stack: tuple[str, str]) -
     assert delivered(receiver) == expected
     [page] = [n["payload"] for n in notifications(receiver) if n["path"] == "/oncall"][:1]
     first = page["alerts"][0]
-    assert (
-        first["annotations"]["runbook_url"]
-        == f"{runbooks.BASE_URL}{first['labels']['alertname']}.md"
-    )
+    assert first["annotations"]["runbook_url"] == runbooks.url(first["labels"]["alertname"])
     assert first["annotations"]["summary"] and first["annotations"]["description"]
     assert page["externalURL"] == alertmanager
 

@@ -159,3 +159,9 @@ def test_the_prometheus_retention_comes_from_the_environment_settings() -> None:
         retention = settings.split("RETENTION_TIME=")[1].split()[0]
         command = services(env)["prometheus"]["command"]
         assert f"--storage.tsdb.retention.time={retention}" in command
+
+
+def test_prometheus_loads_the_rules_as_make_generate_stamps_them() -> None:
+    for env in ENVIRONMENTS:
+        source, mode = volumes(services(env)["prometheus"])["/etc/prometheus/rules"]
+        assert (source, mode) == (str(ROOT / "prometheus" / "generated" / "rules"), "ro")

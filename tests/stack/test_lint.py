@@ -43,17 +43,33 @@ MISTAKES = {
         "rules", "FAILED",
     ),
     "an alert without its runbook": Mistake(
-        "prometheus/rules/database.rules.yml", "runbooks/RedisDown.md", "runbooks/Redis.md",
-        "rules", f"RedisDown: runbook {BASE_URL}Redis.md does not exist",
+        "prometheus/rules/database.rules.yml", "alert: RedisEvictions", "alert: RedisKeyEvictions",
+        "rules", f"RedisKeyEvictions: runbook {BASE_URL}RedisKeyEvictions.md does not exist",
     ),
     "an alert whose runbook is not under the runbook address": Mistake(
-        "prometheus/rules/database.rules.yml",
+        "prometheus/generated/rules/database.rules.yml",
         f"{BASE_URL}RedisDown.md", "runbooks/RedisDown.md",
         "rules", "RedisDown: runbook runbooks/RedisDown.md is not a page under",
+    ),
+    "a runbook_url typed into a rule": Mistake(
+        "prometheus/rules/database.rules.yml",
+        "        annotations:\n          summary: \"Redis behind",
+        "        annotations:\n          runbook_url: https://wiki/RedisDown\n"
+        "          summary: \"Redis behind",
+        "rules", "database.rules.yml: RedisDown: runbook_url typed; `make generate` stamps it",
+    ),
+    "a runbook_url typed into a rule test": Mistake(
+        "prometheus/rules/tests/down.test.yml", "            exp_annotations:\n",
+        "            exp_annotations:\n              runbook_url: https://wiki/Watchdog\n",
+        "rules", "down.test.yml: Watchdog: runbook_url typed; `make generate` stamps it",
     ),
     "an alert without a severity": Mistake(
         "prometheus/rules/platform.rules.yml", "          severity: none\n", "",
         "rules", "Watchdog: no severity label",
+    ),
+    "a metric read without a producer": Mistake(
+        "prometheus/rules/database.rules.yml", "expr: redis_up == 0", "expr: redis_alive == 0",
+        "metrics_used", "redis_alive: read by a rule or dashboard, produced by nothing known",
     ),
     "a route to an undefined receiver": Mistake(
         "alertmanager/alertmanager.yml", "- receiver: backend", "- receiver: nobody",
@@ -157,7 +173,8 @@ def test_an_app_metric_used_nowhere_needs_a_reason(
     from stack import catalog
 
     monkeypatch.delitem(catalog.ADHOC, "health_check_failures_total")
-    [result] = lint.metrics_used(ROOT, tmp_path)
+    result, producers = lint.metrics_used(ROOT, tmp_path)
+    assert producers.problems == []
     assert result.problems == [
         "health_check_failures_total: used nowhere; use it, or give the reason in "
         "stack/catalog.py ADHOC"

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from stack import ENVIRONMENTS
+from stack import ENVIRONMENTS, ROOT
 from stack.lint import stand_in_run_dir
 from stack.native_config import (
     Layout,
@@ -128,6 +128,8 @@ def test_the_native_prometheus_config_is_the_environments_own(
     assert "job_name: grafana" not in text  # not running: its job is left out
     assert str(layout.run_dir / "secrets" / "metrics_token") in text
     assert "scrape_interval: 1s" in text and "env: dev" in text
+    # the rules as `make generate` stamps them, as Compose mounts them
+    assert f"- {ROOT}/prometheus/generated/rules/*.rules.yml\n" in text
 
 
 def test_postgres_data_moves_to_its_users_home_when_the_run_root_is_closed(

@@ -11,8 +11,10 @@ from .test_import_cycles import REPO, imports
 
 LAYERS = {
     "model": ["stack", "stack.settings", "stack.services", "stack.tools", "stack.processes",
-              "stack.apt", "stack.packages", "stack.project", "stack.promql", "stack.runbooks"],
-    "generated": ["stack.dashboards", "stack.catalog", "stack.render", "stack.secrets"],
+              "stack.apt", "stack.packages", "stack.project", "stack.promql", "stack.runbooks",
+              "stack.rules"],
+    "generated": ["stack.dashboards", "stack.catalog", "stack.producers", "stack.render",
+                  "stack.secrets"],
     "checks": ["stack.lint"],
     "runtimes": ["stack.native_config", "stack.native", "stack.compose", "stack.engine",
                  "stack.images", "stack.healthcheck_pump"],
