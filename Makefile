@@ -43,7 +43,7 @@ $(VENV)/.installed: pyproject.toml requirements/dev.lock
 venv: $(VENV)/.installed ## Create .venv: the pinned dependencies, app_metrics (editable), the checkout on its path
 
 packages-up: check-env
-	@$(PACKAGES) up --runtime $(RUNTIME)
+	@$(PACKAGES) up --runtime $(RUNTIME) --env $(ENV)
 
 packages-test:
 	@$(PACKAGES) test

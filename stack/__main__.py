@@ -10,6 +10,9 @@ from . import ENVIRONMENTS, ROOT, acceptance, compose, engine, images, lint, nat
 from .settings import StackError, check_environment
 
 RUNTIMES = ("auto", "native", "compose")
+# where RUNTIME=auto may pick the native runtime when no Docker engine answers; stage and prod
+# run natively only when asked for (RUNTIME=native)
+NATIVE_BY_DEFAULT = ("dev",)
 
 
 def choose_runtime(requested: str, env: str, command: str) -> str:
@@ -20,11 +23,25 @@ def choose_runtime(requested: str, env: str, command: str) -> str:
         return requested
     if command != "up" and native.load_state(native.layout(env))["env"] == env:
         return "native"
-    if compose.engine_error() is None:
+    reason = compose.engine_error()
+    if reason is None:
         return "compose"
     # the local engine runs only when asked for (make engine, RUNTIME=compose): a stack on it
     # is the one down/status/logs/clean talk to
-    return "compose" if command != "up" and engine.answers() else "native"
+    if command != "up":
+        return "compose" if engine.answers() else "native"
+    if env not in NATIVE_BY_DEFAULT:
+        raise StackError(native_refusal(env, reason))
+    return "native"
+
+
+def native_refusal(env: str, reason: str) -> str:
+    return (
+        f"ENV={env} will not fall back to the native runtime: no Docker engine answers "
+        f"({reason}), and natively every component runs as a local process on this machine, "
+        "without the containers' isolation (docs/security.md). Ask for one: "
+        "RUNTIME=compose (Compose on the local engine) or RUNTIME=native"
+    )
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -66,15 +66,18 @@ def venv_missing(venv: Path = ROOT / ".venv") -> list[str]:
     return [VENV_PACKAGE] if sys.prefix == "/usr" else []
 
 
-def _runs_natively(runtime: str) -> bool:
-    return runtime == "native" or (runtime == "auto" and docker_engine_error() is not None)
+def _runs_natively(runtime: str, env: str) -> bool:
+    """As stack/__main__.py decides: auto picks native for dev alone, without a Docker engine."""
+    if runtime == "auto":
+        return env == "dev" and docker_engine_error() is not None
+    return runtime == "native"
 
 
-def needed(purpose: str, runtime: str = "auto") -> list[str]:
+def needed(purpose: str, runtime: str = "auto", env: str = "dev") -> list[str]:
     """The missing packages ``make <purpose>`` needs. ``up`` needs the native runtime's
     unless it runs Compose (asked for, or auto with a Docker engine answering)."""
     missing = venv_missing()
-    if purpose == "test" or (purpose == "up" and _runs_natively(runtime)):
+    if purpose == "test" or (purpose == "up" and _runs_natively(runtime, env)):
         missing += runtime_missing()
     return sorted(set(missing))
 
@@ -83,9 +86,10 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python3 -m stack.packages", description=__doc__)
     p.add_argument("purpose", choices=PURPOSES)
     p.add_argument("--runtime", default="auto", choices=("auto", "native", "compose"))
+    p.add_argument("--env", default="dev")
     args = p.parse_args(argv)
     try:
-        apt.install(needed(args.purpose, args.runtime), f"make {args.purpose}")
+        apt.install(needed(args.purpose, args.runtime, args.env), f"make {args.purpose}")
     except StackError as exc:
         print(exc, file=sys.stderr)
         return 2

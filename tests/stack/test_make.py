@@ -32,7 +32,7 @@ def test_an_unknown_env_fails_at_once_with_the_valid_ones(target: str) -> None:
 
 
 def test_prod_without_secrets_names_them_and_starts_nothing(tmp_path: Path) -> None:
-    done = make("up", "ENV=prod", STACK_DOTENV=str(tmp_path / "none.env"))
+    done = make("up", "ENV=prod", "RUNTIME=native", STACK_DOTENV=str(tmp_path / "none.env"))
     assert done.returncode != 0
     assert "ENV=prod will not start. not set: GRAFANA_ADMIN_PASSWORD" in done.stderr
     assert "ALERTMANAGER_SMTP_PASSWORD" in done.stderr

@@ -35,6 +35,9 @@ def test_up_needs_the_native_runtimes_packages_unless_it_runs_compose(
     assert packages.needed("up", "auto") == []
     monkeypatch.setattr(packages, "docker_engine_error", lambda: "no engine")
     assert packages.needed("up", "auto") == runtime_packages()
+    # stage and prod run natively only when asked for: auto refuses there, installing nothing
+    assert packages.needed("up", "auto", "prod") == []
+    assert packages.needed("up", "native", "prod") == runtime_packages()
 
 
 @pytest.mark.usefixtures("nothing_installed")
