@@ -243,13 +243,14 @@ def up(env: str) -> int:
     if not to_start:
         print(f"the {env} stack already runs natively: nothing changed")
         return status(env)
-    for c in to_start:
-        if c.port is not None and not port_free(c.port):
-            variable = port_variables()[c.name]
-            raise StackError(
-                f"port {c.port} ({c.name}) is in use by {port_holder(c.port)}: stop it, or "
-                f"choose another port with {variable}=<port>"
-            )
+    busy = [
+        f"port {c.port} ({c.name}) is in use by {port_holder(c.port)}: stop it, or choose "
+        f"another port with {port_variables()[c.name]}=<port>"
+        for c in to_start
+        if c.port is not None and not port_free(c.port)
+    ]
+    if busy:
+        raise StackError("\n".join(busy))  # every one at once: one fix, one retry
     started: list[str] = []
     number = 0
     try:

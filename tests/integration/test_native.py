@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from stack import ROOT
+from tests.service.backends import free_port
 
 from .conftest import query, until
 from .runtimes import NativeStack, Stack
@@ -71,8 +72,9 @@ def test_a_process_dying_at_start_fails_up_with_its_log(
     exporter.chmod(0o755)
     root = Path(tempfile.mkdtemp(prefix="stack-dying-"))  # /tmp: PostgreSQL's user gets through
     root.chmod(0o755)
-    free = {k: str(int(v) + 1) for k, v in native.environ.items() if k.endswith("_PORT")}
-    # ports next to the running stack's: free unless something else took them meanwhile
+    # ports of its own (not the running stack's + 1: bind(0) hands out even ports, and the odd
+    # ones beside them are what outgoing connections use)
+    free = {k: str(free_port()) for k in native.environ if k.endswith("_PORT")}
     environ = native.environ | free | {
         "STACK_RUN_ROOT": str(root), "PATH": f"{fake}:{os.environ['PATH']}",
     }  # fmt: skip
