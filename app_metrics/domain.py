@@ -1,4 +1,5 @@
-"""Typed helpers for the application's domains: SMS, OAuth, tasks, users, database.
+"""Typed helpers for the application's domains: SMS, OAuth, tasks, database (users:
+``users.py``).
 
 Metric names follow the specification. Closed label sets (statuses, outcomes)
 are checked: an unknown value is counted as ``<other>``. Open ones (providers,
@@ -33,11 +34,9 @@ log = logging.getLogger("app_metrics")
 SMS_STATUSES = ("success", "failure")
 REFRESH_STATUSES = ("success", "failure")
 TASK_OUTCOMES = ("success", "failure", "timeout")
-VERIFICATION_STATUSES = ("sent", "verified", "failed", "expired")
 
 SMSStatus = Literal["success", "failure"]
 TaskOutcome = Literal["success", "failure", "timeout"]
-VerificationStatus = Literal["sent", "verified", "failed", "expired"]
 
 # Provider APIs answer in tens of milliseconds to seconds; 30 s is a timeout.
 SMS_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
@@ -299,40 +298,6 @@ class TaskMetrics(_Domain):
         self._from(
             "task_queues", [gauge], reader, lambda raw: {gauge: _with_known(self._queues, raw)}
         )
-
-
-class UserMetrics(_Domain):
-    def __init__(
-        self, factory: MetricFactory, values: ScrapeTimeValues, options: SourceOptions
-    ) -> None:
-        super().__init__(values, options)
-        self.registrations: Family = factory.counter(
-            "user_registrations_total", "Users registered."
-        )
-        self.verifications: Family = factory.counter(
-            "phone_verifications_total",
-            "Phone verification steps: code sent, verified, failed or expired.",
-            ("status",),
-        )
-        values.gauge("active_sessions", "Sessions that have not expired.")
-        values.gauge("registered_users", "Users in the database.")
-        self.registrations.labels()
-        for status in VERIFICATION_STATUSES:
-            self.verifications.labels(status)
-
-    def registered(self) -> None:
-        self.registrations.labels().inc()
-
-    def phone_verification(self, status: VerificationStatus) -> None:
-        self.verifications.labels(_closed(status, VERIFICATION_STATUSES)).inc()
-
-    def active_sessions_from(self, reader: Reader) -> None:
-        """``reader()`` returns the number of sessions that have not expired."""
-        self._from("active_sessions", ["active_sessions"], reader)
-
-    def registered_users_from(self, reader: Reader) -> None:
-        """``reader()`` returns the number of users in the database."""
-        self._from("registered_users", ["registered_users"], reader)
 
 
 class DatabaseMetrics(_Domain):

@@ -17,7 +17,7 @@ _LABEL_NAME = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*$")
 MODULE_LABELS = frozenset((
     "method", "endpoint", "status", "le", "quantile", "metric", "label", "reason",
     "collector", "source", "check", "provider", "error_type", "operation", "task_type",
-    "outcome", "queue",
+    "outcome", "queue", "limit",
 ))  # fmt: skip
 
 

@@ -18,7 +18,6 @@ from .domain import (
     SMSMetrics,
     SourceOptions,
     TaskMetrics,
-    UserMetrics,
 )
 from .exposition import MetricsEndpoint
 from .factory import MetricFactory
@@ -28,6 +27,7 @@ from .labels import DEFAULT_LABEL_CAP
 from .routes import TemplateResolver
 from .safe import SafeView, registry_collectors
 from .scrape import ScrapeTimeValues
+from .users import UserMetrics
 
 
 class Metrics:

@@ -85,9 +85,7 @@ def create_app(
     db = Database(settings)
     redis = create_redis(settings)
     session_store = SessionStore(redis, settings.session_ttl_seconds)
-    verifications = PhoneVerifications(
-        redis, settings.verification_code_ttl_seconds, settings.verification_max_attempts
-    )
+    verifications = PhoneVerifications(redis, settings)
 
     async def ping_redis() -> None:
         await redis.ping()
@@ -98,7 +96,13 @@ def create_app(
     metrics.health.add("database", db.ping, timeout=settings.health_timeout_seconds)
     metrics.health.add("redis", ping_redis, timeout=settings.health_timeout_seconds)
     metrics.database.pool_from(pool_stats)
-    sms = SmsService(redis, settings.sms_provider_profiles, metrics, settings.queue_max_deliveries)
+    sms = SmsService(
+        redis,
+        settings.sms_provider_profiles,
+        metrics,
+        settings.queue_max_deliveries,
+        keep_delivered=settings.sms_outbox,
+    )
     tasks = TaskService(
         redis,
         db,

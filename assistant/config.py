@@ -35,7 +35,19 @@ class Settings:
     role: str = "all"
     session_ttl_seconds: float = 3600.0
     verification_code_ttl_seconds: float = 300.0
+    # Phone verification limits, fixed windows in Redis (verification.py); past one, 429 with
+    # Retry-After. Wrong answers per user, over every code of the window (a new code brings
+    # no new attempts; used up, answers and new codes wait for the window's end):
     verification_max_attempts: int = 5
+    verification_attempt_window_seconds: float = 3600.0
+    # codes sent per phone number (SMS bombing), per user (one account pumping SMS to many
+    # numbers) and per API client (what the front end may cost in SMS, whatever the spread)
+    verification_phone_limit: int = 3
+    verification_phone_window_seconds: float = 3600.0
+    verification_user_limit: int = 5
+    verification_user_window_seconds: float = 3600.0
+    verification_client_limit: int = 2000
+    verification_client_window_seconds: float = 3600.0
     # pool_size steady connections plus max_overflow burst ones; pool_timeout bounds the
     # wait for a free one, connect_timeout a connect to a dead host.
     db_pool_size: int = 5
@@ -59,6 +71,9 @@ class Settings:
         "send_reminder:latency=0.02,failure=0;refresh_tokens:latency=0.1,failure=0.05;"
         "cleanup_sessions:latency=0,failure=0"
     )
+    # dev only: keep each delivered SMS in the simulated providers' outbox (outbox.py), which
+    # the traffic generator reads to answer verification codes
+    sms_outbox: bool = False
     task_queues: str = "default,maintenance"  # comma-separated; the first is the default
     task_timeout_seconds: float = 10.0
     # the reliable queues (queue.py): how long a consumer blocks waiting, when a consumer
@@ -73,7 +88,7 @@ class Settings:
         not_positive = [
             name
             for name, value in vars(self).items()
-            if name.endswith(("_seconds", "_attempts", "_pool_size"))
+            if name.endswith(("_seconds", "_attempts", "_limit", "_pool_size"))
             and name != "metrics_source_ttl_seconds"  # 0: read at every scrape
             and not value > 0
         ]
@@ -212,11 +227,20 @@ def parse_profiles(variable: str, raw: str, keys: tuple[str, ...]) -> tuple[Prof
     return tuple(profiles)
 
 
+def boolean(raw: str) -> bool:
+    """``true``/``false`` (also ``1``/``0``, ``yes``/``no``, ``on``/``off``)."""
+    value = raw.lower()
+    if value not in ("true", "1", "yes", "on", "false", "0", "no", "off"):
+        raise ValueError(raw)
+    return value in ("true", "1", "yes", "on")
+
+
 _TYPES: dict[str, Callable[[str], object]] = {
     "str": str,
     "str | None": str,
     "int": int,
     "float": float,
+    "bool": boolean,
 }
 
 

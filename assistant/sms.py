@@ -15,7 +15,8 @@ twice is counted once. A message failed for ``retries_exhausted`` made no call o
 it counts as one ``failure`` of the provider tried last (the record's ``trying``), or of
 the first provider, without cost or duration. Per-user counts (``accepted``,
 ``delivered``, ``failed``) live in the hash ``assistant:sms_user:<id>``: an API route
-reads them, and no user id ever becomes a metric label.
+reads them, and no user id ever becomes a metric label. In dev (``keep_delivered``), a
+delivered message is also kept in the simulated outbox of its number (``outbox.py``).
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ import redis.asyncio as aioredis
 
 import app_metrics
 
+from . import outbox
 from .config import Profile
 from .queue import Records, ReliableQueue, parse_entry
 from .redis_client import PREFIX, redis_available
@@ -78,8 +80,11 @@ class SmsService:
         providers: tuple[Profile, ...],
         metrics: app_metrics.Metrics,
         max_deliveries: int,
+        keep_delivered: bool = False,
     ) -> None:
         self.redis = redis
+        # dev only: delivered messages go to the simulated outbox, for the traffic generator
+        self.keep_delivered = keep_delivered
         self.queue = ReliableQueue(redis, SMS_QUEUE)
         self.records = Records(redis)
         self.providers = tuple(Provider(p) for p in providers)
@@ -140,6 +145,8 @@ class SmsService:
         tried = [provider.name for provider, _, _ in calls]
         if calls[-1][2]:
             settled = await self._settle(message, "delivered", provider=tried[-1], tried=tried)
+            if settled and self.keep_delivered:
+                await outbox.keep(self.redis, message["to"], message["id"], message["body"])
         else:
             settled = await self._settle(
                 message, "failed", error="all_providers_failed", tried=tried

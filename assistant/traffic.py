@@ -5,8 +5,8 @@
 Every route is exercised, including 4xx on purpose (duplicate e-mails, invalid payloads,
 unknown users, wrong codes, bad tokens); 5xx and failed deliveries come from the simulated
 providers' failure rates. Bounded in rate, request count and time; a progress line every few
-seconds and a summary per action at the end. With ``--redis-url`` (dev only) it reads the
-pending verification codes so that some verifications succeed.
+seconds and a summary per action at the end. With ``--redis-url`` (dev only) it reads its
+codes in the simulated SMS outbox (``outbox.py``) so that some verifications succeed.
 """
 
 from __future__ import annotations
@@ -26,6 +26,8 @@ from pathlib import Path
 import httpx
 import redis.asyncio as aioredis
 
+from . import outbox
+
 Action = Callable[["Traffic"], Awaitable[httpx.Response | None]]
 
 
@@ -34,8 +36,9 @@ class Traffic:
     client: httpx.AsyncClient
     token: str
     rng: random.Random
-    redis: object | None = None  # redis.asyncio.Redis, to read pending codes (dev only)
+    redis: aioredis.Redis | None = None  # to read the simulated SMS outbox (dev only)
     users: list[int] = field(default_factory=list)
+    phones: dict[int, str] = field(default_factory=dict)  # user id -> phone
     sessions: list[str] = field(default_factory=list)
     integrations: set[tuple[int, str]] = field(default_factory=set)  # (user, provider)
 
@@ -56,6 +59,7 @@ async def register(t: Traffic) -> httpx.Response:
     response = await t.client.post("/users", headers=t.api, json=body)
     if response.status_code == 201:
         t.users.append(response.json()["id"])
+        t.phones[response.json()["id"]] = body["phone"]
     return response
 
 
@@ -121,20 +125,16 @@ async def verify_phone(t: Traffic) -> httpx.Response | None:
     uid = t.user()
     if uid is None:
         return None
+    # 70 % answer with the code their phone got: the simulated SMS outbox (dev only)
+    inbox = t.redis if t.redis is not None and t.rng.random() < 0.7 else None
+    before = await outbox.newest(inbox, t.phones[uid]) if inbox is not None else None
     sent = await t.client.post(f"/users/{uid}/phone/verification", headers=t.api, json={})
     if sent.status_code != 202:
         return sent
-    code = await pending_code(t, uid) if t.rng.random() < 0.7 else None
+    code = await outbox.code_after(inbox, t.phones[uid], before) if inbox is not None else None
     answer = {"code": code or f"{t.rng.randrange(10**6):06d}"}  # a wrong guess: "failed"
     url = f"/users/{uid}/phone/verification/confirm"
     return await t.client.post(url, headers=t.api, json=answer)
-
-
-async def pending_code(t: Traffic, uid: int) -> str | None:
-    if t.redis is None:
-        return None
-    value = await t.redis.hget(f"assistant:phone_code:{uid}", "code")  # type: ignore[attr-defined]
-    return value.decode() if isinstance(value, bytes) else value
 
 
 PROVIDERS = ("google", "microsoft", "github")
@@ -323,7 +323,7 @@ async def run(args: argparse.Namespace, transport: httpx.AsyncBaseTransport | No
             await asyncio.gather(*late, return_exceptions=True)
         elapsed = time.monotonic() - start
     if redis is not None:
-        await redis.aclose()  # type: ignore[attr-defined]
+        await redis.aclose()
     print(stats.summary(elapsed))
     return stats
 
@@ -345,7 +345,7 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--progress", type=float, default=5.0, help="seconds between progress lines")
     p.add_argument("--seed", type=int, default=None)
     p.add_argument("--redis-url", default=os.environ.get("ASSISTANT_TRAFFIC_REDIS_URL"),
-                   help="read pending verification codes from Redis (dev only)")  # fmt: skip
+                   help="read the codes in the simulated SMS outbox (dev only)")  # fmt: skip
     args = p.parse_args(argv)
     if not 0 < args.rate <= 500:
         p.error("--rate must be in (0, 500]")

@@ -31,6 +31,11 @@ SHARED_PAGES = {
     "HostDisk.md": ("HostDiskWillFillIn24h", "HostDiskAlmostFull"),
     "HostCpuAndLoad.md": ("HostCpuHigh", "HostLoadHigh"),
     "QueueProblems.md": ("TaskFailureRatioHigh", "TaskQueueBacklog", "SmsQueueBacklog"),
+    "PhoneVerificationAbuse.md": (
+        "PhoneVerificationSmsPumping",
+        "PhoneVerificationSmsSurge",
+        "PhoneVerificationClientLimitReached",
+    ),
 }
 
 

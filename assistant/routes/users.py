@@ -11,7 +11,7 @@ from ..db import User
 from ..errors import ApiError
 from ..schemas import CodeAnswer, CodeRequest, CodeSent, NewUser, UserId, UserOut
 from ..services import ServicesDep
-from ..verification import Outcome
+from ..verification import Limited, Outcome
 
 router = APIRouter(prefix="/users", tags=["users"])
 api = [Depends(require_api_token)]
@@ -56,7 +56,11 @@ async def send_code(user_id: UserId, body: CodeRequest, svc: ServicesDep) -> Cod
     phone = body.phone or user.phone
     if phone is None:
         raise ApiError(422, "phone_missing", "no phone number given and none on file")
-    code = await svc.verifications.issue(user_id, phone)
+    try:
+        code = await svc.verifications.issue(user_id, phone)
+    except Limited as refused:
+        svc.metrics.users.phone_verification_refused(refused.limit)  # type: ignore[arg-type]
+        raise _too_many(refused.limit, refused.retry_after) from None
     await svc.send_code(user_id, phone, code)
     svc.metrics.users.phone_verification("sent")
     return CodeSent(expires_in_seconds=svc.verifications.ttl_seconds)
@@ -88,8 +92,13 @@ async def confirm_code(user_id: UserId, body: CodeAnswer, svc: ServicesDep) -> U
             raise ApiError(
                 400,
                 "code_incorrect",
-                "the code is incorrect and no attempts are left: request a new code",
+                "the code is incorrect and no attempts are left: request a new code in "
+                f"{check.retry_after} s",
+                {"Retry-After": str(check.retry_after)},
             )
+        case Outcome.LIMITED:
+            users.phone_verification_refused("attempts")
+            raise _too_many("attempts", check.retry_after)
         case Outcome.EXPIRED:
             users.phone_verification("expired")
             raise ApiError(410, "code_expired", "the code has expired: request a new one")
@@ -97,3 +106,18 @@ async def confirm_code(user_id: UserId, body: CodeAnswer, svc: ServicesDep) -> U
             raise ApiError(
                 409, "no_code_pending", "no verification code is pending: request one first"
             )
+
+
+_REFUSED = {
+    "attempts": ("too_many_attempts", "too many wrong codes for this user"),
+    "phone": ("too_many_codes", "too many codes sent to this phone number"),
+    "user": ("too_many_codes", "too many codes sent for this user"),
+    "client": ("too_many_codes", "too many codes sent by this client"),
+}
+
+
+def _too_many(limit: str, retry_after: int) -> ApiError:
+    """429 for a verification limit, with when to try again."""
+    error, what = _REFUSED[limit]
+    message = f"{what}: try again in {retry_after} s"
+    return ApiError(429, error, message, {"Retry-After": str(retry_after)})

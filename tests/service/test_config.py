@@ -57,3 +57,21 @@ def test_the_database_and_redis_urls_come_from_files(tmp_path: Path) -> None:
                 "ASSISTANT_REDIS_URL_FILE": str(tmp_path / "redis"),
             }
         )
+
+
+def test_verification_limits_and_the_sms_outbox_come_from_the_environment() -> None:
+    env = {
+        "ASSISTANT_API_TOKEN": "t",
+        "ASSISTANT_VERIFICATION_PHONE_LIMIT": "2",
+        "ASSISTANT_VERIFICATION_CLIENT_WINDOW_SECONDS": "60",
+        "ASSISTANT_SMS_OUTBOX": "true",
+    }
+    settings = Settings.from_env(env)
+    assert settings.verification_phone_limit == 2
+    assert settings.verification_client_window_seconds == 60.0
+    assert settings.sms_outbox is True
+    assert Settings.from_env({"ASSISTANT_API_TOKEN": "t"}).sms_outbox is False  # dev only
+    with pytest.raises(ValueError, match="must be > 0: verification_user_limit"):
+        Settings.from_env({**env, "ASSISTANT_VERIFICATION_USER_LIMIT": "0"})
+    with pytest.raises(ValueError, match="ASSISTANT_SMS_OUTBOX='maybe' is not a valid boolean"):
+        Settings.from_env({**env, "ASSISTANT_SMS_OUTBOX": "maybe"})

@@ -27,6 +27,7 @@ async def test_a_short_run_exercises_the_mix_and_the_metrics(
         redis_url=redis_flushed.url,
         api_token=TOKEN,
         metrics_source_ttl_seconds=0,
+        sms_outbox=True,  # the generator answers codes from the simulated SMS outbox
     )
     async with serve(settings) as service:
         # 1,500 requests: the rarest action (weight 1 of 130, and it needs a user first) is

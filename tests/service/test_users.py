@@ -244,10 +244,28 @@ async def test_too_many_wrong_codes_discard_the_code(settings: Settings) -> None
         first = await service.client.post(f"{base}/confirm", headers=API, json=wrong)
         assert first.status_code == 400 and "1 attempt(s) left" in first.json()["message"]
         last = await service.client.post(f"{base}/confirm", headers=API, json=wrong)
-        assert last.status_code == 400 and "request a new code" in last.json()["message"]
+        assert last.status_code == 400 and "request a new code in" in last.json()["message"]
+        assert 3500 <= int(last.headers["Retry-After"]) <= 3600  # the attempts' window
         right = await service.client.post(f"{base}/confirm", headers=API, json={"code": code})
-        assert right.status_code == 409  # the code is gone
-        assert metric(await service.scrape(), "phone_verifications_total", status="failed") == 2
+        assert right.status_code == 429  # the code is gone, and so are the attempts
+        assert right.json()["error"] == "too_many_attempts"
+        text = await service.scrape()
+        assert metric(text, "phone_verifications_total", status="failed") == 2
+        assert metric(text, "phone_verification_refusals_total", limit="attempts") == 1
+
+
+async def test_a_verified_phone_clears_the_wrong_attempts(settings: Settings) -> None:
+    async with serve(dataclasses.replace(settings, verification_max_attempts=2)) as service:
+        user = await register(service)
+        base = f"/users/{user['id']}/phone/verification"
+        for _ in range(2):
+            await service.client.post(base, headers=API, json={})
+            code = service.codes[-1]
+            wrong = {"code": "000000" if code != "000000" else "111111"}
+            first = await service.client.post(f"{base}/confirm", headers=API, json=wrong)
+            assert first.status_code == 400 and "1 attempt(s) left" in first.json()["message"]
+            right = await service.client.post(f"{base}/confirm", headers=API, json={"code": code})
+            assert right.status_code == 200, right.text
 
 
 async def test_a_malformed_code_is_422_and_not_an_attempt(service: InProcess) -> None:

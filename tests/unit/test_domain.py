@@ -86,6 +86,8 @@ def test_known_label_sets_start_at_zero(wired: tuple) -> None:
         assert value(text, "oauth_token_refresh_total", provider=provider, status="failure") == 0
     for status in ("sent", "verified", "failed", "expired"):
         assert value(text, "phone_verifications_total", status=status) == 0
+    for limit in ("attempts", "phone", "user", "client"):
+        assert value(text, "phone_verification_refusals_total", limit=limit) == 0
     for outcome in ("success", "failure", "timeout"):
         assert value(text, "task_executions_total", task_type="send_sms", outcome=outcome) == 0
     assert value(text, "user_registrations_total") == 0
@@ -185,6 +187,17 @@ def test_user_helpers(wired: tuple) -> None:
     assert value(text, "user_registrations_total") == 2
     assert value(text, "phone_verifications_total", status="sent") == 1
     assert value(text, "phone_verifications_total", status="verified") == 1
+
+
+def test_verification_refusals_by_limit_in_a_closed_set(wired: tuple) -> None:
+    app, metrics = wired
+    metrics.users.phone_verification_refused("phone")
+    metrics.users.phone_verification_refused("phone")
+    metrics.users.phone_verification_refused("+14155550123")  # never a label value
+    text = scrape(app)
+    assert value(text, "phone_verification_refusals_total", limit="phone") == 2
+    assert value(text, "phone_verification_refusals_total", limit="<other>") == 1
+    assert "4155550123" not in text
 
 
 def test_const_labels_are_on_every_series() -> None:
