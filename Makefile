@@ -14,6 +14,7 @@ ENV ?= dev
 ENVIRONMENTS := $(shell $(PYTHON) -c 'from stack import ENVIRONMENTS; print(*ENVIRONMENTS)')
 PYTEST_ARGS ?=
 RUNTIME ?= auto
+ROTATE ?=
 REF ?= HEAD
 STACK := $(PY) -m stack
 # the machine's Debian packages, checked (as root: installed) with the machine's Python before
@@ -23,7 +24,7 @@ PACKAGES := $(PYTHON) -m stack.packages
 # prerequisites run in the order written: packages, then .venv, then the work
 .NOTPARALLEL:
 .PHONY: help venv packages-up packages-test acceptance lint format generate test test-unit test-server test-service test-stack test-integration bench \
-	lock check-env up down status logs clean distclean engine engine-down images
+	lock check-env secrets up down status logs clean distclean engine engine-down images
 
 help: ## List every target
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  %-14s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -106,6 +107,9 @@ acceptance: venv ## The README's quick start on a bare Debian 12 container (loca
 
 engine-down: venv ## Stop the local engine (and any container still on it), by PID
 	$(STACK) engine-down
+
+secrets: check-env venv ## Random values for the stack's own secrets into .env (mode 0600); ROTATE=NAME,...|all replaces set ones
+	$(STACK) secrets --env $(ENV) --rotate "$(ROTATE)"
 
 up: check-env packages-up venv ## Install what it needs, start the stack (ENV=dev|stage|prod, RUNTIME=auto|native|compose)
 	$(STACK) up --env $(ENV) --runtime $(RUNTIME)

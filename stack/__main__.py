@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from . import ENVIRONMENTS, ROOT, acceptance, compose, engine, images, lint, native, render
+from . import ENVIRONMENTS, ROOT, acceptance, compose, engine, images, lint, native, render, secrets
 from .settings import StackError, check_environment
 
 RUNTIMES = ("auto", "native", "compose")
@@ -62,16 +62,19 @@ def main(argv: list[str] | None = None) -> int:
             "engine-status",
             "images",
             "acceptance",
+            "secrets",
         ],
         help="generate: rewrite generated files; lint: check every configuration; "
         "preflight: what `up` checks, without starting anything; engine, engine-down, "
         "engine-status: the local container engine (Podman) for machines without Docker; "
-        "acceptance: the README's quick start on a bare Debian 12 container",
+        "acceptance: the README's quick start on a bare Debian 12 container; secrets: "
+        "random values for the stack's own secrets into .env (mode 0600)",
     )
     p.add_argument("--env", default="dev", help=f"one of {', '.join(ENVIRONMENTS)}")
     p.add_argument("--runtime", default="auto", choices=RUNTIMES)
     p.add_argument("--ref", default="HEAD", help="acceptance: the commit to check")
     p.add_argument("--keep", action="store_true", help="acceptance: keep the container")
+    p.add_argument("--rotate", default="", help="secrets: NAME,NAME or all: replace set values")
     args = p.parse_args(argv)
     try:
         check_environment(args.env)
@@ -98,6 +101,9 @@ def main(argv: list[str] | None = None) -> int:
             return engine.down()
         if args.command == "engine-status":
             return engine.status()
+        if args.command == "secrets":
+            secrets.generate(args.env, args.rotate)
+            return 0
         if args.command == "preflight":
             lint.preflight(args.env)
             return 0

@@ -16,7 +16,7 @@ from . import ROOT, engine, images
 from .packages import docker_engine_error as engine_error
 from .processes import wait_for_targets
 from .project import Project
-from .secrets import run_root
+from .secrets import changed_since_applied, mark_applied, run_root
 from .settings import StackError, check_environment
 
 WAIT_TIMEOUT_SECONDS = 300
@@ -109,11 +109,19 @@ def up(env: str) -> int:
         args += ["--pull", "never"]  # the images are local; a missing one is an error
     else:
         args.append("--build")
+    if changed_since_applied(run_dir, "compose"):
+        # Compose recreates a container when its configuration changes, not when the file
+        # behind one of its secrets does; every container reads its secrets at start, and
+        # postgres/entrypoint.sh sets the roles' passwords on every start
+        print("secrets new or changed since the last `make up`: every container is recreated",
+              flush=True)  # fmt: skip
+        args.append("--force-recreate")
     print(f"starting the {env} stack with Docker Compose (waits until healthy)", flush=True)
     started = time.monotonic()
     code = _compose(env, run_dir, where, *args).returncode
     if code != 0:
         return code
+    mark_applied(run_dir, "compose")
     print(f"every container healthy after {time.monotonic() - started:.1f} s", flush=True)
     prometheus = published(env, run_dir, where, "prometheus", 9090)
     if prometheus:  # dev publishes it; stage and prod do not

@@ -5,11 +5,8 @@ files (native_config.py); this module installs, starts, waits, stops and reports
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import subprocess
 import time
-from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
@@ -22,10 +19,11 @@ from .native_config import (
     grafana_provisioning,
     port_variables,
     ports,
-    postgres_bin,
     prometheus_config,
     unreachable_by_others,
 )
+from .native_grafana import grafana_file_variables, reset_grafana_admin
+from .native_postgres import bootstrap_postgres, init_postgres, set_passwords
 from .processes import (
     Running,
     launch,
@@ -37,7 +35,7 @@ from .processes import (
     wait_for_targets,
 )
 from .project import Project
-from .secrets import run_root
+from .secrets import changed_since_applied, mark_applied, run_root
 from .settings import StackError, check_environment
 
 READY_TIMEOUT = 30.0
@@ -79,113 +77,6 @@ def running_of(entry: dict[str, Any]) -> Running:
 
 def alive_components(state: dict[str, Any]) -> set[str]:
     return {n for n, e in state["components"].items() if running_of(e).alive()}
-
-
-# ---- PostgreSQL's first start --------------------------------------------------------------
-
-
-def init_postgres(component: Component) -> bool:
-    """initdb on first use (True), as the postgres user when running as root."""
-    data, sockets = component.data
-    sockets.mkdir(parents=True, exist_ok=True)
-    if component.user:
-        _check_traversable(data.parent, component.user)
-    if (data / "PG_VERSION").exists():
-        return False
-    data.mkdir(parents=True, exist_ok=True)
-    for path in (data, sockets):
-        if component.user:
-            shutil.chown(path, component.user, component.user)
-    data.chmod(0o700)
-    done = subprocess.run(
-        [
-            postgres_bin("initdb"),
-            "-D",
-            str(data),
-            "-U",
-            "postgres",
-            "-E",
-            "UTF8",
-            "--auth-local=trust",
-            "--auth-host=scram-sha-256",
-            "--no-instructions",
-            "--no-sync",  # an empty cluster: nothing to lose; PostgreSQL itself syncs later
-        ],
-        capture_output=True,
-        text=True,
-        check=False,
-        user=component.user,
-    )
-    if done.returncode != 0:
-        shutil.rmtree(data, ignore_errors=True)
-        raise StackError(f"initdb failed:\n{done.stdout}{done.stderr}")
-    return True
-
-
-def _check_traversable(directory: Path, user: str) -> None:
-    """PostgreSQL runs as ``user``: every directory above its data must let others through."""
-    parent = unreachable_by_others(directory)
-    if parent is not None:
-        raise StackError(
-            f"PostgreSQL runs as user {user}, which cannot reach {directory}: {parent} is "
-            f"not traversable by others (chmod o+x {parent}, or set STACK_RUN_ROOT elsewhere)"
-        )
-
-
-def bootstrap_postgres(component: Component, where: Layout) -> None:
-    """What the postgres image does on first start: the service's role and database, then
-    the same monitoring-role script (exporters/postgres/create-monitoring-role.sh)."""
-    _, sockets = component.data
-    secrets = where.run_dir / "secrets"
-    bin_dir = str(Path(postgres_bin("psql")).parent)
-    environ = {
-        **os.environ,
-        "PGHOST": str(sockets),
-        "PGPORT": str(component.port),
-        "PATH": f"{bin_dir}:{os.environ.get('PATH', '')}",
-    }
-    sql = (
-        "CREATE ROLE assistant LOGIN PASSWORD :'password';\n"
-        "CREATE DATABASE assistant OWNER assistant;\n"
-    )
-    steps = [
-        (
-            [
-                f"{bin_dir}/psql",
-                "-v",
-                "ON_ERROR_STOP=1",
-                "-U",
-                "postgres",
-                "-d",
-                "postgres",
-                "--set",
-                f"password={(secrets / 'postgres_password').read_text().strip()}",
-            ],
-            sql,
-            {},
-        ),
-        (
-            [str(ROOT / "exporters" / "postgres" / "create-monitoring-role.sh")],
-            None,
-            {
-                "POSTGRES_USER": "postgres",
-                "POSTGRES_DB": "assistant",
-                "POSTGRES_EXPORTER_PASSWORD_FILE": str(secrets / "postgres_exporter_password"),
-            },
-        ),
-    ]
-    for argv, stdin, extra in steps:
-        done = subprocess.run(
-            argv,
-            input=stdin,
-            capture_output=True,
-            text=True,
-            check=False,
-            env=environ | extra,
-            timeout=60,
-        )
-        if done.returncode != 0:
-            raise StackError(f"{Path(argv[0]).name} failed:\n{done.stdout}{done.stderr}")
 
 
 # ---- up ------------------------------------------------------------------------------------
@@ -239,6 +130,11 @@ def up(env: str) -> int:
     if state["env"] != env:
         state = {"env": env, "components": {}}
     alive = alive_components(state)
+    if alive and changed_since_applied(where.run_dir, "native"):
+        # its processes read the secrets at start, PostgreSQL's roles get them at start
+        print(f"the secrets changed since the {env} stack started: restarting it")
+        down(env)
+        state, alive = {"env": env, "components": {}}, set()
     to_start = [c for c in parts if c.name not in alive]
     if not to_start:
         print(f"the {env} stack already runs natively: nothing changed")
@@ -285,12 +181,16 @@ def up(env: str) -> int:
         save_state(where, state)
         raise
     wait_for_targets(f"http://127.0.0.1:{local_ports['prometheus']}")
+    mark_applied(where.run_dir, "native")
     return status(env)
 
 
 def _launch(component: Component, where: Layout, state: dict[str, Any]) -> None:
     if component.name == "postgres":
         component.first_start = init_postgres(component)
+    if component.name == "grafana":
+        component.env = grafana_file_variables(component.env)
+        reset_grafana_admin(component, where)
     for path in component.data:
         path.mkdir(parents=True, exist_ok=True)
     log = where.log_dir / f"{component.name}.log"
@@ -303,12 +203,15 @@ def _launch(component: Component, where: Layout, state: dict[str, Any]) -> None:
 
 
 def _ready(component: Component, where: Layout, state: dict[str, Any], deadline: float) -> bool:
-    """True once the component answers (PostgreSQL: and is bootstrapped on its first start);
-    raises with its log's tail when it died or did not answer in time."""
+    """True once the component answers (PostgreSQL: and is bootstrapped on its first start,
+    its roles' passwords set from the secrets on every one); raises with its log's tail when
+    it died or did not answer in time."""
     running = running_of(state["components"][component.name])
     if component.probe():
         if component.first_start:
             bootstrap_postgres(component, where)
+        if component.name == "postgres":
+            set_passwords(component, where)
         return True
     if not running.alive():
         raise StackError(

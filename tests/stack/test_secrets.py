@@ -3,6 +3,7 @@ nothing; what `make up` writes is private and complete."""
 
 from __future__ import annotations
 
+import secrets
 import stat
 import subprocess
 from pathlib import Path
@@ -18,7 +19,8 @@ STAGE_SECRETS = [s.variable for s in SECRETS if "stage" in s.environments]
 
 
 def good_values(env: str) -> dict[str, str]:
-    return {name: f"real-{name.lower()}" for name in needed(env)} | {
+    """Every value the environment needs; the secrets random, as `make secrets` writes them."""
+    return {name: secrets.token_urlsafe(24) for name in needed(env)} | {
         "ALERTMANAGER_WEBHOOK_URL": "https://hooks.internal/alerts",
         "ALERTMANAGER_WATCHDOG_URL": "https://deadman.internal/ping",
         "ALERTMANAGER_SMTP_SMARTHOST": "smtp.internal:587",
@@ -57,10 +59,13 @@ def test_one_default_left_is_named_alone(tmp_path: Path) -> None:
 
 def test_the_environment_overrides_the_dotenv_file(tmp_path: Path) -> None:
     dotenv = tmp_path / ".env"
-    dotenv.write_text("".join(f"{k}={v}\n" for k, v in good_values("stage").items()))
-    values = resolve("stage", dotenv, environ={"METRICS_TOKEN": "from-the-environment"})
-    assert values["METRICS_TOKEN"] == "from-the-environment"
-    assert values["POSTGRES_PASSWORD"] == "real-postgres_password"
+    given = good_values("stage")
+    dotenv.write_text("".join(f"{k}={v}\n" for k, v in given.items()))
+    dotenv.chmod(0o600)
+    from_environment = secrets.token_urlsafe(24)
+    values = resolve("stage", dotenv, environ={"METRICS_TOKEN": from_environment})
+    assert values["METRICS_TOKEN"] == from_environment
+    assert values["POSTGRES_PASSWORD"] == given["POSTGRES_PASSWORD"]
 
 
 def test_dev_starts_from_nothing_with_the_example_values(tmp_path: Path) -> None:
@@ -70,25 +75,25 @@ def test_dev_starts_from_nothing_with_the_example_values(tmp_path: Path) -> None
 
 def test_prepare_writes_private_files_and_a_valid_alertmanager_config(tmp_path: Path) -> None:
     values = good_values("prod") | {
-        "POSTGRES_PASSWORD": "p@ss:w/rd%",
+        "POSTGRES_PASSWORD": "p@ss:w/rd%-Zq7vK2mX9LtB",
         "ALERTMANAGER_SLACK_CHANNEL": '#alerts "quoted"',
     }
     run_dir = prepare("prod", resolve("prod", tmp_path / "absent.env", environ=values),
                       tmp_path / "run" / "prod")  # fmt: skip
     assert stat.S_IMODE(run_dir.stat().st_mode) == 0o700
     assert stat.S_IMODE((run_dir / "secrets").stat().st_mode) == 0o700
-    secrets = run_dir / "secrets"
-    assert (secrets / "metrics_token").read_text() == "real-metrics_token\n"
-    assert (secrets / "assistant_database_url").read_text() == (
-        "postgresql+asyncpg://assistant:p%40ss%3Aw%2Frd%25@postgres:5432/assistant\n"
+    secret_files = run_dir / "secrets"
+    assert (secret_files / "metrics_token").read_text() == values["METRICS_TOKEN"] + "\n"
+    assert (secret_files / "assistant_database_url").read_text() == (
+        "postgresql+asyncpg://assistant:p%40ss%3Aw%2Frd%25-Zq7vK2mX9LtB@postgres:5432/assistant\n"
     )
     config = (run_dir / "alertmanager.yml").read_text()
     assert "${" not in config
     assert 'channel: "#alerts \\"quoted\\""' in config
     assert "https://hooks.internal/alerts" in config
-    assert "real-alertmanager_slack_url" not in config  # a file, not in the configuration
+    assert values["ALERTMANAGER_SLACK_URL"] not in config  # a file, not in the configuration
     copy = tmp_path / "am.yml"
-    copy.write_text(checkable(config, ROOT, secrets))
+    copy.write_text(checkable(config, ROOT, secret_files))
     done = subprocess.run(
         [str(ROOT / "alertmanager" / "amtool"), "check-config", str(copy)],
         capture_output=True, text=True, check=False,

@@ -14,10 +14,11 @@ LAYERS = {
               "stack.apt", "stack.packages", "stack.project", "stack.promql", "stack.runbooks",
               "stack.rules"],
     "generated": ["stack.dashboards", "stack.catalog", "stack.producers", "stack.render",
-                  "stack.secrets"],
+                  "stack.secrets", "stack.strength", "stack.postgres_roles"],
     "checks": ["stack.lint"],
-    "runtimes": ["stack.native_config", "stack.native", "stack.compose", "stack.engine",
-                 "stack.images", "stack.healthcheck_pump"],
+    "runtimes": ["stack.native_config", "stack.native", "stack.native_postgres",
+                 "stack.native_grafana", "stack.compose", "stack.engine", "stack.images",
+                 "stack.healthcheck_pump"],
     "command line": ["stack.__main__", "stack.acceptance"],
 }  # fmt: skip
 RANK = {"model": 0, "generated": 1, "checks": 2, "runtimes": 2, "command line": 3}
