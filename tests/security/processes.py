@@ -147,11 +147,13 @@ def read_reply(sock: socket.socket, started: float | None = None, watch: float =
         name, _, value = line.partition(":")
         headers[name.strip().lower()] = value.strip()
     length = int(headers.get("content-length", "0"))
-    while len(body) < length:
-        chunk = sock.recv(65536)
+    rest = bytearray(body)
+    while len(rest) < length:
+        chunk = sock.recv(1 << 20)
         if not chunk:
             break
-        body += chunk
+        rest += chunk
+    body = bytes(rest)
     seconds = time.monotonic() - started
     closed = _closed(sock, watch) if watch else False
     return Reply(int(status_line.split()[1]), headers, body, closed, seconds)
