@@ -110,7 +110,7 @@ def gunicorn_child_exit(server: Any, worker: Any) -> None:
         mark_process_dead(worker.pid, path)
         with _locked(path, fcntl.LOCK_EX):
             mpfiles.recover(path)
-            mpfiles.fold(path, [(name, kind) for name, kind, _ in _stale_files(path)])
+            _fold(path, _stale_files(path))
 
 
 @contextlib.contextmanager
@@ -146,8 +146,19 @@ def prepare(path: str) -> None:
                 mpfiles.remove(path, mpfiles.merged_name(kind))
             mpfiles.write_text(marker, run + "\n")
         else:
-            mpfiles.fold(path, [(name, kind) for name, kind, _ in stale])
+            _fold(path, stale)
     atexit.register(mark_process_dead, os.getpid(), path)
+
+
+def _fold(path: str, stale: list[tuple[str, str, int]]) -> None:
+    """Fold the files of dead processes. A file of this pid left by a process that had it
+    before (pid reuse) may be open in this one already: it goes on with its counts, and
+    only its live gauges go."""
+    me = os.getpid()
+    mpfiles.fold(path, [(name, kind) for name, kind, pid in stale if pid != me])
+    for name, kind, pid in stale:
+        if pid == me and kind.startswith("gauge_live"):
+            mpfiles.remove(path, name)
 
 
 def _stale_files(path: str) -> list[tuple[str, str, int]]:

@@ -140,3 +140,19 @@ def test_a_gunicorn_master_is_told_by_its_program_not_by_a_mention(
     cmdline: bytes, master: bool
 ) -> None:
     assert multiprocess._is_gunicorn(cmdline) is master
+
+
+def test_gunicorns_child_exit_hook_folds_the_exited_worker(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv(multiprocess.ENV, str(tmp_path))
+    gone = dead_pid()
+    write(tmp_path / f"counter_{gone}.db", {"a": 4.0})
+    write(tmp_path / f"gauge_livesum_{gone}.db", {"g": 1.0})
+
+    class Worker:
+        pid = gone
+
+    multiprocess.gunicorn_child_exit(None, Worker())
+    assert sorted(p.name for p in tmp_path.glob("*.db")) == ["counter_merged.db"]
+    assert added_up(tmp_path) == {"a": 4.0}
