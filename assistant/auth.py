@@ -1,4 +1,4 @@
-"""Bearer tokens for the API routes (``/metrics`` and ``/health/*`` need none).
+"""Bearer tokens for the API routes (``/metrics`` has its own; the ``/health`` status needs none).
 
 Two kinds, one header:
 
