@@ -1,5 +1,9 @@
 """The ``/metrics`` endpoint: bearer token, content negotiation, gzip, ``name[]``.
 
+The token is ``Authorization: Bearer <token>`` with the scheme in any case (RFC 7235), compared
+in constant time. gzip is used when ``Accept-Encoding`` gives it (or ``*``, when gzip is not
+named) a quality above zero, in any spelling of the ``q`` parameter (RFC 9110).
+
 Scrape-time values are refreshed on the event loop (each with its own timeout),
 then the registry is rendered in a worker thread so a large exposition never
 blocks request handling.
@@ -30,16 +34,14 @@ class MetricsEndpoint:
     ) -> None:
         self._render = render
         self._refresh = refresh
-        self._expected = f"Bearer {token}".encode() if token else None
+        self._token = token.encode() if token else None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["method"] not in ("GET", "HEAD"):
             await _respond(send, 405, b"method not allowed\n", [(b"allow", b"GET, HEAD")])
             return
         headers = _headers(scope)
-        if self._expected is not None and not hmac.compare_digest(
-            headers.get(b"authorization", b""), self._expected
-        ):
+        if self._token is not None and not self.authorized(headers.get(b"authorization")):
             await _respond(
                 send,
                 401,
@@ -58,6 +60,14 @@ class MetricsEndpoint:
         extra.append((b"vary", b"accept, accept-encoding"))
         await _respond(send, 200, b"" if scope["method"] == "HEAD" else body, extra, len(body))
 
+    def authorized(self, authorization: bytes | None) -> bool:
+        """Whether an ``Authorization`` value carries this endpoint's token (never when it
+        has none)."""
+        if self._token is None or authorization is None:
+            return False
+        scheme, _, credentials = authorization.strip().partition(b" ")
+        return scheme.lower() == b"bearer" and hmac.compare_digest(credentials.strip(), self._token)
+
 
 def _headers(scope: Scope) -> dict[bytes, bytes]:
     out: dict[bytes, bytes] = {}
@@ -68,11 +78,20 @@ def _headers(scope: Scope) -> dict[bytes, bytes]:
 
 
 def _accepts_gzip(header: bytes) -> bool:
+    qualities: dict[bytes, float] = {}
     for part in header.split(b","):
-        coding, _, params = part.strip().partition(b";")
-        if coding.strip().lower() in (b"gzip", b"*"):
-            return params.replace(b" ", b"") not in (b"q=0", b"q=0.0", b"q=0.00", b"q=0.000")
-    return False
+        coding, *params = (item.strip() for item in part.split(b";"))
+        quality = 1.0
+        for param in params:
+            name, _, value = param.partition(b"=")
+            if name.strip().lower() == b"q":
+                try:
+                    quality = float(value.strip())
+                except ValueError:
+                    quality = 0.0  # unreadable: not an acceptance
+        if coding:
+            qualities[coding.lower()] = quality
+    return qualities.get(b"gzip", qualities.get(b"*", 0.0)) > 0
 
 
 async def _respond(

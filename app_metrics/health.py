@@ -8,6 +8,11 @@ raising and does not return ``False``. Failures and timeouts are logged and
 counted in ``health_check_failures_total{check,reason}``, never raised.
 Checks are called like scrape-time readers (``ScrapeTimeValues.call``): a sync
 one on the module's own threads, and not again while a previous call still runs.
+
+``shared(name)`` is what request handlers (``/health`` endpoints) should use: the latest
+result while it is younger than the check's ``ttl``, else one run that every concurrent
+caller (and the scrape) awaits, so a flood of requests runs each check at most once per
+``ttl`` instead of once per request.
 """
 
 from __future__ import annotations
@@ -17,7 +22,7 @@ import logging
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
-from time import perf_counter, time
+from time import monotonic, perf_counter, time
 from typing import Any
 
 from .labels import Family
@@ -56,7 +61,9 @@ class HealthChecks:
         self._options = options or SourceOptions()
         self._failures = failures
         self._latest: dict[str, HealthResult] = {}
-        self._checks: dict[str, tuple[Check, float]] = {}
+        self._fresh_until: dict[str, float] = {}  # monotonic: the latest result is shared
+        self._running: dict[str, asyncio.Task[HealthResult]] = {}
+        self._checks: dict[str, tuple[Check, float, float]] = {}  # check, timeout, ttl
         self.history: deque[HealthResult] = deque(maxlen=history_size)
         values.gauge(
             STATUS, "1 when the named health check passed at the last scrape, else 0.", ("check",)
@@ -79,10 +86,10 @@ class HealthChecks:
             gauges += [DATABASE_STATUS, DATABASE_RESPONSE]
         for reason in ("error", "timeout", "unhealthy"):
             self._failures.labels(name, reason)  # zero-initialised
-        self._checks[name] = (check, timeout)
+        self._checks[name] = (check, timeout, ttl)
 
         async def scrape() -> dict[str, Any]:
-            return _gauges(await self.run_one(name, check, timeout))
+            return _gauges(await self.shared(name))
 
         # the check enforces its own timeout; the source's is a backstop
         self._values.source(f"health:{name}", scrape, gauges, timeout=timeout + 1.0, ttl=ttl)
@@ -91,10 +98,21 @@ class HealthChecks:
         """The registered checks, in registration order."""
         return list(self._checks)
 
+    async def shared(self, name: str) -> HealthResult:
+        """The latest result of a registered check while it is younger than the check's
+        ``ttl``; else a run of it, shared with every caller that asks meanwhile."""
+        latest = self._latest.get(name)
+        if latest is not None and monotonic() < self._fresh_until.get(name, 0.0):
+            return latest
+        task = self._running.get(name)
+        if task is None or task.done() or task.get_loop() is not asyncio.get_running_loop():
+            task = self._running[name] = asyncio.ensure_future(self.run(name))
+        return await asyncio.shield(task)  # a caller that goes away leaves the run to the rest
+
     async def run(self, name: str) -> HealthResult:
-        """Run a registered check now (for ``/health`` endpoints): its result goes to the
-        history and to the gauges the next scrape serves, so both tell the same story."""
-        check, timeout = self._checks[name]
+        """Run a registered check now: its result goes to the history and to the gauges the
+        next scrape serves, so both tell the same story."""
+        check, timeout, _ = self._checks[name]
         result = await self.run_one(name, check, timeout)
         self._values.update(f"health:{name}", _gauges(result))
         return result
@@ -117,6 +135,8 @@ class HealthChecks:
             self._failures.labels(name, reason).inc()
         result = HealthResult(name, healthy, duration, time(), error)
         self._latest[name] = result
+        ttl = self._checks[name][2] if name in self._checks else 0.0
+        self._fresh_until[name] = monotonic() + ttl
         self.history.append(result)
         return result
 

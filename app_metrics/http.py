@@ -41,6 +41,7 @@ CLIENT_CLOSED = 499  # the client went away before the response was complete (ng
 # Responses slower than this check, before their last chunk, whether the client is still
 # there (about 2 µs); faster ones are not worth the cost.
 SLOW_RESPONSE = 0.05
+EXCLUDED = "http_excluded_requests_total"
 
 
 class HTTPMetrics:
@@ -54,6 +55,16 @@ class HTTPMetrics:
         self._guard = factory.guard("http_requests_total", ("method", "endpoint", "status"))
         self._series: dict[tuple[str, str, int], Any] = {}
         self.start = self._store.start
+        self._excluded = factory.counter(
+            EXCLUDED,
+            "Requests to the paths left out of the other HTTP metrics (exclude_paths, such as "
+            "health probes), by endpoint and status: a flood of them still shows.",
+            ("endpoint", "status"),
+        )
+
+    def excluded(self, endpoint: str, status: int) -> None:
+        """Count a request to an excluded path (it is in no other HTTP metric)."""
+        self._excluded.labels(endpoint, str(status) if 100 <= status <= 599 else OTHER).inc()
 
     def finish(self, method: str, endpoint: str | None, status: int, seconds: float) -> None:
         """Record a completed request; ``endpoint=None`` means not measured (excluded)."""
@@ -112,7 +123,7 @@ class MetricsMiddleware:
             await self.metrics_endpoint(scope, receive, send)
             return
         if path in self.exclude:
-            await self.app(scope, receive, send)
+            await self._excluded(scope, receive, send, path)
             return
 
         method = scope["method"]
@@ -152,6 +163,23 @@ class MetricsMiddleware:
             # mid-stream, or nothing was sent at all (the server then answers 500).
             self._record(scope, root_path, method, CLIENT_CLOSED if status else 500, start)
 
+    async def _excluded(self, scope: Scope, receive: Receive, send: Send, path: str) -> None:
+        """An excluded path: only its status is counted, once the app is done."""
+        status = 0
+
+        async def send_wrapper(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_wrapper)
+        except BaseException as exc:
+            self.metrics.excluded(path, status or _after_error(exc))
+            raise
+        self.metrics.excluded(path, status or 500)
+
     def _record(self, scope: Scope, root_path: str, method: str, status: int, start: float) -> None:
         try:
             endpoint: str | None = self.resolver.endpoint(scope, root_path)
@@ -159,6 +187,7 @@ class MetricsMiddleware:
             log.exception("no route template for %s; counted as %s", scope["path"], UNMATCHED)
             endpoint = UNMATCHED
         if endpoint in self.exclude:
+            self.metrics.excluded(endpoint, status)
             endpoint = None
         self.metrics.finish(method, endpoint, status, perf_counter() - start)
 

@@ -49,6 +49,7 @@ class Metrics:
     ) -> None:
         self.registry = registry
         self.multiprocess_dir = multiprocess_dir
+        self.endpoint: MetricsEndpoint | None = None  # set by instrument()
         self._collector_errors = factory.counter(
             "app_metrics_collector_errors_total",
             "Collectors that raised during a scrape; their metrics were left out.",
@@ -86,6 +87,13 @@ class Metrics:
         else:
             registry.register(self.values)
             self._collectors = registry_collectors(registry)
+
+    def holds_token(self, authorization: str | None) -> bool:
+        """Whether an ``Authorization`` value carries the ``/metrics`` bearer token (never
+        when ``/metrics`` has none): for an app's own endpoints that show more to whoever
+        may scrape, such as health details."""
+        value = None if authorization is None else authorization.encode("latin-1", "replace")
+        return self.endpoint is not None and self.endpoint.authorized(value)
 
     async def refresh(self) -> None:
         """Run the scrape-time sources and health checks that are due."""
@@ -179,7 +187,7 @@ def instrument(
         health_history=health_history,
         multiprocess_dir=mp_dir,
     )
-    endpoint = MetricsEndpoint(metrics.render, metrics.refresh, secret)
+    endpoint = metrics.endpoint = MetricsEndpoint(metrics.render, metrics.refresh, secret)
     resolver = TemplateResolver(app.router.routes)
     build_inner = app.build_middleware_stack
 

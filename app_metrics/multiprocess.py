@@ -6,7 +6,9 @@ run: the first worker of a run (a run is the parent process that spawned the
 workers, uvicorn's supervisor or gunicorn's master, or a single server process
 itself) removes the files of the previous run; later workers, and workers
 restarted after a crash, keep the counts of their dead siblings, so summed
-counters never go backwards.
+counters never go backwards. Each worker that starts (and gunicorn's master, when
+a worker exits) folds the files of the run's dead workers into one file per kind,
+so they never pile up (``mpfiles``: which files are touched, and how).
 """
 
 from __future__ import annotations
@@ -14,21 +16,18 @@ from __future__ import annotations
 import atexit
 import contextlib
 import fcntl
-import glob
 import multiprocessing
 import os
-import re
 import sys
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 from prometheus_client import values
 from prometheus_client.multiprocess import MultiProcessCollector, mark_process_dead
 
+from . import mpfiles
+
 ENV = "PROMETHEUS_MULTIPROC_DIR"
-_MARKER = ".app_metrics_run"
-_LOCK = ".app_metrics_lock"
-_DB_FILE = re.compile(r"_(\d+)\.db$")
 
 
 def directory() -> str | None:
@@ -61,7 +60,16 @@ def _is_worker() -> bool:
     # A gunicorn worker's parent is the master ("gunicorn: master [...]" when
     # setproctitle renames it); the master itself, which imports the app under
     # --preload, has a shell or a service manager as its parent.
-    return "gunicorn.arbiter" in sys.modules and b"gunicorn" in _cmdline(os.getppid())
+    return "gunicorn.arbiter" in sys.modules and _is_gunicorn(_cmdline(os.getppid()))
+
+
+def _is_gunicorn(cmdline: bytes) -> bool:
+    """``gunicorn ...``, ``python -m gunicorn ...``, or setproctitle's ``gunicorn: master``
+    (not any command that merely mentions it, such as ``pytest test_gunicorn.py``)."""
+    program = cmdline.split(b"\0")[:3]
+    return any(os.path.basename(arg) == b"gunicorn" for arg in program) or (
+        bool(program) and program[0].startswith(b"gunicorn:")
+    )
 
 
 def _cmdline(pid: int) -> bytes:
@@ -92,58 +100,79 @@ def _started_at(pid: int) -> float:
 
 
 def gunicorn_child_exit(server: Any, worker: Any) -> None:
-    """gunicorn ``child_exit`` hook: drop the live gauges of a worker that exited.
+    """gunicorn ``child_exit`` hook: drop the live gauges of a worker that exited and fold
+    its files at once.
 
     Needed with ``--preload`` (workers then never run ``instrument()``); harmless otherwise.
     """
     path = directory()
     if path:
         mark_process_dead(worker.pid, path)
+        with _locked(path, fcntl.LOCK_EX):
+            mpfiles.recover(path)
+            _fold(path, _stale_files(path))
+
+
+@contextlib.contextmanager
+def _locked(path: str, how: int) -> Iterator[None]:
+    """The directory's lock, exclusive (preparing, folding) or shared (reading)."""
+    flags = os.O_RDWR | os.O_CREAT
+    descriptor = mpfiles.open_nofollow(os.path.join(path, mpfiles.LOCK), flags)
+    try:
+        fcntl.flock(descriptor, how)
+        yield
+    finally:
+        os.close(descriptor)  # releases the lock
 
 
 def prepare(path: str) -> None:
-    """Create the directory and remove what belongs to no live process of this run.
+    """Create the directory and remove or fold what belongs to no live process.
 
-    Only files of processes that are gone are ever removed (a file of a live process
-    is never touched, so a wrong guess about the run costs tidiness, not counts):
-    on a new run all of them, within a run only their live gauges.
+    Only files of processes that are gone are ever removed or folded (a file of a live
+    process is never touched, so a wrong guess about the run costs tidiness, not counts):
+    on a new run all of them, with the merged counts of the previous run; within a run
+    they are folded (``mpfiles.fold``).
     """
     os.makedirs(path, exist_ok=True)
     run = _run_id()
-    with open(os.path.join(path, _LOCK), "a") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        marker = os.path.join(path, _MARKER)
-        try:
-            with open(marker) as f:
-                new_run = f.read().strip() != run
-        except FileNotFoundError:
-            new_run = True
-        for name in _stale_files(path):
-            if new_run or name.startswith("gauge_live"):
-                with contextlib.suppress(FileNotFoundError):
-                    os.remove(os.path.join(path, name))
-        if new_run:
-            with open(marker, "w") as f:
-                f.write(run + "\n")
+    with _locked(path, fcntl.LOCK_EX):
+        mpfiles.recover(path)
+        marker = os.path.join(path, mpfiles.MARKER)
+        stale = _stale_files(path)
+        if (mpfiles.read_text(marker) or "").strip() != run:
+            for name, _, _ in stale:
+                mpfiles.remove(path, name)
+            for kind in mpfiles.FOLDED_KINDS:
+                mpfiles.remove(path, mpfiles.merged_name(kind))
+            mpfiles.write_text(marker, run + "\n")
+        else:
+            _fold(path, stale)
     atexit.register(mark_process_dead, os.getpid(), path)
 
 
-def _stale_files(path: str) -> list[str]:
+def _fold(path: str, stale: list[tuple[str, str, int]]) -> None:
+    """Fold the files of dead processes. A file of this pid left by a process that had it
+    before (pid reuse) may be open in this one already: it goes on with its counts, and
+    only its live gauges go."""
+    me = os.getpid()
+    mpfiles.fold(path, [(name, kind) for name, kind, pid in stale if pid != me])
+    for name, kind, pid in stale:
+        if pid == me and kind.startswith("gauge_live"):
+            mpfiles.remove(path, name)
+
+
+def _stale_files(path: str) -> list[tuple[str, str, int]]:
     """Files of processes that are gone: a dead pid, or this pid before this process
     existed (pid reuse, a container's pid 1 restarted)."""
     me, born = os.getpid(), _started_at(os.getpid())
     stale = []
-    for name in os.listdir(path):
-        m = _DB_FILE.search(name)
-        if m is None:
-            continue
-        pid = int(m.group(1))
+    for name, kind, pid in mpfiles.process_files(path):
         if pid == me:
             with contextlib.suppress(FileNotFoundError):
                 if os.path.getmtime(os.path.join(path, name)) < born - 1:
-                    stale.append(name)
+                    stale.append((name, kind, pid))
         elif not _alive(pid):
-            stale.append(name)
+            stale.append((name, kind, pid))
     return stale
 
 
@@ -158,7 +187,8 @@ def _alive(pid: int) -> bool:
 
 
 class _WorkerFiles(MultiProcessCollector):
-    """Every worker's files, read without tripping over a worker that is creating one.
+    """Every worker's files and the merged ones, read without tripping over a worker that
+    is creating one, never during a fold (a shared lock), never through a link.
 
     prometheus_client creates a file empty and sizes it a moment later; a file can
     also vanish between listing and reading (a new run's cleanup). Empty files are
@@ -166,17 +196,14 @@ class _WorkerFiles(MultiProcessCollector):
     """
 
     def collect(self) -> Any:
-        for attempt in (1, 2):
-            files = []
-            for path in glob.glob(os.path.join(self._path, "*.db")):
-                with contextlib.suppress(FileNotFoundError):
-                    if os.path.getsize(path) >= 8:
-                        files.append(path)
-            try:
-                return self.merge(files, accumulate=True)
-            except FileNotFoundError:
-                if attempt == 2:
-                    raise
+        with _locked(self._path, fcntl.LOCK_SH):
+            for attempt in (1, 2):
+                files = mpfiles.readable_files(self._path)
+                try:
+                    return self.merge(files, accumulate=True)
+                except FileNotFoundError:
+                    if attempt == 2:
+                        raise
         return None  # pragma: no cover
 
 

@@ -1,13 +1,13 @@
-"""``python -m assistant``: serve the API with uvicorn on ASSISTANT_HOST:ASSISTANT_PORT."""
+"""``python -m assistant``: serve the API with uvicorn on ASSISTANT_HOST:ASSISTANT_PORT, with
+the server's limits (``server.py``)."""
 
 from __future__ import annotations
 
 import logging
 
-import uvicorn
-
 from .app import create_app
 from .config import Settings
+from .server import serve
 
 
 def main() -> None:
@@ -15,7 +15,7 @@ def main() -> None:
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
     settings = Settings.from_env(generate_token=True)  # one process: a generated token is safe
-    uvicorn.run(create_app(settings), host=settings.host, port=settings.port)
+    serve(create_app(settings), settings)
 
 
 if __name__ == "__main__":

@@ -7,17 +7,21 @@ Run it with ``python -m assistant``, or ``uvicorn --factory assistant.app:create
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 from prometheus_client import CollectorRegistry
+from starlette.middleware.trustedhost import TrustedHostMiddleware
+from starlette.types import ASGIApp
 
 import app_metrics
 
-from . import errors, oauth
+from . import errors, oauth, redis_client
+from .auth import holds_api_token
 from .config import Settings
 from .db import Database, is_unavailable
+from .gate import BodyGate
 from .redis_client import create_redis
 from .routes import health, sessions, users
 from .routes import oauth as oauth_routes
@@ -62,8 +66,23 @@ def create_app(
     """The app; ``registry`` defaults to prometheus_client's global one (one app per process).
     ``send_code`` replaces the SMS that carries verification codes."""
     settings = settings or Settings.from_env()
-    app = FastAPI(title="Personal assistant API", version="0.1.0", lifespan=lifespan)
+    docs = settings.api_docs  # off unless asked for (the dev stack): no map of the API
+    app = FastAPI(
+        title="Personal assistant API",
+        version="0.1.0",
+        lifespan=lifespan,
+        docs_url="/docs" if docs else None,
+        redoc_url="/redoc" if docs else None,
+        openapi_url="/openapi.json" if docs else None,
+    )
     errors.install(app)
+    redis_client.install(app)
+    app.add_middleware(
+        BodyGate,
+        authorized=lambda authorization: holds_api_token(authorization, settings.api_token),
+        max_bytes=settings.max_body_bytes,
+        timeout=settings.body_timeout_seconds,
+    )
     app.include_router(health.router)
     if settings.serves_api:
         for module in (users, sessions, sms_routes, task_routes, oauth_routes):
@@ -74,7 +93,8 @@ def create_app(
         registry=registry,
         token=settings.metrics_token,
         token_file=settings.metrics_token_file,
-        exclude_paths=[route.path for route in health.router.routes],  # probes, not API traffic
+        # probes, not API traffic: counted apart, in http_excluded_requests_total
+        exclude_paths=[route.path for route in health.router.routes],
         source_timeout=settings.metrics_source_timeout_seconds,
         source_ttl=settings.metrics_source_ttl_seconds,
         sms_providers=[p.name for p in settings.sms_provider_profiles],
@@ -93,8 +113,9 @@ def create_app(
     async def pool_stats() -> app_metrics.PoolStats:
         return db.pool_stats()
 
-    metrics.health.add("database", db.ping, timeout=settings.health_timeout_seconds)
-    metrics.health.add("redis", ping_redis, timeout=settings.health_timeout_seconds)
+    checks = {"timeout": settings.health_timeout_seconds, "ttl": settings.health_interval_seconds}
+    metrics.health.add("database", db.ping, **checks)
+    metrics.health.add("redis", ping_redis, **checks)
     metrics.database.pool_from(pool_stats)
     sms = SmsService(
         redis,
@@ -150,4 +171,16 @@ def create_app(
         tasks=tasks,
         worker=worker,
     )
+    _check_host(app, settings.allowed_host_names)
     return app
+
+
+def _check_host(app: FastAPI, hosts: Sequence[str]) -> None:
+    """Answer 400 to a Host header not in ``hosts``, outside everything else (app_metrics'
+    ``/metrics`` included, which it serves before the app's own middleware)."""
+    build = app.build_middleware_stack  # app_metrics' wrapper of Starlette's
+
+    def build_middleware_stack() -> ASGIApp:
+        return TrustedHostMiddleware(build(), allowed_hosts=hosts, www_redirect=False)
+
+    app.build_middleware_stack = build_middleware_stack  # type: ignore[method-assign]

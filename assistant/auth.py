@@ -1,4 +1,4 @@
-"""Bearer tokens for the API routes (``/metrics`` and ``/health/*`` need none).
+"""Bearer tokens for the API routes (``/metrics`` has its own; the ``/health`` status needs none).
 
 Two kinds, one header:
 
@@ -8,8 +8,10 @@ Two kinds, one header:
 * a **session token**, returned by ``POST /sessions`` (login), speaks for one user:
   ``GET /users/me`` and ``DELETE /sessions/current`` (logout) take it.
 
-A missing or wrong token is a 401 with ``WWW-Authenticate: Bearer``, before the body is
-validated, so an anonymous caller learns nothing about the payloads.
+A missing or wrong token is a 401 with ``WWW-Authenticate: Bearer``. Every route that takes
+a body takes the API token (the session routes take none): ``gate.BodyGate`` checks it with
+``holds_api_token`` before a byte of the body is read, so an anonymous caller can neither make
+the service read a body nor learn anything about the payloads.
 """
 
 from __future__ import annotations
@@ -30,6 +32,14 @@ Credentials = Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
 
 def _unauthorized(message: str) -> ApiError:
     return ApiError(401, "unauthorized", message, {"WWW-Authenticate": "Bearer"})
+
+
+def holds_api_token(authorization: str | None, token: str) -> bool:
+    """Whether an ``Authorization`` value is ``Bearer <token>`` (the scheme in any case)."""
+    scheme, _, credentials = (authorization or "").strip().partition(" ")
+    return scheme.lower() == "bearer" and hmac.compare_digest(
+        credentials.strip().encode(), token.encode()
+    )
 
 
 def require_api_token(credentials: Credentials, svc: ServicesDep) -> None:

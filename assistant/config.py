@@ -6,6 +6,7 @@ import logging
 import os
 import re
 import secrets
+import tempfile
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,6 +31,22 @@ class Settings:
     metrics_token_file: str | None = None
     host: str = "127.0.0.1"
     port: int = 8000
+    # Host header values answered, comma-separated (a port is ignored): anything else gets
+    # 400, so a DNS-rebound name cannot reach the API from a browser. Compose adds its
+    # service names (api, worker: how Prometheus and the traffic generator reach it).
+    allowed_hosts: str = "localhost,127.0.0.1"
+    api_docs: bool = False  # /docs, /redoc and /openapi.json (the dev stack turns them on)
+    # Requests (gate.py): a body is read only for a caller with the API token, up to
+    # max_body_bytes (413 beyond, unread), within body_timeout_seconds (408). The server
+    # (server.py, python -m assistant): a request head within header_timeout_seconds and
+    # max_header_bytes, max_connections at once (503 beyond), idle keep-alive connections
+    # closed after keep_alive_seconds.
+    max_body_bytes: int = 64 * 1024
+    body_timeout_seconds: float = 10.0
+    header_timeout_seconds: float = 10.0
+    max_header_bytes: int = 8 * 1024
+    max_connections: int = 200
+    keep_alive_seconds: float = 5.0
     # all: API routes and the delivery loops in one process; api: routes only; worker: the
     # loops, serving only /metrics and /health (Compose runs one api and one worker)
     role: str = "all"
@@ -57,6 +74,9 @@ class Settings:
     db_statement_timeout_seconds: float = 5.0
     redis_timeout_seconds: float = 1.0
     health_timeout_seconds: float = 2.0
+    # each health check runs at most once per interval, whatever the request rate; the
+    # /health endpoints and the scrapes share its result
+    health_interval_seconds: float = 2.0
     # app_metrics: how long a scrape-time reader may take, and how long its value is reused
     metrics_source_timeout_seconds: float = 2.0
     metrics_source_ttl_seconds: float = 5.0
@@ -88,7 +108,9 @@ class Settings:
         not_positive = [
             name
             for name, value in vars(self).items()
-            if name.endswith(("_seconds", "_attempts", "_limit", "_pool_size"))
+            if name.endswith(
+                ("_seconds", "_attempts", "_limit", "_pool_size", "_bytes", "_connections")
+            )
             and name != "metrics_source_ttl_seconds"  # 0: read at every scrape
             and not value > 0
         ]
@@ -118,6 +140,8 @@ class Settings:
             )
         if not self.task_queue_names:
             raise ValueError("task_queues names no queue")
+        if not self.allowed_host_names:
+            raise ValueError("allowed_hosts names no host")
         self.task_profile_map  # noqa: B018 (validates the format)
 
     @property
@@ -136,6 +160,10 @@ class Settings:
     def task_profile_map(self) -> dict[str, Profile]:
         profiles = parse_profiles("ASSISTANT_TASK_PROFILES", self.task_profiles, _TASK_KEYS)
         return {profile.name: profile for profile in profiles}
+
+    @property
+    def allowed_host_names(self) -> tuple[str, ...]:
+        return tuple(name.strip() for name in self.allowed_hosts.split(",") if name.strip())
 
     @property
     def task_queue_names(self) -> tuple[str, ...]:
@@ -182,13 +210,17 @@ class Settings:
 
 
 def _write_private(token: str) -> Path:
-    """Write a generated token to a file only this user can read; return its path."""
-    directory = Path(os.environ.get("XDG_RUNTIME_DIR") or "/tmp")
-    path = directory / f"assistant-api-token.{os.getpid()}"
-    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    """Write a generated token to a new file only this user can read; return its path.
+
+    The name is random and the file is created exclusively, never through a symbolic link
+    (``mkstemp``: ``O_CREAT | O_EXCL | O_NOFOLLOW``, mode 0600), so nobody can plant a file
+    or a link at a name known in advance and read or redirect the token.
+    """
+    directory = os.environ.get("XDG_RUNTIME_DIR") or tempfile.gettempdir()
+    descriptor, name = tempfile.mkstemp(prefix="assistant-api-token.", dir=directory)
     with os.fdopen(descriptor, "w") as f:
         f.write(token + "\n")
-    return path
+    return Path(name)
 
 
 @dataclass(frozen=True)
@@ -228,11 +260,11 @@ def parse_profiles(variable: str, raw: str, keys: tuple[str, ...]) -> tuple[Prof
 
 
 def boolean(raw: str) -> bool:
-    """``true``/``false`` (also ``1``/``0``, ``yes``/``no``, ``on``/``off``)."""
-    value = raw.lower()
-    if value not in ("true", "1", "yes", "on", "false", "0", "no", "off"):
+    """``1``/``true``/``yes``/``on`` or ``0``/``false``/``no``/``off``, any case."""
+    value = raw.strip().lower()
+    if value not in ("1", "true", "yes", "on", "0", "false", "no", "off"):
         raise ValueError(raw)
-    return value in ("true", "1", "yes", "on")
+    return value in ("1", "true", "yes", "on")
 
 
 _TYPES: dict[str, Callable[[str], object]] = {

@@ -59,7 +59,7 @@ def _field(error: Any) -> str:
     return "body" if error["type"] == "json_invalid" or not where else ".".join(where)
 
 
-async def _unavailable(request: Request, exc: Exception) -> JSONResponse:
+async def unavailable(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, DependencyUnavailable)
     log.warning("%s %s: %s", request.method, request.url.path, exc)
     return error_response(
@@ -81,5 +81,5 @@ _CODES = {401: "unauthorized", 404: "not_found", 405: "method_not_allowed", 409:
 def install(app: FastAPI) -> None:
     app.add_exception_handler(HTTPException, _http_error)
     app.add_exception_handler(RequestValidationError, _invalid_request)
-    app.add_exception_handler(DependencyUnavailable, _unavailable)
+    app.add_exception_handler(DependencyUnavailable, unavailable)
     app.add_exception_handler(Exception, _internal)

@@ -1,9 +1,12 @@
-"""The specification's health endpoints, as JSON, without authentication.
+"""The specification's health endpoints, as JSON, without the API token.
 
-Each endpoint runs its checks now (a real ``SELECT 1``, a ``PING``) through
-``metrics.health.run``, so the answer is current, lands in the same bounded history as
-the checks ``/metrics`` runs, and the next scrape serves the same result. Unhealthy
-answers are 503, for load balancers.
+The checks (a real ``SELECT 1``, a ``PING``) are shared through ``metrics.health.shared``:
+each runs at most once per ``health_interval_seconds`` whatever the request rate (one run
+that concurrent requests await), its result lands in the bounded history, and the scrapes
+serve the same one. Anyone gets the status: ``/database`` and ``/overall`` answer 200
+healthy, 503 unhealthy, for load balancers. The details (durations, times, errors, which
+name internal addresses, the pool, the history) are for whoever holds the metrics token
+(``Authorization: Bearer <metrics token>``, the scraper's); a failed check is logged.
 """
 
 from __future__ import annotations
@@ -14,24 +17,49 @@ import statistics
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import JSONResponse
 
 from app_metrics import HealthResult
 
+from ..errors import ApiError
 from ..services import Services, ServicesDep
 
 router = APIRouter(prefix="/health", tags=["health"])
 
 
+def _details(request: Request, svc: ServicesDep) -> bool:
+    """Whether the caller holds the metrics token (never when /metrics has none)."""
+    return svc.metrics.holds_token(request.headers.get("authorization"))
+
+
+Details = Annotated[bool, Depends(_details)]
+
+
+def _require_details(details: Details) -> None:
+    if not details:
+        raise ApiError(
+            401,
+            "unauthorized",
+            "the health details need the metrics token: Authorization: Bearer <token>",
+            {"WWW-Authenticate": 'Bearer realm="metrics"'},
+        )
+
+
+detailed = [Depends(_require_details)]
+
+
 async def _run(svc: Services, name: str) -> HealthResult:
-    return await svc.metrics.health.run(name)
+    return await svc.metrics.health.shared(name)
+
+
+def _status(result: HealthResult) -> dict[str, Any]:
+    return {"check": result.check, "status": "healthy" if result.healthy else "unhealthy"}
 
 
 def _result(result: HealthResult) -> dict[str, Any]:
     return {
-        "check": result.check,
-        "status": "healthy" if result.healthy else "unhealthy",
+        **_status(result),
         "duration_seconds": round(result.duration_seconds, 6),
         "checked_at": datetime.fromtimestamp(result.checked_at, UTC).isoformat(),
         "error": result.error,
@@ -49,21 +77,23 @@ def _pool(svc: Services) -> dict[str, Any]:
 
 
 @router.get("/database")
-async def database(svc: ServicesDep) -> JSONResponse:
+async def database(svc: ServicesDep, details: Details) -> JSONResponse:
     result = await _run(svc, "database")
+    if not details:
+        return _answer(result.healthy, _status(result))
     body = _result(result)
     body["response_time_seconds"] = body["duration_seconds"] if result.healthy else None
     return _answer(result.healthy, body)
 
 
-@router.get("/database/pool")
+@router.get("/database/pool", dependencies=detailed)
 async def database_pool(svc: ServicesDep) -> dict[str, Any]:
     return _pool(svc)
 
 
-@router.get("/database/performance")
+@router.get("/database/performance", dependencies=detailed)
 async def database_performance(svc: ServicesDep) -> dict[str, Any]:
-    """Response times of the recent database checks (a fresh one included)."""
+    """Response times of the recent database checks (the latest shared one included)."""
     await _run(svc, "database")
     recent = [r for r in svc.metrics.health.history if r.check == "database"]
     return {
@@ -86,17 +116,18 @@ def _timing(durations: list[float]) -> dict[str, float] | None:
 
 
 @router.get("/overall")
-async def overall(svc: ServicesDep) -> JSONResponse:
+async def overall(svc: ServicesDep, details: Details) -> JSONResponse:
     results = await asyncio.gather(*(_run(svc, name) for name in svc.metrics.health.names()))
     healthy = all(r.healthy for r in results)
+    show = _result if details else _status
     body = {
         "status": "healthy" if healthy else "unhealthy",
-        "checks": {r.check: _result(r) for r in results},
+        "checks": {r.check: show(r) for r in results},
     }
     return _answer(healthy, body)
 
 
-@router.get("/history")
+@router.get("/history", dependencies=detailed)
 async def history(
     svc: ServicesDep,
     check: str | None = None,

@@ -78,6 +78,18 @@ def build() -> dict[str, Any]:
             "requests queue up.",
             (f"sum by (method) (http_requests_in_progress{{{sel}}})", "{{method}}"),
         ),
+        graph(
+            "Health probes",
+            "reqps",
+            "Requests to the /health endpoints (load balancers, the container healthcheck), "
+            "by endpoint and status; left out of the panels above and of the SLO. A flood "
+            "shows here, while each check still runs at most once per interval.",
+            (
+                "sum by (endpoint, status) "
+                f"(rate(http_excluded_requests_total{{{sel}}}[$__rate_interval]))",
+                "{{endpoint}} {{status}}",
+            ),
+        ),
         instant_table(
             "Slowest endpoints (p95 over the range)",
             "topk(10, histogram_quantile(0.95, sum by (le, method, endpoint) "

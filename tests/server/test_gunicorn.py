@@ -170,11 +170,13 @@ def test_gunicorn_restarts_a_sigkilled_worker_and_its_counts_stay(
     replacement, sent, answered = wait_for_replacement(server, sent, history)
     assert victim not in answered
 
-    # The same master forked the replacement, in the same run: the files were kept.
+    # The same master forked the replacement, in the same run: the victim's counts were
+    # kept, folded by the replacement into the run's merged file.
     assert server.proc.poll() is None
     assert parent_pid(replacement) == master
     assert (mp_dir / ".app_metrics_run").read_text() == run
-    assert (mp_dir / f"counter_{victim}.db").exists()
+    assert not (mp_dir / f"counter_{victim}.db").exists()
+    assert (mp_dir / "counter_merged.db").exists()
 
     # The dead worker's counts never dropped out: every scrape had the series, and the
     # sum never went backwards nor below what was counted before the kill.

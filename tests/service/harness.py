@@ -21,8 +21,13 @@ API = {"Authorization": f"Bearer {TOKEN}"}
 
 
 def settings_for(database_url: str, redis_url: str, **overrides: Any) -> Settings:
-    """Settings for a test app on the fixtures' servers; every scrape reads them afresh."""
-    fields: dict[str, Any] = {"api_token": TOKEN, "metrics_source_ttl_seconds": 0}
+    """Settings for a test app on the fixtures' servers; every scrape reads them afresh, and
+    a health check's result is shared for 10 ms only (a request in turn sees a fresh one)."""
+    fields: dict[str, Any] = {
+        "api_token": TOKEN,
+        "metrics_source_ttl_seconds": 0,
+        "health_interval_seconds": 0.01,
+    }
     return Settings(database_url=database_url, redis_url=redis_url, **(fields | overrides))
 
 
@@ -54,7 +59,7 @@ async def serve(settings: Settings, timeout: float = 10.0) -> AsyncIterator[InPr
     transport = httpx.ASGITransport(app=app)
     async with (
         app.router.lifespan_context(app),
-        httpx.AsyncClient(transport=transport, base_url="http://assistant", timeout=timeout) as c,
+        httpx.AsyncClient(transport=transport, base_url="http://localhost", timeout=timeout) as c,
     ):
         yield InProcess(app, c, codes)
 

@@ -1,8 +1,9 @@
-"""The health endpoints' JSON, the metrics the service exposes after real traffic, and the
-service run as ``python -m assistant``."""
+"""The health endpoints' JSON (the details, for the metrics token), the metrics the service
+exposes after real traffic, and the service run as ``python -m assistant``."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 import subprocess
@@ -23,6 +24,8 @@ pytestmark = [pytest.mark.service, pytest.mark.anyio]
 
 REPO = Path(__file__).resolve().parents[2]
 CHECK_KEYS = {"check", "status", "duration_seconds", "checked_at", "error"}
+METRICS_TOKEN = "scrape-token"
+SCRAPER = {"Authorization": f"Bearer {METRICS_TOKEN}"}  # the health details need it
 
 
 @pytest.fixture
@@ -34,7 +37,15 @@ def settings(fresh_database: Postgres, redis_flushed: Redis) -> Settings:
         db_pool_size=3,
         db_max_overflow=2,
         metrics_source_ttl_seconds=0,
+        health_interval_seconds=0.01,
+        metrics_token=METRICS_TOKEN,
     )
+
+
+async def scrape(service: InProcess) -> str:
+    response = await service.client.get("/metrics", headers=SCRAPER)
+    response.raise_for_status()
+    return response.text
 
 
 def assert_healthy(result: dict[str, object], check: str) -> None:
@@ -46,19 +57,31 @@ def assert_healthy(result: dict[str, object], check: str) -> None:
 
 
 async def test_database_health_runs_a_real_query(service: InProcess) -> None:
-    response = await service.client.get("/health/database")
+    response = await service.client.get("/health/database", headers=SCRAPER)
     assert response.status_code == 200
     body = response.json()
     assert_healthy(body, "database")
     assert body["response_time_seconds"] == body["duration_seconds"]
 
 
+async def test_without_the_metrics_token_health_tells_the_status_only(
+    service: InProcess,
+) -> None:
+    response = await service.client.get("/health/database")
+    assert response.status_code == 200
+    assert response.json() == {"check": "database", "status": "healthy"}
+    overall = (await service.client.get("/health/overall")).json()
+    assert overall["checks"]["redis"] == {"check": "redis", "status": "healthy"}
+    for path in ("/health/database/pool", "/health/database/performance", "/health/history"):
+        assert (await service.client.get(path)).status_code == 401, path
+
+
 async def test_pool_reports_capacity_and_checked_out_connections(service: InProcess) -> None:
     engine = service.app.state.services.db.engine
     async with engine.connect() as held:  # one connection checked out of the real pool
         await held.exec_driver_sql("SELECT 1")
-        pool = (await service.client.get("/health/database/pool")).json()
-        text = await service.scrape()
+        pool = (await service.client.get("/health/database/pool", headers=SCRAPER)).json()
+        text = await scrape(service)
     assert pool == {
         "pool_size": 3,
         "max_overflow": 2,
@@ -70,15 +93,15 @@ async def test_pool_reports_capacity_and_checked_out_connections(service: InProc
     assert metric(text, "database_connections_active") == 1
     assert metric(text, "database_connection_pool_size") == 5
     assert metric(text, "database_connection_pool_utilization") == pytest.approx(0.2)
-    after = (await service.client.get("/health/database/pool")).json()
+    after = (await service.client.get("/health/database/pool", headers=SCRAPER)).json()
     assert after["checked_out"] == 0 and after["idle"] >= 1
 
 
 async def test_performance_summarises_recent_database_checks(service: InProcess) -> None:
     for _ in range(3):
-        await service.client.get("/health/database")
-    body = (await service.client.get("/health/database/performance")).json()
-    assert body["samples"] == 4 and body["healthy_ratio"] == 1.0
+        await service.app.state.services.metrics.health.run("database")
+    body = (await service.client.get("/health/database/performance", headers=SCRAPER)).json()
+    assert body["samples"] in (3, 4) and body["healthy_ratio"] == 1.0  # 4: the 10 ms passed
     times = body["response_time_seconds"]
     assert set(times) == {"last", "mean", "p95", "max"}
     assert 0 < times["last"] <= times["max"] and times["mean"] <= times["max"]
@@ -88,7 +111,7 @@ async def test_performance_summarises_recent_database_checks(service: InProcess)
 
 
 async def test_overall_is_healthy_when_every_check_is(service: InProcess) -> None:
-    response = await service.client.get("/health/overall")
+    response = await service.client.get("/health/overall", headers=SCRAPER)
     assert response.status_code == 200
     body = response.json()
     assert body["status"] == "healthy"
@@ -98,15 +121,16 @@ async def test_overall_is_healthy_when_every_check_is(service: InProcess) -> Non
 
 
 async def test_history_keeps_recent_results_bounded(service: InProcess) -> None:
+    health = service.app.state.services.metrics.health
     for _ in range(55):
-        await service.client.get("/health/overall")  # two results each
-    body = (await service.client.get("/health/history")).json()
+        await asyncio.gather(health.run("database"), health.run("redis"))
+    body = (await service.client.get("/health/history", headers=SCRAPER)).json()
     assert body["max_entries"] == 100 and len(body["results"]) == 100
     stamps = [r["checked_at"] for r in body["results"]]
     assert stamps == sorted(stamps)  # oldest first
-    only = (await service.client.get("/health/history?check=redis&limit=3")).json()
-    assert [r["check"] for r in only["results"]] == ["redis"] * 3
-    bad = await service.client.get("/health/history?limit=0")
+    only = await service.client.get("/health/history?check=redis&limit=3", headers=SCRAPER)
+    assert [r["check"] for r in only.json()["results"]] == ["redis"] * 3
+    bad = await service.client.get("/health/history?limit=0", headers=SCRAPER)
     assert bad.status_code == 422 and bad.json()["fields"][0]["field"] == "limit"
 
 
@@ -126,7 +150,7 @@ async def test_metrics_reflect_the_traffic(service: InProcess) -> None:
     await client.delete("/sessions/current", headers={"Authorization": f"Bearer {token}"})
     assert (await client.get("/health/overall")).status_code == 200
 
-    text = await service.scrape()
+    text = await scrape(service)
     assert metric(text, "user_registrations_total") == 3
     assert metric(text, "registered_users") == 3
     assert metric(text, "active_sessions") == 1
@@ -140,8 +164,11 @@ async def test_metrics_reflect_the_traffic(service: InProcess) -> None:
     http = {"method": "POST", "endpoint": "/users"}
     assert metric(text, "http_requests_total", status="201", **http) == 3
     assert metric(text, "http_requests_total", status="409", **http) == 1
-    # probes are not API traffic
-    assert "/health" not in "".join(line for line in text.splitlines() if "endpoint=" in line)
+    # probes are not API traffic: counted apart
+    measured = [line for line in text.splitlines() if line.startswith("http_request")]
+    assert not [line for line in measured if "/health" in line]
+    probes = {"endpoint": "/health/overall", "status": "200"}
+    assert metric(text, "http_excluded_requests_total", **probes) == 1
 
 
 def test_python_m_assistant_serves_from_the_environment(

@@ -32,7 +32,7 @@ async def test_a_short_run_exercises_the_mix_and_the_metrics(
     async with serve(settings) as service:
         # 1,500 requests: the rarest action (weight 1 of 130, and it needs a user first) is
         # then picked about 11 times, so "every action ran" does not hang on luck
-        argv = ["--url", "http://assistant", "--token", TOKEN, "--rate", "400",
+        argv = ["--url", "http://localhost", "--token", TOKEN, "--rate", "400",
                 "--duration", "60", "--max-requests", "1500", "--seed", "7",
                 "--redis-url", redis_flushed.url]  # fmt: skip
         stats = await run(parse(argv), transport=httpx.ASGITransport(app=service.app))
@@ -85,7 +85,7 @@ async def test_an_outage_is_counted_not_crashed_on() -> None:
     def outage(request: httpx.Request) -> httpx.Response:
         return httpx.Response(503, json={"error": "database_unavailable"})
 
-    argv = ["--url", "http://assistant", "--token", TOKEN, "--rate", "200",
+    argv = ["--url", "http://localhost", "--token", TOKEN, "--rate", "200",
             "--duration", "5", "--max-requests", "200", "--seed", "3"]  # fmt: skip
     stats = await run(parse(argv), transport=httpx.MockTransport(outage))
     statuses = {status for counts in stats.statuses.values() for status in counts}

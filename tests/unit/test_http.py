@@ -256,7 +256,7 @@ def test_in_progress_counts_requests_until_their_response_completes() -> None:
     assert asyncio.run(scenario()) == [0, 3, 0]
 
 
-def test_excluded_paths_and_templates_are_not_measured() -> None:
+def test_excluded_paths_and_templates_are_only_counted_apart() -> None:
     app = FastAPI()
 
     @app.get("/healthz")
@@ -279,9 +279,13 @@ def test_excluded_paths_and_templates_are_not_measured() -> None:
     for path in ("/healthz", "/internal/a", "/internal/b", "/files/a/b.txt", "/kept"):
         assert call(app, path).status == 200
     text = scrape(app)
-    assert "/healthz" not in text
-    assert "/internal" not in text
+    measured = [line for line in text.splitlines() if line.startswith("http_request")]
+    assert not [line for line in measured if "/healthz" in line or "/internal" in line]
     assert value(text, "http_requests_total", method="GET", endpoint="/kept", status="200") == 1
+    excluded = "http_excluded_requests_total"
+    assert value(text, excluded, endpoint="/healthz", status="200") == 1
+    assert value(text, excluded, endpoint="/internal/{name}", status="200") == 2
+    assert value(text, excluded, endpoint="/files/{name}", status="200") == 1
 
 
 def test_non_http_scopes_pass_through() -> None:

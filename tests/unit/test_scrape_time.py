@@ -13,7 +13,7 @@ from prometheus_client import CollectorRegistry
 import app_metrics
 from app_metrics.domain import SourceOptions
 from app_metrics.factory import MetricFactory
-from app_metrics.health import HealthChecks
+from app_metrics.health import HealthChecks, HealthResult
 
 from .driver import call, isolated, request, scrape, value
 
@@ -290,3 +290,42 @@ def test_running_a_check_on_demand_updates_what_the_next_scrape_serves() -> None
     for _ in range(5):
         asyncio.run(metrics.health.run("database"))
     assert len(metrics.health.history) == 3
+
+
+def test_shared_health_results_run_a_check_once_per_ttl_whatever_the_callers() -> None:
+    app, metrics = make()
+    calls: list[int] = []
+
+    async def database() -> None:
+        calls.append(1)
+        await asyncio.sleep(0.05)
+
+    metrics.health.add("database", database, ttl=60)
+
+    async def burst() -> tuple[list[HealthResult], HealthResult]:
+        results = await asyncio.gather(*(metrics.health.shared("database") for _ in range(50)))
+        return results, await metrics.health.shared("database")
+
+    results, later = asyncio.run(burst())
+    assert len(calls) == 1
+    assert all(r is results[0] for r in results) and later is results[0]
+    assert value(scrape(app), "database_health_status") == 1
+    assert len(calls) == 1  # the scrape served the shared result too
+
+
+def test_concurrent_callers_share_one_run_even_without_a_ttl() -> None:
+    _, metrics = make()
+    calls: list[int] = []
+
+    async def redis() -> None:
+        calls.append(1)
+        await asyncio.sleep(0.05)
+
+    metrics.health.add("redis", redis, ttl=0)
+
+    async def two_bursts() -> None:
+        for _ in range(2):
+            await asyncio.gather(*(metrics.health.shared("redis") for _ in range(20)))
+
+    asyncio.run(two_bursts())
+    assert len(calls) == 2
