@@ -29,8 +29,8 @@ from tests.server.conftest import (
     PID_HEADER,
     Server,
     launch,
+    running_servers,
     scrape,
-    stop_process_group,
 )
 from tests.server.test_gunicorn import NO_CONTROL_SOCKET, WORKER_CLASS
 
@@ -140,7 +140,6 @@ FILE_BOUND = 2 * 3 * 2 + 3
 
 @pytest.fixture
 def gunicorn(tmp_path: Path) -> Iterator[Callable[[Path], Server]]:
-    started: list[Server] = []
     config = tmp_path / "gunicorn.conf.py"
     config.write_text("")  # no gunicorn.conf.py of the working directory
 
@@ -157,12 +156,8 @@ def gunicorn(tmp_path: Path) -> Iterator[Callable[[Path], Server]]:
         started.append(server)
         return server
 
-    try:
+    with running_servers() as started:
         yield start
-    finally:
-        for server in reversed(started):
-            stop_process_group(server.proc)
-            server.close()
 
 
 def retried(call: Callable[[], T]) -> T:

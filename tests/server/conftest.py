@@ -117,6 +117,19 @@ def _wait_ready(server: Server, workers: int, name: str) -> None:
     )
 
 
+@contextlib.contextmanager
+def running_servers() -> Iterator[list[Server]]:
+    """The list a fixture appends each started ``Server`` to; on leaving, whatever the
+    outcome, each is stopped (its process group, then its client closed), last first."""
+    started: list[Server] = []
+    try:
+        yield started
+    finally:
+        for server in reversed(started):
+            stop_process_group(server.proc)
+            server.close()
+
+
 def launch(
     name: str,
     command: Callable[[int], list[str]],
@@ -169,7 +182,6 @@ def start_server(tmp_path: Path) -> Iterator[StartServer]:
     Readiness: every worker answered ``/metrics`` (not counted in the HTTP metrics).
     Every process started here is stopped at teardown, whatever the test's outcome.
     """
-    started: list[Server] = []
 
     def start(
         workers: int = 1,
@@ -191,12 +203,8 @@ def start_server(tmp_path: Path) -> Iterator[StartServer]:
         started.append(server)
         return server
 
-    try:
+    with running_servers() as started:
         yield start
-    finally:
-        for server in reversed(started):
-            stop_process_group(server.proc)
-            server.close()
 
 
 def send_requests(server: Server, path: str, n: int, threads: int = 4) -> Counter[int]:

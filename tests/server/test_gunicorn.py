@@ -25,8 +25,8 @@ from .conftest import (
     Scrape,
     Server,
     launch,
+    running_servers,
     send_requests,
-    stop_process_group,
     wait_for_total,
 )
 from .test_workers import (
@@ -60,7 +60,6 @@ def start_gunicorn(tmp_path: Path) -> Iterator[StartGunicorn]:
     The master runs in its own session; its workers stay in its process group, which is
     signalled at teardown (SIGTERM, a bounded wait, SIGKILL) whatever the test's outcome.
     """
-    started: list[Server] = []
     # An empty config file: a gunicorn.conf.py in the working directory is not read.
     config = tmp_path / "gunicorn.conf.py"
     config.write_text("")
@@ -85,12 +84,8 @@ def start_gunicorn(tmp_path: Path) -> Iterator[StartGunicorn]:
         started.append(server)
         return server
 
-    try:
+    with running_servers() as started:
         yield start
-    finally:
-        for server in reversed(started):
-            stop_process_group(server.proc)
-            server.close()
 
 
 def parent_pid(pid: int) -> int:
