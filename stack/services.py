@@ -3,6 +3,7 @@ not say. Standard library only: make reads the Debian packages from here before 
 
 from __future__ import annotations
 
+import functools
 import tomllib
 from dataclasses import dataclass, fields
 from pathlib import Path
@@ -29,9 +30,10 @@ class Service:
     local_image: str | None = None  # its local image's folder in images/, if not its name
 
 
+@functools.cache
 def records(path: Path = RECORDS) -> dict[str, Service]:
-    """Every record by service name; a field or `runs` value that does not exist is an error
-    naming the service."""
+    """Every record by service name (read once per process; callers do not change it); a
+    field or `runs` value that does not exist is an error naming the service."""
     known = {f.name for f in fields(Service)} - {"name"}
     found = {}
     for name, values in tomllib.loads(path.read_text()).items():
