@@ -5,6 +5,9 @@ mounts as secrets, and ``alertmanager.yml``, the environment's generated Alertma
 configuration with its $-references filled. dev takes .env.example's values for what is
 not set; stage and prod take only its usable defaults (channel names) and refuse a missing
 value or a placeholder (change-me, *.invalid), naming each one.
+
+It also writes ``web.yml``, the web configuration of Prometheus, Alertmanager and the
+exporters, and the monitoring user's ``Authorization`` header as a secret (webauth.py).
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import quote
 
-from . import ENVIRONMENTS, ROOT
+from . import ENVIRONMENTS, ROOT, webauth
 from .settings import StackError, check_environment, placeholders, read_env_file, substitute
 
 EXAMPLE = ROOT / ".env.example"
@@ -48,6 +51,8 @@ SECRETS = (
     Secret("ALERTMANAGER_SLACK_URL", "alertmanager_slack_url", ("stage", "prod")),
     Secret("ALERTMANAGER_WEBHOOK_TOKEN", "alertmanager_webhook_token", ("stage", "prod")),
     Secret("ALERTMANAGER_SMTP_PASSWORD", "alertmanager_smtp_password", ("prod",)),
+    # the monitoring user's (stack/webauth.py): Prometheus, Alertmanager, the exporters
+    Secret(webauth.PASSWORD_VARIABLE, "monitoring_password"),
 )
 
 
@@ -127,6 +132,8 @@ def prepare(
         directory.chmod(0o700)
     contents = {s.file: values[s.variable] for s in SECRETS if env in s.environments}
     contents["assistant_database_url"] = database_url(values["POSTGRES_PASSWORD"])
+    monitoring = values[webauth.PASSWORD_VARIABLE]
+    contents[webauth.AUTHORIZATION_FILE] = webauth.authorization(monitoring)
     for name, text in contents.items():
         # readable inside the containers (users 472, 65534, ...); the 0700 directory keeps
         # other users of this machine out
@@ -135,6 +142,7 @@ def prepare(
         generated_alertmanager(env, root), values, f"alertmanager ({env})", quote=True
     )
     _write(run_dir / "alertmanager.yml", config, 0o644)
+    _write(run_dir / webauth.WEB_CONFIG, webauth.web_config(env, monitoring, root), 0o644)
     return run_dir
 
 
