@@ -80,6 +80,12 @@ def problems(services: dict[str, dict[str, Any]], stated: dict[str, Any]) -> lis
         for key, what in lacks(service).items():
             if not _reason(exceptions.get(key)):
                 found.append(f"{name}: {what}; or give the reason in {EXCEPTION}.{key}")
+        if service.get("pids_limit") and (service.get("deploy") or {}).get("resources"):
+            found.append(
+                f"{name}: deploy.resources beside pids_limit: Compose v2 then demands an equal "
+                "deploy.resources.limits.pids, which Debian's docker-compose refuses; give "
+                "cpus and mem_limit instead"
+            )
         reasons = exceptions.get("cap_add") or {}
         for capability in service.get("cap_add") or []:
             if not isinstance(reasons, dict) or not _reason(reasons.get(capability)):

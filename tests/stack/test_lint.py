@@ -137,6 +137,11 @@ MISTAKES = {
         "compose/compose.yaml", "    user: redis", "    cap_add: [NET_ADMIN]\n    user: redis",
         "containers", "redis: cap_add NET_ADMIN without a reason",
     ),
+    "resource limits Compose v2 refuses beside pids_limit": Mistake(
+        "compose/compose.prod.yaml", '{cpus: "0.50", mem_limit: 256M}',
+        '{deploy: {resources: {limits: {cpus: "0.50", memory: 256M}}}}', "containers",
+        "alertmanager: deploy.resources beside pids_limit: Compose v2 then demands",
+    ),
     "Prometheus' lifecycle API": Mistake(
         "compose/compose.yaml", "      - --web.config.file=/etc/prometheus/web.yml\n",
         "      - --web.config.file=/etc/prometheus/web.yml\n      - --web.enable-lifecycle\n",
