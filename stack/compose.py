@@ -12,7 +12,7 @@ from pathlib import Path
 
 import yaml
 
-from . import ROOT, engine, images
+from . import ROOT, engine, images, webauth
 from .packages import docker_engine_error as engine_error
 from .processes import wait_for_targets
 from .project import Project
@@ -125,7 +125,7 @@ def up(env: str) -> int:
     print(f"every container healthy after {time.monotonic() - started:.1f} s", flush=True)
     prometheus = published(env, run_dir, where, "prometheus", 9090)
     if prometheus:  # dev publishes it; stage and prod do not
-        wait_for_targets(prometheus)
+        wait_for_targets(prometheus, headers=webauth.headers(run_dir))
         print(f"every target up after {time.monotonic() - started:.1f} s", flush=True)
     return 0
 

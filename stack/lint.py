@@ -15,7 +15,7 @@ from pathlib import Path
 
 import yaml
 
-from . import ENVIRONMENTS, ROOT, catalog, runbooks
+from . import ENVIRONMENTS, ROOT, catalog, hardening, runbooks, webauth
 from .project import COMPOSE, Project
 from .render import drift
 from .rules import LOADED, alert_problems, rule_files, rule_test_files
@@ -113,6 +113,29 @@ def compose_files(root: Path, work: Path) -> Iterator[Check]:
             out = run(args, cwd=root, env=project.environ())
             name = f"docker-compose config ({env}{', local images' if local else ''})"
             yield Check(name, [out] if out else [])
+
+
+def containers(root: Path, work: Path) -> Iterator[Check]:
+    """Every service hardened, or the reason why not (stack/hardening.py)."""
+    for env in ENVIRONMENTS:
+        for local in (False, True):
+            project = Project(env, stand_in_run_dir(env, work, root), local, root)
+            name = f"container hardening ({env}{', local images' if local else ''})"
+            stated = hardening.stated_exceptions(project.files())
+            yield Check(name, hardening.problems(project.services(), stated))
+
+
+def web_authentication(root: Path, work: Path) -> Iterator[Check]:
+    """Prometheus, Alertmanager and the exporters behind the web configuration `make up`
+    writes, every client with the monitoring user (stack/webauth.py)."""
+    for env in ENVIRONMENTS:
+        project = Project(env, stand_in_run_dir(env, work, root), False, root)
+        source = root / "prometheus" / "generated" / f"prometheus.{env}.yml"
+        problems = hardening.auth_problems(project, source.read_text())
+        web = project.run_dir / webauth.WEB_CONFIG
+        out = run([tool(root, "promtool"), "check", "web-config", str(web)])
+        yield Check(f"web authentication ({env}, {webauth.mode(env, root)})",
+                    problems + ([out] if out else []))  # fmt: skip
 
 
 def dashboards(root: Path, work: Path) -> Iterator[Check]:
@@ -264,6 +287,8 @@ CHECKS: list[Callable[[Path, Path], Iterator[Check]]] = [
     rules,
     alertmanager_configs,
     compose_files,
+    containers,
+    web_authentication,
     dashboards,
 ]
 

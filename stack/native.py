@@ -10,7 +10,7 @@ import time
 from typing import Any
 from urllib.parse import quote
 
-from . import ROOT, apt, packages
+from . import ROOT, apt, packages, webauth
 from .native_config import (
     Component,
     Layout,
@@ -180,7 +180,8 @@ def up(env: str) -> int:
                 stop(running_of(entry), entry["stop_signal"])
         save_state(where, state)
         raise
-    wait_for_targets(f"http://127.0.0.1:{local_ports['prometheus']}")
+    prometheus = f"http://127.0.0.1:{local_ports['prometheus']}"
+    wait_for_targets(prometheus, headers=webauth.headers(where.run_dir))
     mark_applied(where.run_dir, "native")
     return status(env)
 
@@ -266,7 +267,8 @@ def status(env: str) -> int:
     prometheus = entries.get("prometheus")
     if prometheus and running_of(prometheus).alive():
         try:
-            for t in targets(f"http://127.0.0.1:{prometheus['port']}"):
+            url = f"http://127.0.0.1:{prometheus['port']}"
+            for t in targets(url, webauth.headers(layout(env).run_dir)):
                 port = int(t["scrapeUrl"].split("//")[1].split("/")[0].split(":")[1])
                 health[str(port)] = t["health"]
         except (OSError, ValueError, KeyError):

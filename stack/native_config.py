@@ -26,7 +26,7 @@ from typing import Any
 import yaml
 
 from . import rules
-from .processes import http_ok, redis_ping
+from .processes import http_ok, http_probe, redis_ping
 from .project import Project
 from .services import Service, records
 from .settings import StackError
@@ -227,7 +227,9 @@ def components(
         )  # fmt: skip
         volumes = [layout.data_dir / v.split(":")[0] for v in service.get("volumes") or []
                    if not v.startswith("/")]  # fmt: skip
-        made.append(_local(records()[name], command, env_vars, layout, port, probe_url,
+        secret = project.healthcheck_secret(name)  # its Authorization header's file
+        probe = http_probe(probe_url, mapping[secret] if secret else None)
+        made.append(_local(records()[name], command, env_vars, layout, port, probe,
                            database_url, volumes))  # fmt: skip
     return made
 
@@ -238,11 +240,11 @@ def _local(
     env_vars: dict[str, str],
     layout: Layout,
     port: int | None,
-    probe_url: str | None,
+    http_probe: Callable[[], bool],
     database_url: str,
     volumes: list[Path],
 ) -> Component:
-    """``volumes``: its named volumes' data directories."""
+    """``volumes``: its named volumes' data directories; ``http_probe``: its healthcheck."""
     name = record.name
     address = f"127.0.0.1:{port}"
     url = f"http://{address}"
@@ -250,10 +252,6 @@ def _local(
     base_env = {k: v for k, v in os.environ.items() if not k.startswith(("PG", "ASSISTANT_"))}
     environ = base_env | env_vars
     python = sys.executable
-
-    def http_probe() -> bool:
-        return http_ok(probe_url) if probe_url else True
-
     if record.runs == "postgres":
         data = layout.postgres_dir / f"{name}-data"
         sockets = layout.postgres_dir / "postgres-socket"
@@ -346,14 +344,16 @@ def prometheus_config(
     def local(text: str) -> str:
         return localize(text, project, local_ports)
 
-    config["alerting"] = yaml.safe_load(local(yaml.safe_dump(config["alerting"])))
+    secrets = f"{layout.run_dir / 'secrets'}/"
+    alerting = yaml.safe_dump(config["alerting"]).replace("/run/secrets/", secrets)
+    config["alerting"] = yaml.safe_load(local(alerting))
     jobs = []
     for job in config["scrape_configs"]:
         hosts = {t.split(":")[0] for c in job.get("static_configs", []) for t in c["targets"]}
         services = {"prometheus" if h == "localhost" else h for h in hosts}
         if not services <= running:
             continue
-        text = yaml.safe_dump(job).replace("/run/secrets/", f"{layout.run_dir / 'secrets'}/")
+        text = yaml.safe_dump(job).replace("/run/secrets/", secrets)
         jobs.append(yaml.safe_load(local(text)))
     config["scrape_configs"] = jobs
     return "# The native runtime's copy: do not edit (stack/native_config.py).\n" + yaml.safe_dump(
@@ -374,6 +374,8 @@ def grafana_provisioning(project: Project, layout: Layout, local_ports: Mapping[
     shutil.rmtree(target, ignore_errors=True)
     shutil.copytree(project.root / "grafana" / "provisioning", target)
     dashboards = str(project.root / "grafana" / "dashboards")
+    secrets = f"{layout.run_dir / 'secrets'}/"
     for path in target.rglob("*.yml"):
         text = localize(path.read_text(), project, local_ports)
+        text = text.replace("/run/secrets/", secrets)  # the datasource's password
         path.write_text(text.replace("/var/lib/grafana/dashboards", dashboards))

@@ -13,6 +13,7 @@ import subprocess
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -163,15 +164,35 @@ def port_holder(port: int) -> str:
     return f"a process of user {user} (its PID is hidden from this user)"
 
 
-def http_ok(url: str, any_status: bool = False, timeout: float = 2.0) -> bool:
-    """``url`` answers 200 (or, with ``any_status``, any HTTP status)."""
+def http_ok(
+    url: str,
+    any_status: bool = False,
+    timeout: float = 2.0,
+    headers: Mapping[str, str] | None = None,
+) -> bool:
+    """``url`` answers 200 (or, with ``any_status``, any HTTP status); ``headers``: sent
+    with the request (the monitoring user's Authorization, stack/webauth.py)."""
+    request = urllib.request.Request(url, headers=dict(headers or {}))
     try:
-        with urllib.request.urlopen(url, timeout=timeout) as response:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
             return bool(response.status == 200)
     except urllib.error.HTTPError:
         return any_status
     except OSError:
         return False
+
+
+def http_probe(url: str | None, header_file: str | None = None) -> Callable[[], bool]:
+    """A probe: ``url`` answers 200 (no URL: always), sending the ``Authorization`` header
+    that ``header_file`` holds, if any (a healthcheck's, stack/project.py)."""
+
+    def probe() -> bool:
+        if url is None:
+            return True
+        headers = {"Authorization": Path(header_file).read_text().strip()} if header_file else {}
+        return http_ok(url, headers=headers)
+
+    return probe
 
 
 def redis_ping(port: int, timeout: float = 1.0) -> bool:
@@ -188,20 +209,21 @@ def redis_ping(port: int, timeout: float = 1.0) -> bool:
 TARGETS_TIMEOUT = 60.0
 
 
-def targets(prometheus: str) -> list[dict[str, Any]]:
+def targets(prometheus: str, headers: Mapping[str, str] | None = None) -> list[dict[str, Any]]:
     url = f"{prometheus}/api/v1/targets?state=active"
-    with urllib.request.urlopen(url, timeout=5) as response:
+    request = urllib.request.Request(url, headers=dict(headers or {}))
+    with urllib.request.urlopen(request, timeout=5) as response:
         return json.loads(response.read())["data"]["activeTargets"]  # type: ignore[no-any-return]
 
 
-def wait_for_targets(prometheus: str, say=print) -> None:
+def wait_for_targets(prometheus: str, say=print, headers: Mapping[str, str] | None = None) -> None:
     """Until every target is up (the first scrape comes ~6 s after Prometheus starts)."""
     deadline = time.monotonic() + TARGETS_TIMEOUT
     last = ""
     active: list[dict[str, Any]] = []
     while True:
         try:
-            active = targets(prometheus)
+            active = targets(prometheus, headers)
         except OSError:  # restarting
             active = []
         up = [t for t in active if t["health"] == "up"]

@@ -106,6 +106,13 @@ class Project:
         found = re.search(r"http://127\.0\.0\.1:\d+\S*", " ".join(map(str, test)))
         return found[0] if found else None
 
+    def healthcheck_secret(self, service: str) -> str | None:
+        """``/run/secrets/<name>``, the mounted secret its healthcheck sends as its
+        ``Authorization`` header (stack/webauth.py), if it sends one."""
+        test = (self.services()[service].get("healthcheck") or {}).get("test") or []
+        found = re.search(r"Authorization: \$+\(cat (/run/secrets/[\w.-]+)\)", " ".join(test))
+        return found[1] if found else None
+
 
 @functools.cache
 def _config(

@@ -10,6 +10,9 @@ secret, and a .env other users can open. ``prepare(env)`` writes ``.run/<env>/``
 ``postgres_roles``, the roles' password verifiers: postgres_roles.py), and ``alertmanager.yml``,
 the environment's generated Alertmanager configuration with its $-references filled.
 ``generate`` (`make secrets`) writes random values for the secrets the stack defines into .env.
+
+It also writes ``web.yml``, the web configuration of Prometheus, Alertmanager and the
+exporters, and the monitoring user's ``Authorization`` header as a secret (webauth.py).
 """
 
 from __future__ import annotations
@@ -23,7 +26,7 @@ from pathlib import Path
 from secrets import token_urlsafe
 from urllib.parse import quote
 
-from . import ENVIRONMENTS, ROOT
+from . import ENVIRONMENTS, ROOT, webauth
 from .postgres_roles import roles_sql
 from .settings import StackError, check_environment, placeholders, read_env_file, substitute
 from .strength import duplicates, weaknesses
@@ -63,6 +66,8 @@ SECRETS = (
         "ALERTMANAGER_WEBHOOK_TOKEN", "alertmanager_webhook_token", STAGE, "the webhook's owner"
     ),
     Secret("ALERTMANAGER_SMTP_PASSWORD", "alertmanager_smtp_password", PROD, "the mail provider"),
+    # the monitoring user's (stack/webauth.py): Prometheus, Alertmanager, the exporters
+    Secret(webauth.PASSWORD_VARIABLE, "monitoring_password"),
 )
 
 
@@ -182,6 +187,8 @@ def prepare(
         directory.chmod(0o700)
     contents = {s.file: values[s.variable] for s in SECRETS if env in s.environments}
     contents["assistant_database_url"] = database_url(values["POSTGRES_PASSWORD"])
+    monitoring = values[webauth.PASSWORD_VARIABLE]
+    contents[webauth.AUTHORIZATION_FILE] = webauth.authorization(monitoring)
     for name, text in contents.items():
         # readable inside the containers (users 472, 65534, ...); the 0700 directory keeps
         # other users of this machine out
@@ -192,6 +199,7 @@ def prepare(
         generated_alertmanager(env, root), values, f"alertmanager ({env})", quote=True
     )
     _write(run_dir / "alertmanager.yml", config, 0o644)
+    _write(run_dir / webauth.WEB_CONFIG, webauth.web_config(env, monitoring, root), 0o644)
     return run_dir
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import shutil
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 
 import pytest
@@ -41,13 +41,22 @@ def edit(path: Path, old: str, new: str) -> None:
 
 class Process:
     """A child process in its own session, its output in a log file; ``stop()`` by PID (the
-    native runtime's own launch and stop, stack/processes.py)."""
+    native runtime's own launch and stop, stack/processes.py). ``headers``: what the readiness
+    request sends (the monitoring user's Authorization, where the web configuration asks);
+    ``env``: its environment (default: ours)."""
 
-    def __init__(self, argv: list[str], log: Path, ready_url: str) -> None:
+    def __init__(
+        self,
+        argv: list[str],
+        log: Path,
+        ready_url: str,
+        headers: Mapping[str, str] | None = None,
+        env: dict[str, str] | None = None,
+    ) -> None:
         self.log = log
-        self.running = launch(argv, log)
+        self.running = launch(argv, log, env)
         deadline = time.monotonic() + START_TIMEOUT
-        while not http_ok(ready_url, timeout=1):
+        while not http_ok(ready_url, timeout=1, headers=headers):
             if not self.running.alive() or time.monotonic() > deadline:
                 self.stop()
                 pytest.fail(f"{argv[0]} did not start: {self.tail()}", pytrace=False)

@@ -123,6 +123,44 @@ MISTAKES = {
         "grafana/dashboards/api/api-overview.json", "sum by (status) (", "sum by (status (",
         "dashboards", "panel 'Status mix'",
     ),
+    "a service that runs as root": Mistake(
+        "compose/compose.dev.yaml", 'user: "65534:65534"', "user: root",
+        "containers", "receiver: runs as root (user: 'root'); or give the reason in "
+        "x-hardening-exception.user",
+    ),
+    "a writable root file system": Mistake(
+        "compose/compose.dev.yaml", "x-hardening: &hardening\n  read_only: true\n",
+        "x-hardening: &hardening\n", "containers",
+        "traffic: its root file system is writable (read_only: true)",
+    ),
+    "a capability added back without a reason": Mistake(
+        "compose/compose.yaml", "    user: redis", "    cap_add: [NET_ADMIN]\n    user: redis",
+        "containers", "redis: cap_add NET_ADMIN without a reason",
+    ),
+    "resource limits Compose v2 refuses beside pids_limit": Mistake(
+        "compose/compose.prod.yaml", '{cpus: "0.50", mem_limit: 256M}',
+        '{deploy: {resources: {limits: {cpus: "0.50", memory: 256M}}}}', "containers",
+        "alertmanager: deploy.resources beside pids_limit: Compose v2 then demands",
+    ),
+    "Prometheus' lifecycle API": Mistake(
+        "compose/compose.yaml", "      - --web.config.file=/etc/prometheus/web.yml\n",
+        "      - --web.config.file=/etc/prometheus/web.yml\n      - --web.enable-lifecycle\n",
+        "web_authentication", "prometheus: --web.enable-lifecycle lets anyone who reaches it stop",
+    ),
+    "Alertmanager without authentication": Mistake(
+        "compose/compose.yaml", "      - --web.config.file=/etc/alertmanager/web.yml\n", "",
+        "web_authentication", "alertmanager: no --web.config.file=",
+    ),
+    "a healthcheck without the monitoring user": Mistake(
+        "compose/compose.yaml",
+        '--header "Authorization: $$(cat /run/secrets/monitoring_authorization)"', "",
+        "web_authentication", "postgres-exporter: its healthcheck sends no Authorization header",
+    ),
+    "a scrape of an authenticated exporter without the user": Mistake(
+        "prometheus/prometheus.yml", "  - job_name: node\n    basic_auth: *monitoring\n",
+        "  - job_name: node\n", "web_authentication",
+        "job node: scrapes node-exporter without the monitoring user (basic_auth)",
+    ),
     "a hand-edited generated file": Mistake(
         "prometheus/generated/prometheus.stage.yml", "job_name: node", "job_name: host",
         "generated_files", "prometheus/generated/prometheus.stage.yml differs",
@@ -179,3 +217,18 @@ def test_an_app_metric_used_nowhere_needs_a_reason(
         "health_check_failures_total: used nowhere; use it, or give the reason in "
         "stack/catalog.py ADHOC"
     ]
+
+
+def test_a_service_may_go_without_a_setting_when_the_file_says_why(
+    repo_copy: Path, tmp_path: Path
+) -> None:
+    compose = repo_copy / "compose" / "compose.yaml"
+    edit(compose, "    user: redis", "    read_only: false\n    user: redis")
+    [dev, *_] = lint.containers(repo_copy, tmp_path)
+    assert dev.problems == [
+        "redis: its root file system is writable (read_only: true); or give the reason in "
+        "x-hardening-exception.read_only"
+    ]
+    reason = '    x-hardening-exception: {read_only: "it must write its root"}\n'
+    edit(compose, "    read_only: false\n", "    read_only: false\n" + reason)
+    assert all(not c.problems for c in lint.containers(repo_copy, tmp_path))

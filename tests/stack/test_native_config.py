@@ -3,11 +3,14 @@ files and secrets; only addresses and paths are local."""
 
 from __future__ import annotations
 
+import http.server
 import shutil
 import tempfile
+import threading
 from pathlib import Path
 
 import pytest
+import yaml
 
 from stack import ENVIRONMENTS, ROOT
 from stack.lint import stand_in_run_dir
@@ -19,6 +22,7 @@ from stack.native_config import (
     prometheus_config,
     set_flag,
 )
+from stack.processes import http_probe
 from stack.project import Project
 from stack.services import records
 from stack.settings import StackError
@@ -151,3 +155,51 @@ def test_postgres_data_moves_to_its_users_home_when_the_run_root_is_closed(
     closed.chmod(0o711)
     assert layout.postgres_dir == layout.data_dir
     shutil.rmtree(top)
+
+
+@pytest.mark.parametrize("env", ["stage", "prod"])
+def test_natively_the_monitoring_components_read_the_same_web_configuration(
+    env: str, tmp_path: Path
+) -> None:
+    """Natively too, in stage and prod, Prometheus, Alertmanager and the exporters ask for the
+    monitoring user (the web configuration `make up` writes), and Prometheus sends it."""
+    where = Layout(env, tmp_path)
+    project = Project(env, stand_in_run_dir(env, tmp_path))
+    local = ports(project, {})
+    made = {c.name: c for c in components(project, where, local, "postgresql+asyncpg://db")}
+    web = f"--web.config.file={where.run_dir / 'web.yml'}"
+    for name in ("prometheus", "alertmanager", "node-exporter", "postgres-exporter"):
+        assert web in made[name].argv, name
+    assert "basic_auth_users" in (where.run_dir / "web.yml").read_text()
+    assert "--web.enable-lifecycle" not in made["prometheus"].argv
+    running = set(made) - {"grafana"}
+    config = yaml.safe_load(prometheus_config(project, where, local, running))
+    password = str(where.run_dir / "secrets" / "monitoring_password")
+    assert config["alerting"]["alertmanagers"][0]["basic_auth"]["password_file"] == password
+    sent = {j["job_name"]: j.get("basic_auth", {}) for j in config["scrape_configs"]}
+    for job in ("prometheus", "alertmanager", "node", "postgres"):
+        assert sent[job] == {"username": "monitoring", "password_file": password}, job
+
+
+def test_a_probe_sends_the_healthchecks_authorization(tmp_path: Path) -> None:
+    """The native readiness probe sends what the Compose healthcheck sends (its secret)."""
+    expected = "Basic bW9uaXRvcmluZzpzM2NyZXQ="
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            self.send_response(200 if self.headers.get("Authorization") == expected else 401)
+            self.end_headers()
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}/-/ready"
+        (tmp_path / "authorization").write_text(expected + "\n")
+        assert http_probe(url, str(tmp_path / "authorization"))()
+        assert not http_probe(url)()
+    finally:
+        server.shutdown()
+        server.server_close()

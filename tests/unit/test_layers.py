@@ -12,10 +12,10 @@ from .test_import_cycles import REPO, imports
 LAYERS = {
     "model": ["stack", "stack.settings", "stack.services", "stack.tools", "stack.processes",
               "stack.apt", "stack.packages", "stack.project", "stack.promql", "stack.runbooks",
-              "stack.rules"],
+              "stack.rules", "stack.webauth"],
     "generated": ["stack.dashboards", "stack.catalog", "stack.producers", "stack.render",
                   "stack.secrets", "stack.strength", "stack.postgres_roles"],
-    "checks": ["stack.lint"],
+    "checks": ["stack.lint", "stack.hardening"],
     "runtimes": ["stack.native_config", "stack.native", "stack.native_postgres",
                  "stack.native_grafana", "stack.compose", "stack.engine", "stack.images",
                  "stack.healthcheck_pump"],
