@@ -12,7 +12,8 @@ the environment's generated Alertmanager configuration with its $-references fil
 ``generate`` (`make secrets`) writes random values for the secrets the stack defines into .env.
 
 It also writes ``web.yml``, the web configuration of Prometheus, Alertmanager and the
-exporters, and the monitoring user's ``Authorization`` header as a secret (webauth.py).
+exporters, and the monitoring user's ``Authorization`` header as a secret (webauth.py); and
+Redis's users (redis_acl.py): its ACL file, the app's Redis URL, the exporter's password file.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from pathlib import Path
 from secrets import token_urlsafe
 from urllib.parse import quote
 
-from . import ENVIRONMENTS, ROOT, webauth
+from . import ENVIRONMENTS, ROOT, redis_acl, webauth
 from .postgres_roles import roles_sql
 from .settings import StackError, check_environment, placeholders, read_env_file, substitute
 from .strength import duplicates, weaknesses
@@ -68,6 +69,9 @@ SECRETS = (
     Secret("ALERTMANAGER_SMTP_PASSWORD", "alertmanager_smtp_password", PROD, "the mail provider"),
     # the monitoring user's (stack/webauth.py): Prometheus, Alertmanager, the exporters
     Secret(webauth.PASSWORD_VARIABLE, "monitoring_password"),
+    # Redis's users (stack/redis_acl.py): the app's (API, worker), the exporter's
+    Secret(redis_acl.APP_VARIABLE, redis_acl.APP_PASSWORD_FILE),
+    Secret(redis_acl.EXPORTER_VARIABLE, redis_acl.EXPORTER_PASSWORD_FILE),
 )
 
 
@@ -189,6 +193,7 @@ def prepare(
     contents["assistant_database_url"] = database_url(values["POSTGRES_PASSWORD"])
     monitoring = values[webauth.PASSWORD_VARIABLE]
     contents[webauth.AUTHORIZATION_FILE] = webauth.authorization(monitoring)
+    contents |= redis_acl.files(values)  # anew each time: a changed password takes effect
     for name, text in contents.items():
         # readable inside the containers (users 472, 65534, ...); the 0700 directory keeps
         # other users of this machine out
