@@ -5,8 +5,9 @@
 Every route is exercised, including 4xx on purpose (duplicate e-mails, invalid payloads,
 unknown users, wrong codes, bad tokens); 5xx and failed deliveries come from the simulated
 providers' failure rates. Bounded in rate, request count and time; a progress line every few
-seconds and a summary per action at the end. With ``--redis-url`` (dev only) it reads its
-codes in the simulated SMS outbox (``outbox.py``) so that some verifications succeed.
+seconds and a summary per action at the end. With ``--redis-url`` or ``--redis-url-file``
+(dev only) it reads its codes in the simulated SMS outbox (``outbox.py``) so that some
+verifications succeed.
 """
 
 from __future__ import annotations
@@ -346,6 +347,9 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--seed", type=int, default=None)
     p.add_argument("--redis-url", default=os.environ.get("ASSISTANT_TRAFFIC_REDIS_URL"),
                    help="read the codes in the simulated SMS outbox (dev only)")  # fmt: skip
+    p.add_argument("--redis-url-file", default=os.environ.get("ASSISTANT_TRAFFIC_REDIS_URL_FILE"),
+                   help="the Redis URL (it carries a password) from a file "
+                        "($ASSISTANT_TRAFFIC_REDIS_URL_FILE)")  # fmt: skip
     args = p.parse_args(argv)
     if not 0 < args.rate <= 500:
         p.error("--rate must be in (0, 500]")
@@ -360,6 +364,11 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
             p.error(f"--token-file: {exc}")
     if not args.token:
         p.error("an API token is needed: --token, --token-file or ASSISTANT_API_TOKEN(_FILE)")
+    if args.redis_url_file and not args.redis_url:
+        try:
+            args.redis_url = Path(args.redis_url_file).read_text().strip()
+        except OSError as exc:
+            p.error(f"--redis-url-file: {exc}")
     return args
 
 

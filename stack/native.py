@@ -5,8 +5,10 @@ files (native_config.py); this module installs, starts, waits, stops and reports
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import time
+from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
@@ -14,6 +16,7 @@ from . import ROOT, apt, packages, webauth
 from .native_config import (
     Component,
     Layout,
+    addressed_secrets,
     alertmanager_config,
     components,
     grafana_provisioning,
@@ -124,6 +127,7 @@ def up(env: str) -> int:
     (where.config_dir / "alertmanager.yml").write_text(
         alertmanager_config(project, where, local_ports)
     )
+    write_private(addressed_secrets(where, local_ports))
     if "grafana" in names:
         grafana_provisioning(project, where, local_ports)
 
@@ -184,6 +188,20 @@ def up(env: str) -> int:
     wait_for_targets(prometheus, headers=webauth.headers(where.run_dir))
     mark_applied(where.run_dir, "native")
     return status(env)
+
+
+def write_private(files: dict[Path, str]) -> None:
+    """Each file anew (never through a link), in a directory only this user may enter, as
+    `make up` writes .run/<env>/secrets/ (readable by the processes it starts)."""
+    for path, text in files.items():
+        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        path.parent.chmod(0o700)
+        tmp = path.with_name(path.name + ".tmp")
+        tmp.unlink(missing_ok=True)
+        descriptor = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644)
+        with os.fdopen(descriptor, "w") as f:
+            f.write(text)
+        tmp.replace(path)
 
 
 def _launch(component: Component, where: Layout, state: dict[str, Any]) -> None:

@@ -11,6 +11,7 @@ listen address, its port variable and Prometheus job. The start order is Compose
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import os
 import re
@@ -25,7 +26,7 @@ from typing import Any
 
 import yaml
 
-from . import rules
+from . import redis_acl, rules
 from .processes import http_ok, http_probe, redis_ping
 from .project import Project
 from .services import Service, records
@@ -77,6 +78,11 @@ class Layout:
     @property
     def config_dir(self) -> Path:
         return self.runs / self.env / "native"
+
+    @property
+    def secrets_dir(self) -> Path:
+        """The native copies of the secrets that name an address (redis_acl.ADDRESSED)."""
+        return self.config_dir / "secrets"
 
     @property
     def data_dir(self) -> Path:
@@ -153,7 +159,8 @@ def path_map(service: dict[str, Any], layout: Layout) -> dict[str, str]:
         mapping[target] = source if source.startswith("/") else str(layout.data_dir / source)
     for secret in service.get("secrets", []):
         name = secret["source"] if isinstance(secret, dict) else secret
-        mapping[f"/run/secrets/{name}"] = str(layout.run_dir / "secrets" / name)
+        where = layout.secrets_dir if name in redis_acl.ADDRESSED else layout.run_dir / "secrets"
+        mapping[f"/run/secrets/{name}"] = str(where / name)
     return mapping
 
 
@@ -263,9 +270,13 @@ def _local(
             stop_signal=signal.SIGINT, data=[data, sockets],
         )  # fmt: skip
     if record.runs == "redis":
+        # the Compose command's --aclfile is the rendered ACL file; the probe logs in as the
+        # healthcheck user, as the Compose healthcheck does
         argv = [binary(record), *command[1:], "--port", str(port), "--bind", "127.0.0.1",
                 "--dir", str(data), "--daemonize", "no"]  # fmt: skip
-        return Component(name, argv, environ, port, lambda: redis_ping(port),  # type: ignore[arg-type]
+        password = layout.run_dir / "secrets" / redis_acl.HEALTHCHECK_FILE
+        probe = functools.partial(redis_ping, port, redis_acl.HEALTHCHECK_USER, password)
+        return Component(name, argv, environ, port, probe,  # type: ignore[arg-type]
                          f"redis://{address}", data=[data])  # fmt: skip
     if record.runs == "assistant":
         environ.pop("ASSISTANT_DATABASE_URL_FILE", None)  # its URL names the container host
@@ -328,6 +339,15 @@ def _pg_ready(port: int) -> Callable[[], bool]:
 
 
 # ---- configuration files ---------------------------------------------------------------
+
+
+def addressed_secrets(layout: Layout, local_ports: Mapping[str, int]) -> dict[Path, str]:
+    """The native copies of the secret files that name Redis's address (the app's URL, the
+    exporter's password file), with its local address: path -> text."""
+    values = redis_acl.read_passwords(layout.run_dir / "secrets")
+    address = f"127.0.0.1:{local_ports['redis']}"
+    texts = redis_acl.addressed(values, address)
+    return {layout.secrets_dir / name: text + "\n" for name, text in texts.items()}
 
 
 def prometheus_config(

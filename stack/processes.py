@@ -195,13 +195,41 @@ def http_probe(url: str | None, header_file: str | None = None) -> Callable[[], 
     return probe
 
 
-def redis_ping(port: int, timeout: float = 1.0) -> bool:
+def redis_ping(
+    port: int, user: str | None = None, password_file: Path | None = None, timeout: float = 1.0
+) -> bool:
+    """Redis on ``port`` answers PING, after ``AUTH user <the password_file's>`` if given."""
+    command = b""
+    if user is not None and password_file is not None:
+        try:
+            password = password_file.read_text().strip()
+        except OSError:
+            return False
+        command = _resp("AUTH", user, password)
+    expected = (b"+OK\r\n" if command else b"") + b"+PONG\r\n"
     try:
         with socket.create_connection(("127.0.0.1", port), timeout=timeout) as sock:
-            sock.sendall(b"PING\r\n")
-            return sock.recv(16).startswith(b"+PONG")
+            sock.sendall(command + _resp("PING"))
+            reply = b""
+            for _ in range(8):  # two short replies; bounded
+                if reply.count(b"\r\n") >= expected.count(b"\r\n"):
+                    break
+                chunk = sock.recv(256)
+                if not chunk:
+                    break
+                reply += chunk
+            return reply == expected
     except OSError:
         return False
+
+
+def _resp(*words: str) -> bytes:
+    """A command as a RESP array (any byte in a password is safe)."""
+    parts = [f"*{len(words)}\r\n".encode()]
+    for word in words:
+        data = word.encode()
+        parts.append(b"$%d\r\n%s\r\n" % (len(data), data))
+    return b"".join(parts)
 
 
 # ---- Prometheus' targets -----------------------------------------------------------------
