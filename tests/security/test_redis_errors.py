@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from tests.security.conftest import Attack
-from tests.service.backends import Postgres, Redis, redis_command
+from tests.service.backends import Postgres, Redis
 from tests.service.harness import API, InProcess, serve, settings_for
 
 pytestmark = [pytest.mark.service, pytest.mark.anyio]
@@ -31,6 +31,7 @@ class SavingRedis(Redis):
         return self.root / "data"
 
     def _prepare(self) -> None:
+        super()._prepare()
         self.data.mkdir(exist_ok=True)
 
     def _argv(self) -> list[str]:
@@ -64,7 +65,7 @@ async def service(backends: tuple[Postgres, SavingRedis]) -> AsyncIterator[InPro
 
 
 def config(redis: Redis, *args: str) -> None:
-    reply = redis_command(redis.port, ("CONFIG SET " + " ".join(args)).encode())
+    reply = redis.command(("CONFIG SET " + " ".join(args)).encode())
     assert reply == b"+OK", reply
 
 
@@ -100,7 +101,7 @@ async def test_redis_failing_to_persist_is_a_503(
     a = attack("log in while Redis cannot persist (MISCONF)", "503 with Retry-After")
     shutil.rmtree(redis.data)
     try:
-        assert redis_command(redis.port, b"BGSAVE") is not None
+        assert redis.command(b"BGSAVE") is not None
         wait_for(redis, b"rdb_last_bgsave_status:err")
         status, retry_after = await login(service)
     finally:
@@ -115,7 +116,7 @@ async def test_redis_failing_to_persist_is_a_503(
 def wait_for(redis: Redis, marker: bytes, timeout: float = 10.0) -> None:
     deadline = time.monotonic() + timeout
     for _ in range(500):
-        reply = redis_command(redis.port, b"INFO persistence") or b""
+        reply = redis.command(b"INFO persistence") or b""
         if marker in reply and b"rdb_bgsave_in_progress:0" in reply:
             return
         assert time.monotonic() < deadline, reply

@@ -1,5 +1,8 @@
 """Real PostgreSQL and Redis servers as plain child processes on 127.0.0.1 (no Docker).
 
+Redis runs with the stack's own users (stack/redis_acl.py: its ACL file, with random
+passwords), plus an ``admin`` for the tests' own housekeeping (FLUSHALL, CONFIG SET, INFO).
+
 ``Postgres`` and ``Redis`` start Debian's binaries on a free port with their data under a
 private temporary directory. ``stop()`` signals the server by PID (bounded wait, then SIGKILL
 of its process group) and ``start()`` brings it back on the same port and data directory, so
@@ -16,6 +19,7 @@ import ctypes
 import os
 import pwd
 import re
+import secrets
 import shutil
 import signal
 import socket
@@ -27,6 +31,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 import asyncpg
+
+from stack import redis_acl
 
 HOST = "127.0.0.1"
 START_TIMEOUT = 20.0
@@ -373,8 +379,16 @@ class Postgres(Backend):
             ) from None
 
 
+ADMIN = "admin"  # the tests' own Redis user: every command, every key
+
+
 class Redis(Backend):
-    """redis-server without persistence (``--save ''``, no AOF): a restart empties it."""
+    """redis-server without persistence (``--save ''``, no AOF): a restart empties it.
+
+    Its users are the stack's (``redis_acl.RULES``: ``default`` off, ``assistant``,
+    ``redis_exporter``, ``healthcheck``), from the ACL file the stack renders, with random
+    passwords (``.passwords``), and ``admin``, whose ``command()`` the tests' helpers use.
+    """
 
     name = "redis"
     stop_signal = signal.SIGTERM
@@ -382,39 +396,90 @@ class Redis(Backend):
     def __init__(self, root: Path | None = None, port: int | None = None) -> None:
         self.binary = redis_server_bin()
         super().__init__(root, port)
+        self.passwords = redis_acl.users(
+            {
+                redis_acl.APP_VARIABLE: secrets.token_urlsafe(32),
+                redis_acl.EXPORTER_VARIABLE: secrets.token_urlsafe(32),
+            }
+        )
+        self.passwords[ADMIN] = secrets.token_urlsafe(32)
+        self.acl_path = self.root / "users.acl"
 
     @property
     def url(self) -> str:
-        """redis-py URL of database 0."""
-        return f"redis://{HOST}:{self.port}/0"
+        """redis-py URL of database 0, as the app's user (``assistant``)."""
+        return redis_acl.app_url(self.passwords[redis_acl.APP_USER], f"{HOST}:{self.port}")
+
+    def url_of(self, user: str) -> str:
+        """redis-py URL of database 0 as ``user``."""
+        return f"redis://{user}:{self.passwords[user]}@{HOST}:{self.port}/0"
+
+    def _prepare(self) -> None:
+        text = redis_acl.acl_file(self.passwords, extra={ADMIN: "on ~* &* +@all"})
+        self.acl_path.unlink(missing_ok=True)
+        descriptor = os.open(self.acl_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(descriptor, "w") as f:
+            f.write(text)
 
     def _argv(self) -> list[str]:
         return [
             self.binary, "--port", str(self.port), "--bind", HOST,
             "--save", "", "--appendonly", "no", "--daemonize", "no", "--dir", str(self.root),
+            "--aclfile", str(self.acl_path),
         ]  # fmt: skip
+
+    def command(self, command: bytes, timeout: float = PROBE_TIMEOUT) -> bytes | None:
+        """``redis_command`` as ``admin``."""
+        return redis_command(self.port, command, timeout, auth=(ADMIN, self.passwords[ADMIN]))
 
     def _ready(self) -> bool:
         # INFO answers -LOADING while a dataset loads; process_id tells our server from
         # another one that holds the port.
-        reply = redis_command(self.port, b"INFO server")
+        reply = self.command(b"INFO server")
         return reply is not None and f"process_id:{self.pid}\r\n".encode() in reply
 
     def flushall(self) -> None:
         """Delete every key of every database."""
-        reply = redis_command(self.port, b"FLUSHALL")
+        reply = self.command(b"FLUSHALL")
         if reply != b"+OK":
             raise BackendError(f"FLUSHALL on port {self.port} answered {reply!r}")
 
 
-def redis_command(port: int, command: bytes, timeout: float = PROBE_TIMEOUT) -> bytes | None:
-    """Send an inline command to ``HOST:port``; its reply (a status line such as ``+OK``, or a
-    bulk string's payload), or None if nothing answered in ``timeout``."""
+def resp(*words: str | bytes) -> bytes:
+    """A command as a RESP array: any byte in an argument (a password) is safe."""
+    parts = [b"*%d\r\n" % len(words)]
+    for word in words:
+        data = word.encode() if isinstance(word, str) else word
+        parts.append(b"$%d\r\n%s\r\n" % (len(data), data))
+    return b"".join(parts)
+
+
+def redis_command(
+    port: int,
+    command: bytes,
+    timeout: float = PROBE_TIMEOUT,
+    auth: tuple[str, str] | None = None,
+) -> bytes | None:
+    """Send an inline command to ``HOST:port`` (after ``AUTH user password``, with ``auth``);
+    its reply (a status or error line such as ``+OK``, or a bulk string's payload), or None
+    if nothing answered in ``timeout``. A refused ``AUTH`` is the reply."""
     deadline = time.monotonic() + timeout
     try:
         with socket.create_connection((HOST, port), timeout=timeout) as sock:
-            sock.sendall(command + b"\r\n")
+            sock.sendall((resp("AUTH", *auth) if auth else b"") + command + b"\r\n")
             data = b""
+            if auth:
+                for _ in range(64):
+                    if b"\r\n" in data:
+                        break
+                    sock.settimeout(max(0.01, deadline - time.monotonic()))
+                    chunk = sock.recv(65536)
+                    if not chunk:
+                        return None
+                    data += chunk
+                head, _, data = data.partition(b"\r\n")
+                if head != b"+OK":
+                    return head
             for _ in range(64):  # replies used here are a few KB at most
                 head, sep, rest = data.partition(b"\r\n")
                 if sep and not head.startswith(b"$"):

@@ -12,9 +12,12 @@ Fixtures:
     ``.kill()`` (SIGKILL, a crash), ``.start()`` (same port and data: committed rows survive),
     ``.reset_schema()`` (drop and recreate schema ``public``).
 ``redis`` (session) -> ``backends.Redis``
-    One redis-server on a free port of 127.0.0.1 without persistence. ``.url``
-    ``redis://127.0.0.1:<port>/0``, ``.port``, ``.pid``, ``.running``, ``.stop()`` (SIGTERM),
-    ``.kill()``, ``.start()`` (same port, **empty**: nothing is saved), ``.flushall()``.
+    One redis-server on a free port of 127.0.0.1 without persistence, with the stack's users
+    (stack/redis_acl.py; random ``.passwords``). ``.url``
+    ``redis://assistant:<password>@127.0.0.1:<port>/0`` (the app's user: keys ``assistant:*``),
+    ``.url_of(user)``, ``.port``, ``.pid``, ``.running``, ``.stop()`` (SIGTERM), ``.kill()``,
+    ``.start()`` (same port, **empty**: nothing is saved), ``.flushall()``, ``.command()``
+    (an inline command as the tests' ``admin``).
 ``fresh_database`` (function) -> the same ``Postgres``
     Starts it again if an earlier test left it stopped, then ``reset_schema()``: the test sees
     an empty ``public`` schema (10-20 ms). Create engines/pools per test and dispose them at

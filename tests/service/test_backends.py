@@ -147,13 +147,15 @@ def test_fresh_database_restarts_a_stopped_server(
 
 
 def test_redis_roundtrip_with_ttl(redis_flushed: Redis) -> None:
-    assert redis_flushed.url == f"redis://127.0.0.1:{redis_flushed.port}/0"
+    password = redis_flushed.passwords["assistant"]
+    assert redis_flushed.url == f"redis://assistant:{password}@127.0.0.1:{redis_flushed.port}/0"
 
     async def roundtrip() -> tuple[bytes | None, int]:
         client = aioredis.from_url(redis_flushed.url, socket_timeout=5)
         try:
-            await client.set("greeting", "hello", ex=30)
-            return await client.get("greeting"), await client.ttl("greeting")
+            await client.set("assistant:greeting", "hello", ex=30)
+            greeting = await client.get("assistant:greeting")
+            return greeting, await client.ttl("assistant:greeting")
         finally:
             await client.aclose()
 
@@ -173,7 +175,7 @@ def test_redis_stop_then_start_is_empty(redis_flushed: Redis) -> None:
         finally:
             await client.aclose()
 
-    assert asyncio.run(client_call("SET", "k", "v"))
+    assert asyncio.run(client_call("SET", "assistant:k", "v"))
     old_pid, port = r.pid, r.port
     r.stop()
     assert not r.running
@@ -187,7 +189,7 @@ def test_redis_stop_then_start_is_empty(redis_flushed: Redis) -> None:
     r.start()
     assert r.port == port
     assert r.pid != old_pid
-    assert asyncio.run(client_call("GET", "k")) is None
+    assert asyncio.run(client_call("GET", "assistant:k")) is None
     assert asyncio.run(client_call("DBSIZE")) == 0
 
 
@@ -197,7 +199,7 @@ def test_redis_flushed_starts_empty(redis_flushed: Redis, run: int) -> None:
         client = aioredis.from_url(redis_flushed.url, socket_timeout=5)
         try:
             size = await client.dbsize()
-            await client.set(f"left-{run}", "x")
+            await client.set(f"assistant:left-{run}", "x")
             return int(size)
         finally:
             await client.aclose()
