@@ -61,6 +61,7 @@ COMMON = frozenset(
         "1234567890",
         "postgres",
         "postgresql",
+        "redis",
         "grafana",
         "prometheus",
         "alertmanager",

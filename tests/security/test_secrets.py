@@ -58,6 +58,8 @@ def reasons(message: str, variable: str) -> str:
         ("ASSISTANT_API_TOKEN", "Zx8#kq2LmW9v", "12 characters, fewer than 16"),
         ("POSTGRES_EXPORTER_PASSWORD", "Password12345678", "bits of estimated entropy"),
         ("ALERTMANAGER_SMTP_PASSWORD", "a" * 24, "bits of estimated entropy, fewer than 64"),
+        ("REDIS_PASSWORD", "redis", "a common default"),
+        ("REDIS_EXPORTER_PASSWORD", "redis-exporter-2024", "bits of estimated entropy"),
     ],
 )
 def test_a_weak_secret_stops_prod_naming_the_variable_and_why(

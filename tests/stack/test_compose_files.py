@@ -153,6 +153,43 @@ def test_redis_keeps_an_append_only_file() -> None:
     assert command[command.index("--appendonly") + 1] == "yes"
 
 
+def secret_names(service: dict[str, Any]) -> set[str]:
+    return {s["source"] if isinstance(s, dict) else s for s in service.get("secrets") or []}
+
+
+@pytest.mark.parametrize("env", ENVIRONMENTS)
+def test_redis_requires_a_user_of_every_client(env: str) -> None:
+    """Redis reads its users from the ACL file `make up` renders; every client logs in with a
+    secret file, never a password in a command line or an environment value."""
+    found = services(env)
+    redis = found["redis"]
+    command = redis["command"]
+    assert command[command.index("--aclfile") + 1] == "/run/secrets/redis_acl"
+    assert secret_names(redis) == {"redis_acl", "redis_healthcheck_password"}
+    check = " ".join(redis["healthcheck"]["test"])
+    assert "--user healthcheck" in check
+    assert 'REDISCLI_AUTH="$$(cat /run/secrets/redis_healthcheck_password)"' in check
+    for name in ("api", "worker"):
+        environment = found[name]["environment"]
+        assert "ASSISTANT_REDIS_URL" not in environment
+        assert environment["ASSISTANT_REDIS_URL_FILE"] == "/run/secrets/assistant_redis_url"
+        assert "assistant_redis_url" in secret_names(found[name])
+    exporter = found["redis-exporter"]
+    assert exporter["environment"]["REDIS_USER"] == "redis_exporter"
+    assert exporter["environment"]["REDIS_ADDR"] == "redis://redis:6379"  # no password in it
+    passwords = "/run/secrets/redis_exporter_passwords"
+    assert exporter["environment"]["REDIS_PASSWORD_FILE"] == passwords
+    assert secret_names(exporter) == {"redis_exporter_passwords"}
+    if env == "dev":
+        traffic = found["traffic"]
+        assert traffic["environment"]["ASSISTANT_TRAFFIC_REDIS_URL_FILE"] == (
+            "/run/secrets/assistant_redis_url"
+        )
+        assert "assistant_redis_url" in secret_names(traffic)
+    flat = yaml.safe_dump(found)
+    assert "redis://redis:6379/0" not in flat and "REDIS_PASSWORD:" not in flat
+
+
 def test_the_prometheus_retention_comes_from_the_environment_settings() -> None:
     for env in ENVIRONMENTS:
         settings = (ROOT / "compose" / "env" / f"{env}.env").read_text()

@@ -4,10 +4,12 @@ files and secrets; only addresses and paths are local."""
 from __future__ import annotations
 
 import http.server
+import json
 import shutil
 import tempfile
 import threading
 from pathlib import Path
+from urllib.parse import quote
 
 import pytest
 import yaml
@@ -16,6 +18,7 @@ from stack import ENVIRONMENTS, ROOT
 from stack.lint import stand_in_run_dir
 from stack.native_config import (
     Layout,
+    addressed_secrets,
     components,
     localize,
     ports,
@@ -24,8 +27,9 @@ from stack.native_config import (
 )
 from stack.processes import http_probe
 from stack.project import Project
+from stack.secrets import EXAMPLE
 from stack.services import records
-from stack.settings import StackError
+from stack.settings import StackError, read_env_file
 
 
 @pytest.fixture
@@ -115,10 +119,34 @@ def test_each_process_gets_the_compose_settings_made_local(
     assert made["redis-exporter"].env["REDIS_EXPORTER_INCL_SYSTEM_METRICS"] == "true"
     redis = made["redis"].argv
     assert redis[redis.index("--appendonly") + 1] == "yes"
+    assert redis[redis.index("--aclfile") + 1] == str(layout.run_dir / "secrets" / "redis_acl")
+    # the files that name Redis's address: the native copies, with its local address
+    local_url = str(layout.secrets_dir / "assistant_redis_url")
+    assert made["api"].env["ASSISTANT_REDIS_URL_FILE"] == local_url
+    assert made["traffic"].env["ASSISTANT_TRAFFIC_REDIS_URL_FILE"] == local_url
+    redis_exporter = made["redis-exporter"].env
+    assert redis_exporter["REDIS_ADDR"] == "redis://127.0.0.1:6379"
+    assert redis_exporter["REDIS_USER"] == "redis_exporter"
+    assert redis_exporter["REDIS_PASSWORD_FILE"] == str(
+        layout.secrets_dir / "redis_exporter_passwords"
+    )
     assert made["api"].env["ASSISTANT_ROLE"] == "api" and made["worker"].port == 8001
     assert made["api"].env["ASSISTANT_DATABASE_URL"] == "postgresql+asyncpg://db"
     assert "--storage.tsdb.retention.time=2d" in made["prometheus"].argv
     assert "http://127.0.0.1:8000" in made["traffic"].argv
+
+
+def test_the_native_copies_of_the_redis_secrets_name_its_local_address(
+    layout: Layout, project: Project
+) -> None:
+    local = ports(project, {"REDIS_PORT": "16379"})
+    files = addressed_secrets(layout, local)
+    example = read_env_file(EXAMPLE)
+    password = quote(example["REDIS_PASSWORD"], safe="")
+    url = files[layout.secrets_dir / "assistant_redis_url"]
+    assert url == f"redis://assistant:{password}@127.0.0.1:16379/0\n"
+    passwords = json.loads(files[layout.secrets_dir / "redis_exporter_passwords"])
+    assert passwords == {"redis://127.0.0.1:16379": example["REDIS_EXPORTER_PASSWORD"]}
 
 
 def test_the_native_prometheus_config_is_the_environments_own(

@@ -3,10 +3,13 @@ nothing; what `make up` writes is private and complete."""
 
 from __future__ import annotations
 
+import hashlib
+import json
 import secrets
 import stat
 import subprocess
 from pathlib import Path
+from urllib.parse import quote
 
 import pytest
 
@@ -89,6 +92,21 @@ def test_prepare_writes_private_files_and_a_valid_alertmanager_config(tmp_path: 
     )
     config = (run_dir / "alertmanager.yml").read_text()
     assert "${" not in config
+    # Redis's users: the ACL file holds the passwords' SHA-256 only; the app's URL, the
+    # exporter's password file (its address to the password) and the healthcheck's password
+    acl = (secret_files / "redis_acl").read_text()
+    app, exporter = values["REDIS_PASSWORD"], values["REDIS_EXPORTER_PASSWORD"]
+    assert acl.startswith("user default off ")
+    for user, password in (("assistant", app), ("redis_exporter", exporter)):
+        assert f"user {user} on #{hashlib.sha256(password.encode()).hexdigest()} " in acl
+        assert password not in acl
+    assert (secret_files / "assistant_redis_url").read_text() == (
+        f"redis://assistant:{quote(app, safe='')}@redis:6379/0\n"
+    )
+    exporter_file = json.loads((secret_files / "redis_exporter_passwords").read_text())
+    assert exporter_file == {"redis://redis:6379": exporter}
+    healthcheck = (secret_files / "redis_healthcheck_password").read_text().strip()
+    assert f"#{hashlib.sha256(healthcheck.encode()).hexdigest()}" in acl and app not in healthcheck
     assert 'channel: "#alerts \\"quoted\\""' in config
     assert "https://hooks.internal/alerts" in config
     assert values["ALERTMANAGER_SLACK_URL"] not in config  # a file, not in the configuration
