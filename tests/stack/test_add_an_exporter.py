@@ -67,7 +67,8 @@ layout = Layout("dev", work)
 project = Project("dev", lint.stand_in_run_dir("dev", work))
 local = ports(project, {})
 made = {c.name: c for c in components(project, layout, local, "postgresql+asyncpg://x")}
-checks = [c for f in (lint.generated_files, lint.prometheus_configs, lint.compose_files)
+checks = [c for f in (lint.generated_files, lint.prometheus_configs, lint.compose_files,
+                    lint.ports_agree)
           for c in f(project.root, work)]
 print(json.dumps({
     "port": local["blackbox-exporter"],
