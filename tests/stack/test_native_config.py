@@ -94,7 +94,7 @@ def test_every_record_names_a_compose_service_a_job_and_an_image_that_exist(
     for name, record in records().items():
         assert name in services, f"[{name}]: no such service in the dev Compose files"
         assert record.job is None or record.job in jobs, f"[{name}]: no job {record.job}"
-        assert record.image is None or record.image in images(), f"[{name}]: {record.image}"
+        assert record.image is None or images()[record.image_variable] == record.image, name
         if record.port:
             assert project.exposed_port(name), f"[{name}]: has a port but exposes none"
 
