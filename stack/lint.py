@@ -126,8 +126,9 @@ def containers(root: Path, work: Path) -> Iterator[Check]:
 
 
 def ports_agree(root: Path, work: Path) -> Iterator[Check]:
-    """Each container port repeated in a healthcheck, a published port or a scrape target
-    is the one its service exposes (stack/ports.py), in every environment."""
+    """Each container port repeated in a healthcheck, a published port, a scrape target or a
+    ``service:port`` address is the one its service exposes (stack/ports.py), in every
+    environment."""
     problems: dict[str, None] = {}  # in order, each once: most are common to the environments
     for env in ENVIRONMENTS:
         project = Project(env, stand_in_run_dir(env, work, root), False, root)

@@ -1,6 +1,8 @@
 """A container's port has one home, its Compose service's `expose`; every place that repeats it
-must agree: the URL its healthcheck fetches, the container side of what it publishes (`ports:`)
-and Prometheus's static targets (``service:port`` in prometheus/prometheus.yml)."""
+must agree: the URL its healthcheck fetches, the container side of what it publishes (`ports:`),
+Prometheus's static targets (``service:port`` in prometheus/prometheus.yml), and every other
+``service:port`` address: in the services' commands and environments, and in the configuration
+files the containers read (ADDRESS_FILES)."""
 
 from __future__ import annotations
 
@@ -17,6 +19,9 @@ SCRAPE_CONFIG = Path("prometheus") / "prometheus.yml"
 SCRAPER = "prometheus"  # the service that reads SCRAPE_CONFIG: its `localhost`
 LOCAL_URL = re.compile(r"https?://(?:127\.0\.0\.1|localhost|\[::1\]):(\d+)")
 CONTAINER_PORT = re.compile(r"(\d+)(?:/\w+)?")  # the end of ip:host:container/proto
+# authored files that address services by name (the generated ones are copies of these)
+ADDRESS_FILES = ("alertmanager/alertmanager.yml", "alertmanager/receivers/*.yml",
+                 "grafana/provisioning/**/*.yml")  # fmt: skip
 
 Services = Mapping[str, Mapping[str, Any]]
 Where = Callable[[str, str], str]  # (service, key) -> the file that sets it
@@ -81,6 +86,36 @@ def scrape_problems(scrape_config: Mapping[str, Any], services: Services, file: 
     return problems
 
 
+def addresses(text: str, names: set[str]) -> Iterator[tuple[str, int]]:
+    """``(service, port)`` of every ``service:port`` in text, alone or in a URL (after ``//``
+    or ``@``); ``not-a-service:port`` and ``a.service:port`` are not addresses of a service."""
+    pattern = r"(?<![\w.-])(" + "|".join(map(re.escape, sorted(names))) + r"):(\d+)\b"
+    for match in re.finditer(pattern, text):
+        yield match[1], int(match[2])
+
+
+def address_problems(services: Services, where: Where, files: Mapping[str, str]) -> list[str]:
+    """Addresses in each service's command, entrypoint and environment, and in ``files``
+    (name -> text)."""
+    names, problems = set(services), []
+    for name, service in services.items():
+        for key in ("command", "entrypoint", "environment"):
+            value = service.get(key) or []
+            text = " ".join(map(str, value.values() if isinstance(value, dict) else value))
+            for target, port in addresses(text, names):
+                what = f"its {key} addresses {target} on port"
+                problems += _disagree(where(name, key), target, what, port, services)
+    for file, text in files.items():
+        for target, port in addresses(text, names):
+            problems += _disagree(file, target, "addresses it on port", port, services)
+    return problems
+
+
+def address_files(root: Path) -> dict[str, str]:
+    found = sorted({f for pattern in ADDRESS_FILES for f in root.glob(pattern)})
+    return {str(f.relative_to(root)): f.read_text() for f in found}
+
+
 def defined_in(project: Project) -> Where:
     """The last of the project's Compose files that sets the service's key (an overlay's
     setting wins), relative to the root."""
@@ -101,4 +136,5 @@ def problems(project: Project) -> list[str]:
         *healthcheck_problems(services, where),
         *published_problems(services, where),
         *scrape_problems(scrape_config, services, str(SCRAPE_CONFIG)),
+        *address_problems(services, where, address_files(project.root)),
     ]

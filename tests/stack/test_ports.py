@@ -39,6 +39,7 @@ def test_the_dev_project_agrees_everywhere(services: dict[str, Any], scrape: dic
     assert ports.healthcheck_problems(services, where) == []
     assert ports.published_problems(services, where) == []
     assert ports.scrape_problems(scrape, services, "prometheus.yml") == []
+    assert ports.address_problems(services, where, ports.address_files(ROOT)) == []
     # what the check reads: every healthcheck URL, published port and static target
     assert len([t for _, t in ports.targets(scrape)]) == 9
 
@@ -97,3 +98,34 @@ def test_the_file_named_is_the_last_that_sets_the_key(tmp_path: Path) -> None:
     assert where("prometheus", "healthcheck") == "compose/compose.yaml"
     assert where("api", "healthcheck") == "compose/compose.yaml"  # through the anchor
     assert where("receiver", "healthcheck") == "compose/compose.dev.yaml"
+
+
+def test_an_address_in_an_environment_or_a_command_on_another_port(
+    changed: dict[str, Any],
+) -> None:
+    environment = changed["redis-exporter"]["environment"]
+    environment["REDIS_ADDR"] = environment["REDIS_ADDR"].replace(":6379", ":6380")
+    changed["traffic"]["command"] = [*changed["traffic"]["command"], "http://api:8001"]
+    assert ports.address_problems(changed, where, {}) == [
+        "<environment of redis-exporter>: redis: its environment addresses redis on port 6380, "
+        "but redis exposes 6379",
+        "<command of traffic>: api: its command addresses api on port 8001, but api exposes 8000",
+    ]
+
+
+def test_an_address_in_a_configuration_file_on_another_port(services: dict[str, Any]) -> None:
+    files = ports.address_files(ROOT)
+    datasource = "grafana/provisioning/datasources/prometheus.yml"
+    files[datasource] = files[datasource].replace("prometheus:9090", "prometheus:9091")
+    files["alertmanager/receivers/dev.yml"] += "# http://receiver:9096/extra\n"
+    assert ports.address_problems(services, where, files) == [
+        "alertmanager/receivers/dev.yml: receiver: addresses it on port 9096, "
+        "but receiver exposes 9095",
+        f"{datasource}: prometheus: addresses it on port 9091, but prometheus exposes 9090",
+    ]
+
+
+def test_what_is_not_a_service_address_is_left_alone(services: dict[str, Any]) -> None:
+    text = "my-redis:1 redis.example.org:2 http://user@postgres-exporter:9187 api:8000"
+    assert sorted(ports.addresses(text, set(services))) == [
+        ("api", 8000), ("postgres-exporter", 9187)]  # fmt: skip
