@@ -8,7 +8,6 @@ import json
 import shutil
 import time
 from typing import Any
-from urllib.parse import quote
 
 from . import ROOT, apt, packages, webauth
 from .native_config import (
@@ -23,7 +22,7 @@ from .native_config import (
     unreachable_by_others,
 )
 from .native_grafana import grafana_file_variables, reset_grafana_admin
-from .native_postgres import bootstrap_postgres, init_postgres, set_passwords
+from .native_postgres import init_postgres
 from .processes import (
     Running,
     launch,
@@ -36,6 +35,7 @@ from .processes import (
 )
 from .project import Project
 from .secrets import changed_since_applied, mark_applied, run_root
+from .secrets import database_url as app_database_url
 from .settings import StackError, check_environment
 
 READY_TIMEOUT = 30.0
@@ -83,8 +83,9 @@ def alive_components(state: dict[str, Any]) -> set[str]:
 
 
 def database_url(where: Layout, port: int) -> str:
-    password = (where.run_dir / "secrets" / "postgres_password").read_text().strip()
-    return f"postgresql+asyncpg://assistant:{quote(password, safe='')}@127.0.0.1:{port}/assistant"
+    """The app's URL (its own role, over TCP with scram-sha-256), with the local address."""
+    password = (where.run_dir / "secrets" / "assistant_database_password").read_text().strip()
+    return app_database_url(password, f"127.0.0.1:{port}")
 
 
 def check_other_env(env: str) -> None:
@@ -188,7 +189,7 @@ def up(env: str) -> int:
 
 def _launch(component: Component, where: Layout, state: dict[str, Any]) -> None:
     if component.name == "postgres":
-        component.first_start = init_postgres(component)
+        init_postgres(component, where)  # the cluster, its authentication, its roles
     if component.name == "grafana":
         component.env = grafana_file_variables(component.env)
         reset_grafana_admin(component, where)
@@ -204,15 +205,10 @@ def _launch(component: Component, where: Layout, state: dict[str, Any]) -> None:
 
 
 def _ready(component: Component, where: Layout, state: dict[str, Any], deadline: float) -> bool:
-    """True once the component answers (PostgreSQL: and is bootstrapped on its first start,
-    its roles' passwords set from the secrets on every one); raises with its log's tail when
-    it died or did not answer in time."""
+    """True once the component answers; raises with its log's tail when it died or did not
+    answer in time."""
     running = running_of(state["components"][component.name])
     if component.probe():
-        if component.first_start:
-            bootstrap_postgres(component, where)
-        if component.name == "postgres":
-            set_passwords(component, where)
         return True
     if not running.alive():
         raise StackError(

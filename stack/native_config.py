@@ -51,7 +51,6 @@ class Component:
     stop_signal: int = signal.SIGTERM
     job: str | None = None  # the Prometheus job that scrapes it
     data: list[Path] = field(default_factory=list)
-    first_start: bool = False  # PostgreSQL: initdb just ran, bootstrap once it answers
 
 
 def unreachable_by_others(directory: Path) -> Path | None:
@@ -255,8 +254,9 @@ def _local(
     if record.runs == "postgres":
         data = layout.postgres_dir / f"{name}-data"
         sockets = layout.postgres_dir / "postgres-socket"
-        argv = [binary(record), "-D", str(data), "-p", str(port), "-k", str(sockets),
-                "-c", "listen_addresses=127.0.0.1"]  # fmt: skip
+        # the Compose command's settings (-c unix_socket_permissions=0700), local paths
+        argv = [binary(record), *command[1:], "-D", str(data), "-p", str(port),
+                "-k", str(sockets), "-c", "listen_addresses=127.0.0.1"]  # fmt: skip
         return Component(
             name, argv, base_env, port, _pg_ready(port), f"postgresql://{address}",  # type: ignore[arg-type]
             user="postgres" if os.geteuid() == 0 else None,  # it refuses to run as root
