@@ -33,7 +33,6 @@ from .native_config import unreachable_by_others
 from .settings import StackError
 
 USER = "pa-monitoring"
-HANDLE = re.compile(r"^/proc/self/fd/\d+(/|$)")
 
 
 @dataclass(frozen=True)
@@ -127,7 +126,8 @@ class Reach:
         """``value`` with each handled tree's path as its descriptor's."""
         for path in sorted(self.handles, key=len, reverse=True):
             seen = f"/proc/self/fd/{self.handles[path]}"
-            value = seen if value == path else value.replace(path + "/", seen + "/")
+            # the whole path, or a leading part of one (not /rooted, /root.bak)
+            value = re.sub(rf"(?<![\w./-]){re.escape(path)}(?![\w.-])", seen, value)
         return value
 
     def close(self) -> None:
