@@ -71,20 +71,25 @@ def launch(
         kwargs: dict[str, object] = {}
         if user is not None:
             kwargs.update(user=user, group=user, extra_groups=[])
-        if argv[0].startswith("/proc/self/fd/"):
+        program = argv[0]
+        if program.startswith("/proc/self/fd/"):
             argv = ["/usr/bin/env", "--", *argv]
-        proc = subprocess.Popen(
-            argv,
-            stdin=subprocess.DEVNULL,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            env=env,
-            cwd=cwd,
-            start_new_session=True,
-            pass_fds=pass_fds,
-            umask=umask,
-            **kwargs,  # type: ignore[arg-type]
-        )
+        try:
+            proc = subprocess.Popen(
+                argv,
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                env=env,
+                cwd=cwd,
+                start_new_session=True,
+                pass_fds=pass_fds,
+                umask=umask,
+                **kwargs,  # type: ignore[arg-type]
+            )
+        except OSError as error:  # not found, or not executable by ``user``
+            who = f" as {user}" if user else ""
+            raise StackError(f"{program} cannot be started{who}: {error.strerror}") from None
     started = None
     for _ in range(50):  # /proc appears at once; bounded anyway
         started = start_time(proc.pid)
