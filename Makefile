@@ -54,7 +54,7 @@ lint: packages-test venv ## ruff, then every stack configuration (promtool, amto
 	$(VENV)/bin/ruff format --check .
 	$(STACK) lint
 
-generate: venv ## Rewrite the generated files (per-env Prometheus/Alertmanager configs, rules with runbook links, dashboards, docs/stack.md versions, docs/metrics.md)
+generate: venv ## Rewrite the generated files (per-env Prometheus/Alertmanager configs, rules with runbook links, dashboards, compose/versions.env and docs/stack.md versions, docs/metrics.md)
 	$(STACK) generate
 
 format: venv ## Apply ruff fixes and formatting

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import yaml
 
-from . import ENVIRONMENTS, ROOT, catalog, hardening, runbooks, webauth
+from . import ENVIRONMENTS, ROOT, catalog, hardening, ports, runbooks, webauth
 from .project import COMPOSE, Project
 from .render import drift
 from .rules import LOADED, alert_problems, rule_files, rule_test_files
@@ -123,6 +123,17 @@ def containers(root: Path, work: Path) -> Iterator[Check]:
             name = f"container hardening ({env}{', local images' if local else ''})"
             stated = hardening.stated_exceptions(project.files())
             yield Check(name, hardening.problems(project.services(), stated))
+
+
+def ports_agree(root: Path, work: Path) -> Iterator[Check]:
+    """Each container port repeated in a healthcheck, a published port, a scrape target or a
+    ``service:port`` address is the one its service exposes (stack/ports.py), in every
+    environment."""
+    problems: dict[str, None] = {}  # in order, each once: most are common to the environments
+    for env in ENVIRONMENTS:
+        project = Project(env, stand_in_run_dir(env, work, root), False, root)
+        problems.update(dict.fromkeys(ports.problems(project)))
+    yield Check("container ports agree with each service's expose", list(problems))
 
 
 def web_authentication(root: Path, work: Path) -> Iterator[Check]:
@@ -288,6 +299,7 @@ CHECKS: list[Callable[[Path, Path], Iterator[Check]]] = [
     alertmanager_configs,
     compose_files,
     containers,
+    ports_agree,
     web_authentication,
     dashboards,
 ]

@@ -6,11 +6,12 @@ from __future__ import annotations
 
 import json
 import os
+import pwd
 import shutil
+import sys
 import time
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote
 
 from . import ROOT, apt, packages, webauth
 from .native_config import (
@@ -26,7 +27,8 @@ from .native_config import (
     unreachable_by_others,
 )
 from .native_grafana import grafana_file_variables, reset_grafana_admin
-from .native_postgres import bootstrap_postgres, init_postgres, set_passwords
+from .native_postgres import init_postgres
+from .native_user import Account, Reach, account, describe, own, passable, reach, share
 from .processes import (
     Running,
     launch,
@@ -39,6 +41,7 @@ from .processes import (
 )
 from .project import Project
 from .secrets import changed_since_applied, mark_applied, run_root
+from .secrets import database_url as app_database_url
 from .settings import StackError, check_environment
 
 READY_TIMEOUT = 30.0
@@ -70,7 +73,10 @@ def load_state(where: Layout) -> dict[str, Any]:
 def save_state(where: Layout, state: dict[str, Any]) -> None:
     where.state_file.parent.mkdir(parents=True, exist_ok=True)
     tmp = where.state_file.with_suffix(".tmp")
-    tmp.write_text(json.dumps(state, indent=2))
+    tmp.unlink(missing_ok=True)
+    descriptor = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+    with os.fdopen(descriptor, "w") as f:
+        f.write(json.dumps(state, indent=2))
     tmp.replace(where.state_file)
 
 
@@ -86,8 +92,51 @@ def alive_components(state: dict[str, Any]) -> set[str]:
 
 
 def database_url(where: Layout, port: int) -> str:
-    password = (where.run_dir / "secrets" / "postgres_password").read_text().strip()
-    return f"postgresql+asyncpg://assistant:{quote(password, safe='')}@127.0.0.1:{port}/assistant"
+    """The app's URL (its own role, over TCP with scram-sha-256), with the local address."""
+    password = (where.run_dir / "secrets" / "assistant_database_password").read_text().strip()
+    return app_database_url(password, f"127.0.0.1:{port}")
+
+
+def database_url_file(where: Layout, port: int) -> Path:
+    """The API's database URL with its local address, as a secret file beside Compose's."""
+    path = where.run_dir / "secrets" / "native_database_url"
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.unlink(missing_ok=True)
+    descriptor = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+    with os.fdopen(descriptor, "w") as f:
+        f.write(database_url(where, port) + "\n")
+    tmp.replace(path)
+    return path
+
+
+# what only `make up` reads: its bookkeeping, the roles' verifiers it gives psql
+CALLERS_ONLY = ("native-secrets.applied", "compose-secrets.applied", "postgres_roles")
+
+
+def private_run_root(where: Layout, who: Account) -> None:
+    """The run root closed to others: its environment's directory (secrets, configuration)
+    the caller's with ``who``'s group (0750, files 0640); the logs the caller's alone (0700,
+    0600, stack/processes.py); the data's directories 0711, so PostgreSQL's user and ``who``
+    pass to their own data below (each 0700) without listing anything."""
+    for directory in (where.runs, where.runs / "data", where.data_dir):
+        passable(directory)
+    for directory in (where.runs / "logs", where.log_dir):
+        directory.mkdir(parents=True, exist_ok=True)
+        directory.chmod(0o700)
+    for log in where.log_dir.glob("*.log"):
+        log.chmod(0o600)
+    where.config_dir.mkdir(parents=True, exist_ok=True)
+    where.secrets_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    for directory in (
+        where.run_dir,
+        where.run_dir / "secrets",
+        where.config_dir,
+        where.secrets_dir,
+    ):
+        share(directory, who, 0o750)
+        for path in directory.iterdir():
+            if path.is_file() and not path.is_symlink():
+                share(path, who, 0o600 if path.name in CALLERS_ONLY else 0o640)
 
 
 def check_other_env(env: str) -> None:
@@ -103,12 +152,18 @@ def up(env: str) -> int:
     """After the checks (lint.preflight, which wrote .run/<env>); Compose's waves
     (`depends_on`), each started together once the one before is ready."""
     check_other_env(env)
+    who = account()
     where = layout(env)
     state = load_state(where)
     project = Project(env, where.run_dir)
     local_ports = ports(project)
-    database = database_url(where, local_ports["postgres"])
-    parts = components(project, where, local_ports, database)
+    database = database_url_file(where, local_ports["postgres"])
+    private_run_root(where, who)  # before postgres_dir looks at what PostgreSQL can reach
+    parts = components(project, where, local_ports, str(database))
+    for part in parts:
+        part.user = part.user or (who.name if who.switches else None)
+        if part.user:
+            part.env["HOME"] = pwd.getpwnam(part.user).pw_dir
     names = {c.name for c in parts}
     if where.postgres_dir != where.data_dir:
         print(
@@ -120,17 +175,29 @@ def up(env: str) -> int:
             "grafana: skipped (no grafana-server or grafana binary, and Debian has no package); "
             "its scrape job is left out of the native Prometheus configuration"
         )
-    where.config_dir.mkdir(parents=True, exist_ok=True)
-    (where.config_dir / "prometheus.yml").write_text(
-        prometheus_config(project, where, local_ports, names)
-    )
-    (where.config_dir / "alertmanager.yml").write_text(
-        alertmanager_config(project, where, local_ports)
-    )
-    write_private(addressed_secrets(where, local_ports))
-    if "grafana" in names:
-        grafana_provisioning(project, where, local_ports)
+    trees = [ROOT, where.runs, Path(sys.base_prefix), Path(sys.base_exec_prefix)]
+    with reach(who, trees) as seen:
+        for line in describe(seen, who):
+            print(line)
+        (where.config_dir / "prometheus.yml").write_text(
+            seen.text(prometheus_config(project, where, local_ports, names))
+        )
+        (where.config_dir / "alertmanager.yml").write_text(
+            seen.text(alertmanager_config(project, where, local_ports))
+        )
+        write_private(addressed_secrets(where, local_ports))
+        if "grafana" in names:
+            grafana_provisioning(project, where, local_ports, seen.text)
+        private_run_root(where, who)  # the files just written
+        return _start(env, where, state, project, local_ports, parts, who, seen)
 
+
+def _start(
+    env: str, where: Layout, state: dict[str, Any], project: Project,
+    local_ports: dict[str, int], parts: list[Component], who: Account, seen: Reach,
+) -> int:  # fmt: skip
+    """What is not running yet, in Compose's waves, each as its user; then until every
+    target is up."""
     if state["env"] != env:
         state = {"env": env, "components": {}}
     alive = alive_components(state)
@@ -163,7 +230,7 @@ def up(env: str) -> int:
             begin = time.monotonic()
             for component in batch:
                 started.append(component.name)  # stopped again if anything fails
-                _launch(component, where, state)
+                _launch(component, where, state, who, seen)
             pending = list(batch)
             deadline = begin + READY_TIMEOUT
             while pending:
@@ -191,8 +258,8 @@ def up(env: str) -> int:
 
 
 def write_private(files: dict[Path, str]) -> None:
-    """Each file anew (never through a link), in a directory only this user may enter, as
-    `make up` writes .run/<env>/secrets/ (readable by the processes it starts)."""
+    """Each file anew (never through a link), as `make up` writes .run/<env>/secrets/; its
+    directory is then shared with the components' account alone (private_run_root)."""
     for path, text in files.items():
         path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         path.parent.chmod(0o700)
@@ -204,16 +271,29 @@ def write_private(files: dict[Path, str]) -> None:
         tmp.replace(path)
 
 
-def _launch(component: Component, where: Layout, state: dict[str, Any]) -> None:
+def _launch(
+    component: Component, where: Layout, state: dict[str, Any], who: Account, seen: Reach
+) -> None:
+    """Started as its user: the account's components with their data theirs, their paths as
+    the account reaches them (``seen``) and those directories open."""
     if component.name == "postgres":
-        component.first_start = init_postgres(component)
+        init_postgres(component, where)  # the cluster, its authentication, its roles
     if component.name == "grafana":
         component.env = grafana_file_variables(component.env)
         reset_grafana_admin(component, where)
+    mine = component.user is None or component.user == who.name
     for path in component.data:
-        path.mkdir(parents=True, exist_ok=True)
+        if mine:
+            own(path, who)
+        else:
+            path.mkdir(parents=True, exist_ok=True)
+    argv, environ, fds = component.argv, component.env, ()
+    if mine:
+        argv = [seen.text(a) for a in argv]
+        environ = {k: seen.text(v) for k, v in environ.items()}
+        fds = seen.fds
     log = where.log_dir / f"{component.name}.log"
-    running = launch(component.argv, log, component.env, component.user, cwd=ROOT)
+    running = launch(argv, log, environ, component.user, cwd=ROOT, pass_fds=fds)
     state["components"][component.name] = running.as_dict() | {
         "port": component.port, "url": component.url, "job": component.job,
         "stop_signal": int(component.stop_signal),
@@ -222,15 +302,10 @@ def _launch(component: Component, where: Layout, state: dict[str, Any]) -> None:
 
 
 def _ready(component: Component, where: Layout, state: dict[str, Any], deadline: float) -> bool:
-    """True once the component answers (PostgreSQL: and is bootstrapped on its first start,
-    its roles' passwords set from the secrets on every one); raises with its log's tail when
-    it died or did not answer in time."""
+    """True once the component answers; raises with its log's tail when it died or did not
+    answer in time."""
     running = running_of(state["components"][component.name])
     if component.probe():
-        if component.first_start:
-            bootstrap_postgres(component, where)
-        if component.name == "postgres":
-            set_passwords(component, where)
         return True
     if not running.alive():
         raise StackError(

@@ -19,6 +19,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import sysconfig
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,7 +27,7 @@ from typing import Any
 
 import yaml
 
-from . import redis_acl, rules
+from . import ROOT, redis_acl, rules
 from .processes import http_ok, http_probe, redis_ping
 from .project import Project
 from .services import Service, records
@@ -52,7 +53,6 @@ class Component:
     stop_signal: int = signal.SIGTERM
     job: str | None = None  # the Prometheus job that scrapes it
     data: list[Path] = field(default_factory=list)
-    first_start: bool = False  # PostgreSQL: initdb just ran, bootstrap once it answers
 
 
 def unreachable_by_others(directory: Path) -> Path | None:
@@ -208,10 +208,11 @@ def grafana_binary() -> str | None:
 
 
 def components(
-    project: Project, layout: Layout, local_ports: Mapping[str, int], database_url: str
+    project: Project, layout: Layout, local_ports: Mapping[str, int], database_url_file: str
 ) -> list[Component]:
     """Every service of the environment as a local process, in start order (Grafana only
-    when a binary is installed)."""
+    when a binary is installed). ``database_url_file``: the API's database URL with its local
+    address (a secret, so a file, never an environment value)."""
     services = project.services()
     made = []
     for name in (n for wave in project.start_waves() for n in wave):
@@ -237,7 +238,7 @@ def components(
         secret = project.healthcheck_secret(name)  # its Authorization header's file
         probe = http_probe(probe_url, mapping[secret] if secret else None)
         made.append(_local(records()[name], command, env_vars, layout, port, probe,
-                           database_url, volumes))  # fmt: skip
+                           database_url_file, volumes))  # fmt: skip
     return made
 
 
@@ -248,7 +249,7 @@ def _local(
     layout: Layout,
     port: int | None,
     http_probe: Callable[[], bool],
-    database_url: str,
+    database_url_file: str,
     volumes: list[Path],
 ) -> Component:
     """``volumes``: its named volumes' data directories; ``http_probe``: its healthcheck."""
@@ -256,14 +257,15 @@ def _local(
     address = f"127.0.0.1:{port}"
     url = f"http://{address}"
     data = volumes[0] if volumes else layout.data_dir / f"{name}-data"
-    base_env = {k: v for k, v in os.environ.items() if not k.startswith(("PG", "ASSISTANT_"))}
+    base_env = minimal_environ()
     environ = base_env | env_vars
-    python = sys.executable
+    python = python_interpreter()
     if record.runs == "postgres":
         data = layout.postgres_dir / f"{name}-data"
         sockets = layout.postgres_dir / "postgres-socket"
-        argv = [binary(record), "-D", str(data), "-p", str(port), "-k", str(sockets),
-                "-c", "listen_addresses=127.0.0.1"]  # fmt: skip
+        # the Compose command's settings (-c unix_socket_permissions=0700), local paths
+        argv = [binary(record), *command[1:], "-D", str(data), "-p", str(port),
+                "-k", str(sockets), "-c", "listen_addresses=127.0.0.1"]  # fmt: skip
         return Component(
             name, argv, base_env, port, _pg_ready(port), f"postgresql://{address}",  # type: ignore[arg-type]
             user="postgres" if os.geteuid() == 0 else None,  # it refuses to run as root
@@ -279,18 +281,19 @@ def _local(
         return Component(name, argv, environ, port, probe,  # type: ignore[arg-type]
                          f"redis://{address}", data=[data])  # fmt: skip
     if record.runs == "assistant":
-        environ.pop("ASSISTANT_DATABASE_URL_FILE", None)  # its URL names the container host
-        environ |= {
-            "ASSISTANT_DATABASE_URL": database_url,
+        environ |= python_environ() | {
+            # Compose's file holds a URL that names the container host: the local one
+            "ASSISTANT_DATABASE_URL_FILE": database_url_file,
             "ASSISTANT_HOST": "127.0.0.1",
             "ASSISTANT_PORT": str(port),
         }
         return Component(
-            name, [python, "-m", "assistant"], environ, port,
+            name, [*python, "-m", "assistant"], environ, port,
             lambda: http_ok(f"{url}/health/overall", any_status=True), url, job=record.job,
         )  # fmt: skip
     if record.runs == "python":
-        argv = [python if a in ("python", "python3") else a for a in command]
+        environ |= python_environ()
+        argv = [a for arg in command for a in (python if arg in ("python", "python3") else [arg])]
         if port is not None:
             argv = _set_pair(_set_pair(argv, "--host", "127.0.0.1"), "--port", str(port))
         if "--log" in argv:
@@ -318,6 +321,44 @@ def _local(
         argv = set_flag(argv, "--config.file", str(layout.config_dir / f"{name}.yml"))
         argv = set_flag(argv, "--web.external-url", url)
     return Component(name, argv, environ, port, http_probe, url, job=record.job, data=volumes)
+
+
+# the variables a component gets from the caller (nothing else of the caller's environment:
+# no secret, no unrelated setting reaches a child); everything else is the component's own
+PASSED = ("LANG", "LC_ALL", "TZ")
+SAFE_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+
+
+def minimal_environ(environ: Mapping[str, str] = os.environ) -> dict[str, str]:
+    """PATH (a fixed one), HOME (the components' user's, stack/native_user.py sets it when
+    it differs), LANG, LC_ALL and TZ when the caller sets them."""
+    return {"PATH": SAFE_PATH, "HOME": environ.get("HOME", "/"), "LANG": "C.UTF-8"} | {
+        k: environ[k] for k in PASSED if environ.get(k)
+    }
+
+
+def python_interpreter() -> list[str]:
+    """The interpreter of .venv (its real binary) without the site module: .venv's packages
+    and the checkout come from PYTHONPATH (python_environ), as a venv would put them on the
+    path, and no other site directory is read."""
+    return [os.path.realpath(sys.executable), "-S"]
+
+
+def python_environ() -> dict[str, str]:
+    """PYTHONHOME (the interpreter's own prefix), PYTHONPATH: .venv's site-packages, then
+    the checkout (assistant, app_metrics, receiver)."""
+    prefixes = dict.fromkeys([sys.base_prefix, sys.base_exec_prefix])
+    site = Path(sys.prefix) / "lib" / f"python{sys.version_info[0]}.{sys.version_info[1]}"
+    found = {
+        "PYTHONHOME": ":".join(prefixes),
+        "PYTHONPATH": f"{site / 'site-packages'}:{ROOT}",
+        "PYTHONDONTWRITEBYTECODE": "1",  # the checkout is not the components' to write
+    }
+    if sysconfig.get_config_var("Py_ENABLE_SHARED"):
+        # its libpython by the prefix, where the binary's own RUNPATH (pyenv's: an absolute
+        # path under /root) may be closed to the components' user
+        found["LD_LIBRARY_PATH"] = str(sysconfig.get_config_var("LIBDIR"))
+    return found
 
 
 def _set_pair(argv: list[str], flag: str, value: str) -> list[str]:
@@ -388,8 +429,14 @@ def alertmanager_config(project: Project, layout: Layout, local_ports: Mapping[s
     return localize(text, project, local_ports)
 
 
-def grafana_provisioning(project: Project, layout: Layout, local_ports: Mapping[str, int]) -> None:
-    """A copy of grafana/provisioning with local addresses and the dashboards' real path."""
+def grafana_provisioning(
+    project: Project,
+    layout: Layout,
+    local_ports: Mapping[str, int],
+    seen: Callable[[str], str] = str,
+) -> None:
+    """A copy of grafana/provisioning with local addresses and the dashboards' real path
+    (``seen``: the paths as Grafana's user reaches them, stack/native_user.py)."""
     target = layout.config_dir / "grafana-provisioning"
     shutil.rmtree(target, ignore_errors=True)
     shutil.copytree(project.root / "grafana" / "provisioning", target)
@@ -398,4 +445,4 @@ def grafana_provisioning(project: Project, layout: Layout, local_ports: Mapping[
     for path in target.rglob("*.yml"):
         text = localize(path.read_text(), project, local_ports)
         text = text.replace("/run/secrets/", secrets)  # the datasource's password
-        path.write_text(text.replace("/var/lib/grafana/dashboards", dashboards))
+        path.write_text(seen(text.replace("/var/lib/grafana/dashboards", dashboards)))

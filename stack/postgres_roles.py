@@ -1,12 +1,21 @@
-"""The PostgreSQL roles whose passwords the stack holds, and the SQL that sets them.
+"""The PostgreSQL roles the stack holds, and the SQL that makes them so on every start.
 
-``make up`` writes ``.run/<env>/secrets/postgres_roles`` (``roles_sql``): one ``ALTER ROLE``
-per role that exists, each with the SCRAM-SHA-256 verifier of its password computed here, as
-psql's ``\\password`` does, so the password itself never reaches psql's arguments, the server
-or its log. Every start of PostgreSQL applies it over the local socket as the superuser: the
-native runtime (native_postgres.py) and, in Compose, postgres/entrypoint.sh. The postgres image
-sets passwords only when it creates its cluster; this makes a changed secret take effect at
-the next ``make up``.
+Three roles: ``postgres``, the superuser, used only to bootstrap (its password
+``POSTGRES_PASSWORD``); ``assistant``, the app's, which owns the schema ``public`` of the
+database ``assistant`` (where the app creates its tables) and nothing more: no superuser, no
+CREATEDB, CREATEROLE, REPLICATION or BYPASSRLS, no membership of any role, not the owner of the
+database (``ASSISTANT_DATABASE_PASSWORD``); ``postgres_exporter``, pg_monitor's read-only
+statistics (``POSTGRES_EXPORTER_PASSWORD``).
+
+``make up`` writes ``.run/<env>/secrets/postgres_roles`` (``roles_sql``): one DO block that
+refuses a cluster whose superuser is the app's role (made before issue 14), creates a missing
+role, sets each role's attributes and its password as the SCRAM-SHA-256 verifier computed
+here, as psql's ``\\password`` does (the password itself never reaches a command line, the
+server or its log), and gives the schema to the app's role. It runs in the database
+``assistant`` as the superuser on every start of PostgreSQL: in PostgreSQL's single-user mode
+on the stopped cluster (natively, native_postgres.py; in Compose, postgres/entrypoint.sh), which
+needs no connection nor password, so a changed superuser password takes effect too; and on the
+postgres image's first start by postgres/initdb-roles.sh, through psql.
 """
 
 from __future__ import annotations
@@ -20,8 +29,22 @@ import stringprep
 import unicodedata
 from collections.abc import Mapping
 
-# role -> the variable that holds its password (compose.yaml: POSTGRES_USER, DATA_SOURCE_USER)
-ROLES = {"assistant": "POSTGRES_PASSWORD", "postgres_exporter": "POSTGRES_EXPORTER_PASSWORD"}
+SUPERUSER = "postgres"  # compose.yaml's POSTGRES_USER; initdb -U natively
+APP_ROLE = "assistant"  # the user of the app's database URL (secrets.database_url)
+DATABASE = "assistant"  # compose.yaml's POSTGRES_DB
+EXPORTER_ROLE = "postgres_exporter"  # compose.yaml's DATA_SOURCE_USER
+# role -> the variable that holds its password
+ROLES = {
+    SUPERUSER: "POSTGRES_PASSWORD",
+    APP_ROLE: "ASSISTANT_DATABASE_PASSWORD",
+    EXPORTER_ROLE: "POSTGRES_EXPORTER_PASSWORD",
+}
+# what the app's role may not do or be, set on every start (a role made before keeps none)
+APP_ATTRIBUTES = "LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION NOBYPASSRLS INHERIT"
+LEGACY = (
+    "the app's role {app} is this cluster's superuser: it was made before the app got its own "
+    "role (issue 14). Its data must move to a new cluster: see docs/security.md, section 3"
+)
 ITERATIONS = 4096  # PostgreSQL's default (scram_iterations)
 SALT_BYTES = 16
 _VERIFIER = re.compile(
@@ -80,22 +103,50 @@ def matches(found: str, password: str) -> bool:
 
 
 def roles_sql(values: Mapping[str, str], previous: str = "") -> str:
-    """The SQL that sets each role's password from ``values``. A verifier in ``previous`` (the
-    file as it was) that still matches is kept, so the file changes only with a password."""
+    """The SQL that makes the roles what ``ROLES`` says, each password from ``values``; run
+    as the superuser in the database ``DATABASE``. One statement (a DO block), so single-user
+    mode applies it whole or not at all. A verifier in ``previous`` (the file as it was) that
+    still matches is kept, so the file changes only with a password."""
     kept = dict(re.findall(r"ALTER ROLE (\w+) PASSWORD '([^']+)'", previous))
+
+    def password(role: str) -> str:
+        given = values[ROLES[role]]
+        return kept[role] if matches(kept.get(role, ""), given) else verifier(given)
+
+    legacy = LEGACY.format(app=APP_ROLE).replace("'", "''")
     lines = [
-        "-- The passwords of the PostgreSQL roles the stack holds, as SCRAM-SHA-256 verifiers",
-        "-- (never the passwords). Written by make up (stack/postgres_roles.py); applied on",
-        "-- every start of PostgreSQL, over its local socket, as the superuser.",
+        "-- The PostgreSQL roles the stack holds, their passwords as SCRAM-SHA-256 verifiers",
+        "-- (never the passwords). Written by make up (stack/postgres_roles.py); applied as the",
+        f"-- superuser in the database {DATABASE} on every start of PostgreSQL.",
         "DO $roles$",
+        "DECLARE",
+        "  granted name;",
         "BEGIN",
+        f"  IF EXISTS (SELECT FROM pg_roles WHERE rolname = '{APP_ROLE}' AND rolsuper) THEN",
+        f"    RAISE EXCEPTION '{legacy}';",
+        "  END IF;",
+        f"  ALTER ROLE {SUPERUSER} PASSWORD '{password(SUPERUSER)}';",
+        "  -- the app's role: it owns its schema, and nothing more",
+        f"  IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = '{APP_ROLE}') THEN",
+        f"    CREATE ROLE {APP_ROLE};",
+        "  END IF;",
+        f"  ALTER ROLE {APP_ROLE} {APP_ATTRIBUTES};",
+        f"  ALTER ROLE {APP_ROLE} PASSWORD '{password(APP_ROLE)}';",
+        "  FOR granted IN SELECT r.rolname FROM pg_auth_members m",
+        "                 JOIN pg_roles r ON r.oid = m.roleid",
+        f"                 WHERE m.member = '{APP_ROLE}'::regrole LOOP",
+        f"    EXECUTE format('REVOKE %I FROM {APP_ROLE}', granted);",
+        "  END LOOP;",
+        f"  ALTER DATABASE {DATABASE} OWNER TO {SUPERUSER};",
+        f"  ALTER SCHEMA public OWNER TO {APP_ROLE};",
+        "  -- postgres_exporter: pg_monitor's statistics, no table data",
+        f"  IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = '{EXPORTER_ROLE}') THEN",
+        f"    CREATE ROLE {EXPORTER_ROLE} LOGIN CONNECTION LIMIT 3;",
+        f"    GRANT pg_monitor TO {EXPORTER_ROLE};",
+        "  END IF;",
+        f"  ALTER ROLE {EXPORTER_ROLE} PASSWORD '{password(EXPORTER_ROLE)}';",
+        "END",
+        "$roles$;",
+        "",
     ]
-    for role, variable in ROLES.items():
-        password = values[variable]
-        secret = kept[role] if matches(kept.get(role, ""), password) else verifier(password)
-        lines += [
-            f"  IF EXISTS (SELECT FROM pg_roles WHERE rolname = '{role}') THEN",
-            f"    ALTER ROLE {role} PASSWORD '{secret}';",
-            "  END IF;",
-        ]
-    return "\n".join([*lines, "END", "$roles$;", ""])
+    return "\n".join(lines)

@@ -53,25 +53,43 @@ def launch(
     env: dict[str, str] | None = None,
     user: str | None = None,
     cwd: Path | None = None,
+    pass_fds: tuple[int, ...] = (),
+    umask: int = 0o027,
 ) -> Running:
-    """Start ``argv`` in its own session, output appended to ``log``."""
+    """Start ``argv`` in its own session, output appended to ``log`` (the caller's, 0600: the
+    process gets it open and writes it without being able to read or replace it); as
+    ``user`` (its group only) when given, with the open directories ``pass_fds`` (their
+    ``/proc/self/fd/<n>`` paths, stack/native_user.py). A program whose path is such a
+    directory's is started through env(1): the link only resolves for the process once it
+    has started a program of its own user."""
     log.parent.mkdir(parents=True, exist_ok=True)
-    with log.open("ab") as out:
+    descriptor = os.open(log, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW, 0o600)
+    os.fchmod(descriptor, 0o600)
+    with os.fdopen(descriptor, "ab") as out:
         out.write(f"\n==> {time.strftime('%F %T')} {' '.join(argv)}\n".encode())
         out.flush()
         kwargs: dict[str, object] = {}
         if user is not None:
             kwargs.update(user=user, group=user, extra_groups=[])
-        proc = subprocess.Popen(
-            argv,
-            stdin=subprocess.DEVNULL,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            env=env,
-            cwd=cwd,
-            start_new_session=True,
-            **kwargs,  # type: ignore[arg-type]
-        )
+        program = argv[0]
+        if program.startswith("/proc/self/fd/"):
+            argv = ["/usr/bin/env", "--", *argv]
+        try:
+            proc = subprocess.Popen(
+                argv,
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                env=env,
+                cwd=cwd,
+                start_new_session=True,
+                pass_fds=pass_fds,
+                umask=umask,
+                **kwargs,  # type: ignore[arg-type]
+            )
+        except OSError as error:  # not found, or not executable by ``user``
+            who = f" as {user}" if user else ""
+            raise StackError(f"{program} cannot be started{who}: {error.strerror}") from None
     started = None
     for _ in range(50):  # /proc appears at once; bounded anyway
         started = start_time(proc.pid)

@@ -5,7 +5,8 @@
 - ``alertmanager/generated/alertmanager.<env>.yml``: alertmanager/alertmanager.yml plus
   alertmanager/receivers/<env>.yml. The $-references in the receivers stay: they are
   filled from .env when the stack starts (secrets.py), never written to the repository.
-- The image table in docs/stack.md ("Versions"), from compose/versions.env.
+- ``compose/versions.env``, every image pin, and the image table in docs/stack.md
+  ("Versions"): from the service records' images (stack/services.toml).
 - ``prometheus/generated/rules/``: the rule files and their promtool tests, each alert's
   runbook_url stamped (stack/rules.py).
 - The Grafana dashboards, grafana/dashboards/<folder>/*.json, from stack/dashboards/.
@@ -17,8 +18,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from . import ENVIRONMENTS, ROOT, catalog, dashboards, rules
-from .services import records
-from .settings import StackError, environment_settings, images, substitute
+from .services import pins, records
+from .settings import VERSIONS_FILE, StackError, environment_settings, substitute
 
 VERSIONS_BEGIN = "<!-- versions:begin (make generate) -->"
 VERSIONS_END = "<!-- versions:end -->"
@@ -30,7 +31,7 @@ def debian_versions() -> dict[str, str]:
     """What the native runtime and the local images (images/, the local engine) run instead
     of each image: Debian 12's package and version, from the service records."""
     return {
-        r.image: " ".join(filter(None, (r.package, r.version)))
+        r.image_variable: " ".join(filter(None, (r.package, r.version)))
         for r in records().values()
         if r.image
     }
@@ -56,6 +57,20 @@ def alertmanager_config(env: str, root: Path = ROOT) -> str:
     return _header(*sources, f"compose/env/{env}.env") + text + "\n" + receivers
 
 
+def versions_env() -> str:
+    """compose/versions.env: each record's image under its variable, for Compose to
+    interpolate (stack/project.py)."""
+    lines = [
+        _header("stack/services.toml (each record's image)").rstrip("\n"),
+        "# Every image of the stack, pinned by tag and digest. To upgrade one, change its",
+        "# record's image in stack/services.toml, then run make generate.",
+    ]
+    for record in records().values():
+        if record.image:
+            lines += [f"# [{record.name}]", f"{record.image_variable}={record.image}"]
+    return "\n".join(lines) + "\n"
+
+
 def versions_table() -> str:
     rows = [
         "| image variable | image | version | digest "
@@ -63,7 +78,7 @@ def versions_table() -> str:
         "|---|---|---|---|---|",
     ]
     native = debian_versions()
-    for variable, reference in images().items():
+    for variable, reference in pins().items():
         name, _, digest = reference.partition("@")
         repository, _, tag = name.rpartition(":")
         rows.append(
@@ -98,6 +113,7 @@ def generated(root: Path = ROOT) -> dict[Path, str]:
         ) + rules.stamped(source)
     for path, text in dashboards.files().items():
         files[root / "grafana" / "dashboards" / path] = text
+    files[root / VERSIONS_FILE.relative_to(ROOT)] = versions_env()
     files[root / VERSIONS_DOC] = versions_doc(root)
     files[root / "docs" / "metrics.md"] = catalog.markdown(root)
     return files

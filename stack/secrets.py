@@ -28,7 +28,7 @@ from secrets import token_urlsafe
 from urllib.parse import quote
 
 from . import ENVIRONMENTS, ROOT, redis_acl, webauth
-from .postgres_roles import roles_sql
+from .postgres_roles import APP_ROLE, DATABASE, ROLES, roles_sql
 from .settings import StackError, check_environment, placeholders, read_env_file, substitute
 from .strength import duplicates, weaknesses
 
@@ -58,7 +58,9 @@ class Secret:
 STAGE, PROD = ("stage", "prod"), ("prod",)
 SECRETS = (
     Secret("GRAFANA_ADMIN_PASSWORD", "grafana_admin_password"),
+    # PostgreSQL's superuser, postgres (bootstrap only), and the app's role, assistant
     Secret("POSTGRES_PASSWORD", "postgres_password"),
+    Secret("ASSISTANT_DATABASE_PASSWORD", "assistant_database_password"),
     Secret("POSTGRES_EXPORTER_PASSWORD", "postgres_exporter_password"),
     Secret("ASSISTANT_API_TOKEN", "assistant_api_token"),
     Secret("METRICS_TOKEN", "metrics_token"),
@@ -175,8 +177,10 @@ def resolve(
     return values
 
 
-def database_url(password: str) -> str:
-    return f"postgresql+asyncpg://assistant:{quote(password, safe='')}@postgres:5432/assistant"
+def database_url(password: str, address: str = "postgres:5432") -> str:
+    """The app's: its own role (postgres_roles.APP_ROLE), never the superuser."""
+    user, database = APP_ROLE, DATABASE
+    return f"postgresql+asyncpg://{user}:{quote(password, safe='')}@{address}/{database}"
 
 
 def prepare(
@@ -190,7 +194,7 @@ def prepare(
         directory.mkdir(mode=0o700, exist_ok=True)
         directory.chmod(0o700)
     contents = {s.file: values[s.variable] for s in SECRETS if env in s.environments}
-    contents["assistant_database_url"] = database_url(values["POSTGRES_PASSWORD"])
+    contents["assistant_database_url"] = database_url(values[ROLES[APP_ROLE]])
     monitoring = values[webauth.PASSWORD_VARIABLE]
     contents[webauth.AUTHORIZATION_FILE] = webauth.authorization(monitoring)
     contents |= redis_acl.files(values)  # anew each time: a changed password takes effect

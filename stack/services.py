@@ -4,6 +4,7 @@ not say. Standard library only: make reads the Debian packages from here before 
 from __future__ import annotations
 
 import functools
+import re
 import tomllib
 from dataclasses import dataclass, fields
 from pathlib import Path
@@ -12,6 +13,7 @@ from .settings import StackError
 
 RECORDS = Path(__file__).with_name("services.toml")
 RUNS = ("binary", "python", "assistant", "postgres", "redis", "grafana")
+PINNED = re.compile(r"[^\s@]+:[^\s:@/]+@sha256:[0-9a-f]{64}")  # repository:tag@sha256:digest
 
 
 @dataclass(frozen=True)
@@ -21,13 +23,20 @@ class Service:
     package: str | None = None
     binary: str | None = None
     version: str | None = None
-    image: str | None = None
+    image: str | None = None  # its official image, pinned by tag and digest
     port: str | None = None
     local_port: int | None = None
     job: str | None = None
     listen: str | None = None
     early: bool = False
     local_image: str | None = None  # its local image's folder in images/, if not its name
+
+    @property
+    def image_variable(self) -> str:
+        """The variable compose/versions.env pins its image in, if it has one: its local
+        image's folder in capitals (node-exporter: NODE_EXPORTER_IMAGE; the receiver's
+        python: PYTHON_IMAGE)."""
+        return f"{(self.local_image or self.name).upper().replace('-', '_')}_IMAGE"
 
 
 @functools.cache
@@ -43,6 +52,11 @@ def records(path: Path = RECORDS) -> dict[str, Service]:
                 f"{path.name} [{name}]: unknown fields {sorted(unknown)}" if unknown
                 else f"{path.name} [{name}]: runs must be one of {', '.join(RUNS)}"
             )  # fmt: skip
+        if "image" in values and not PINNED.fullmatch(values["image"]):
+            raise StackError(
+                f"{path.name} [{name}]: image {values['image']!r} is not pinned as "
+                "repository:tag@sha256:<digest>"
+            )
         found[name] = Service(name, **values)
     return found
 
@@ -52,11 +66,17 @@ def debian_binaries(path: Path = RECORDS) -> dict[str, str]:
     return {s.binary: s.package for s in records(path).values() if s.binary and s.package}
 
 
+def pins(path: Path = RECORDS) -> dict[str, str]:
+    """``{image variable: pinned image}`` of every record with an image: what make generate
+    writes to compose/versions.env."""
+    return {s.image_variable: s.image for s in records(path).values() if s.image}
+
+
 def local_images(path: Path = RECORDS) -> dict[str, str]:
     """The local engine's images (`make images`), which replace the pinned ones there: one per
     record with an image and a Debian package, built from images/<folder>/Containerfile."""
     return {
-        s.image: f"localhost/stack-{s.local_image or s.name}:bookworm"
+        s.image_variable: f"localhost/stack-{s.local_image or s.name}:bookworm"
         for s in records(path).values()
         if s.image and s.package
     }

@@ -1,5 +1,6 @@
 """The per-environment settings (compose/env/<env>.env) and the image versions
-(compose/versions.env): KEY=VALUE files, read the same way Compose reads them."""
+(compose/versions.env, generated from the service records): KEY=VALUE files, read the same way
+Compose reads them."""
 
 from __future__ import annotations
 

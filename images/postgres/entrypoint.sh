@@ -1,9 +1,12 @@
 #!/bin/bash
 # The postgres image's contract, for Debian's PostgreSQL: as root, own the data directory and
 # drop to the postgres user; on an empty data directory, initdb (superuser POSTGRES_USER,
-# password from POSTGRES_PASSWORD or POSTGRES_PASSWORD_FILE, scram for TCP), create
-# POSTGRES_DB, run /docker-entrypoint-initdb.d/*.sh and *.sql against a socket-only server,
-# then start for real, listening on every address.
+# password from POSTGRES_PASSWORD or POSTGRES_PASSWORD_FILE, POSTGRES_INITDB_ARGS, then a
+# `host all all all` line with POSTGRES_HOST_AUTH_METHOD), create POSTGRES_DB, run
+# /docker-entrypoint-initdb.d/*.sh and *.sql against a socket-only server (psql given the
+# superuser's password, as the image's PGPASSWORD does, through a 0600 PGPASSFILE in a private
+# directory, removed after), then start for real, listening on every address. The socket
+# directory is the postgres user's alone (0700).
 set -euo pipefail
 
 if [ "${1:-}" != postgres ]; then
@@ -26,12 +29,20 @@ if [ -z "${POSTGRES_PASSWORD:-}" ]; then
   exit 1
 fi
 
+chmod 700 /var/run/postgresql
+
 if [ ! -s "$PGDATA/PG_VERSION" ]; then
+  # shellcheck disable=SC2086  # POSTGRES_INITDB_ARGS is a list of options, as in the image
   initdb --username="$POSTGRES_USER" --pwfile=<(printf '%s\n' "$POSTGRES_PASSWORD") \
-    --auth-local=trust --auth-host=scram-sha-256 -D "$PGDATA"
-  echo "host all all all scram-sha-256" >> "$PGDATA/pg_hba.conf"
+    ${POSTGRES_INITDB_ARGS:-} -D "$PGDATA"
+  echo "host all all all ${POSTGRES_HOST_AUTH_METHOD:-scram-sha-256}" >> "$PGDATA/pg_hba.conf"
   pg_ctl -D "$PGDATA" -w -o "-c listen_addresses='' -k /var/run/postgresql" start
   export PGHOST=/var/run/postgresql
+  private=$(mktemp -d)  # 0700
+  trap 'rm -rf "$private"' EXIT
+  escaped=${POSTGRES_PASSWORD//\\/\\\\}
+  (umask 077 && printf '*:*:*:%s:%s\n' "$POSTGRES_USER" "${escaped//:/\\:}" > "$private/pgpass")
+  export PGPASSFILE=$private/pgpass
   if [ "$POSTGRES_DB" != postgres ]; then
     psql -v ON_ERROR_STOP=1 --username "$POSTGRES_USER" --dbname postgres \
       --set db="$POSTGRES_DB" <<<'CREATE DATABASE :"db";'
@@ -45,7 +56,8 @@ if [ ! -s "$PGDATA/PG_VERSION" ]; then
     esac
   done
   pg_ctl -D "$PGDATA" -m fast -w stop
-  unset PGHOST
+  rm -rf "$private"
+  unset PGHOST PGPASSFILE
 fi
 
 exec postgres -c listen_addresses='*' -k /var/run/postgresql "${@:2}"

@@ -62,16 +62,14 @@ def test_a_port_in_use_fails_with_the_port_and_its_holder(
     assert not (tmp_path / "native-state.json").exists() or not pids(tmp_path)
 
 
-def test_a_process_dying_at_start_fails_up_with_its_log(
-    native: NativeStack, tmp_path: Path
-) -> None:
-    fake = tmp_path / "bin"
+def test_a_process_dying_at_start_fails_up_with_its_log(native: NativeStack) -> None:
+    root = Path(tempfile.mkdtemp(prefix="stack-dying-"))  # /tmp: PostgreSQL's user gets through
+    root.chmod(0o755)
+    fake = root / "bin"  # where the components' user (pa-monitoring, as root) may run it
     fake.mkdir()
     exporter = fake / "prometheus-node-exporter"
     exporter.write_text("#!/bin/sh\necho 'collector failed: no such device' >&2\nexit 3\n")
     exporter.chmod(0o755)
-    root = Path(tempfile.mkdtemp(prefix="stack-dying-"))  # /tmp: PostgreSQL's user gets through
-    root.chmod(0o755)
     # ports of its own (not the running stack's + 1: bind(0) hands out even ports, and the odd
     # ones beside them are what outgoing connections use)
     free = {k: str(free_port()) for k in native.environ if k.endswith("_PORT")}

@@ -21,17 +21,21 @@ import pytest
 from stack import ROOT
 from stack.native_config import Component, Layout
 from stack.native_grafana import grafana_file_variables, reset_grafana_admin
-from stack.postgres_roles import roles_sql
+from stack.native_postgres import initdb
+from stack.postgres_roles import ROLES, roles_sql
 from tests.service.backends import free_port, postgres_bin_dir
 
 TIMEOUT = 60
 
 
 class Cluster:
-    """A PostgreSQL data directory as the postgres image leaves it: superuser ``assistant``
-    (compose.yaml's POSTGRES_USER), trust on the socket, scram-sha-256 over TCP."""
+    """A PostgreSQL data directory as the postgres image leaves it with compose.yaml's settings:
+    superuser ``postgres`` with POSTGRES_PASSWORD, POSTGRES_INITDB_ARGS' scram-sha-256 on the
+    socket and over TCP, the database ``assistant``, and the roles made at the first start by
+    postgres/initdb-roles.sh through psql on the image's socket-only temporary server. With
+    ``legacy``, as it was before issue 14: superuser ``assistant``, the socket trusted."""
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, passwords: dict[str, str], legacy: bool = False) -> None:
         self.root = root
         self.data = root / "data"
         self.sockets = root / "sockets"
@@ -42,15 +46,46 @@ class Cluster:
             path.mkdir(mode=0o700)
             if self.user:
                 os.chown(path, self.user.pw_uid, self.user.pw_gid)
-        self.run(str(self.bin / "initdb"), "-D", str(self.data), "-U", "assistant",
-                 "--auth-local=trust", "--auth-host=scram-sha-256", "--no-sync",
-                 "--no-instructions")  # fmt: skip
+        self.pgpass = root / "pgpass"  # the image's PGPASSWORD, for psql at the first start
+        self.pgpass.write_text(f"*:*:*:postgres:{passwords['POSTGRES_PASSWORD']}\n")
+        self.pgpass.chmod(0o600)
+        if self.user:
+            os.chown(self.pgpass, self.user.pw_uid, self.user.pw_gid)
+        if legacy:
+            self.run(str(self.bin / "initdb"), "-D", str(self.data), "-U", "assistant",
+                     "--auth-local=trust", "--auth-host=scram-sha-256", "--no-sync")  # fmt: skip
+            self.run(str(self.bin / "postgres"), "--single", "-D", str(self.data), "postgres",
+                     input="CREATE DATABASE assistant\n")  # POSTGRES_DB  # fmt: skip
+            return
+        uid = self.user.pw_uid if self.user else None
+        done = initdb(str(self.bin / "initdb"), self.data, passwords["POSTGRES_PASSWORD"], uid)
+        assert done.returncode == 0, done.stdout + done.stderr
+        with (self.data / "pg_hba.conf").open("a") as hba:
+            hba.write("host all all all scram-sha-256\n")  # POSTGRES_HOST_AUTH_METHOD
+        self.pg_ctl("start")
+        self.run(str(self.bin / "psql"), "-h", str(self.sockets), "-U", "postgres", "-d",
+                 "postgres", "-c", "CREATE DATABASE assistant",
+                 PGPASSFILE=str(self.pgpass))  # fmt: skip
+        roles = self.roles_file(passwords)
+        self.run(str(ROOT / "postgres" / "initdb-roles.sh"), POSTGRES_USER="postgres",
+                 POSTGRES_DB="assistant", POSTGRES_ROLES_FILE=str(roles),
+                 PGHOST=str(self.sockets), PGPASSFILE=str(self.pgpass))  # fmt: skip
+        self.pg_ctl("stop")
 
-    def run(self, *argv: str, check: bool = True, **env: str) -> subprocess.CompletedProcess[str]:
+    def roles_file(self, passwords: dict[str, str]) -> Path:
+        roles = self.root / "postgres_roles"
+        roles.write_text(roles_sql(passwords))  # as `make up` writes it
+        roles.chmod(0o644)
+        return roles
+
+    def run(
+        self, *argv: str, check: bool = True, input: str | None = None, **env: str
+    ) -> subprocess.CompletedProcess[str]:
         done = subprocess.run(
-            list(argv), capture_output=True, text=True, timeout=TIMEOUT, check=False,
+            list(argv), capture_output=True, text=True, timeout=TIMEOUT, check=False, input=input,
             user=self.user.pw_uid if self.user else None, cwd=self.root,
-            env={**os.environ, "PGPORT": str(self.port), **env},
+            env={**{k: v for k, v in os.environ.items() if not k.startswith("PG")},
+                 "PGPORT": str(self.port), "PATH": f"{self.bin}:{os.environ['PATH']}", **env},
         )  # fmt: skip
         assert done.returncode == 0 or not check, done.stdout + done.stderr
         return done
@@ -61,77 +96,121 @@ class Cluster:
         self.run(str(self.bin / "pg_ctl"), "-D", str(self.data), "-w", "-s", "-m", "fast",
                  "-l", log, "-o", options, action)  # fmt: skip
 
-    def sql(self, statement: str) -> None:
-        self.run(str(self.bin / "psql"), "-h", str(self.sockets), "-U", "assistant", "-d",
-                 "postgres", "-v", "ON_ERROR_STOP=1", "-c", statement)  # fmt: skip
-
-    def logs_in(self, role: str, password: str) -> bool:
-        done = self.run(
-            str(self.bin / "psql"), "-w", "-h", "127.0.0.1", "-U", role, "-d", "postgres",
-            "-tAc", "SELECT 1", check=False, PGPASSWORD=password,
+    def entry_point(self, roles: Path) -> tuple[subprocess.CompletedProcess[str], Path]:
+        """postgres/entrypoint.sh with a stand-in for the image's entry point (as root here, it
+        runs PostgreSQL as the postgres user, as when Compose starts it as root); what it
+        handed over to, or nothing."""
+        handed = self.root / "handed-over"
+        image = self.root / "docker-entrypoint.sh"
+        image.write_text(f'#!/bin/sh\necho "$@" > {handed}\n')
+        image.chmod(0o755)
+        done = subprocess.run(
+            [str(ROOT / "postgres" / "entrypoint.sh"), str(image), "postgres", "-c", "x=1"],
+            capture_output=True, text=True, timeout=TIMEOUT, check=False, cwd=self.root,
+            env={**os.environ, "PGDATA": str(self.data), "POSTGRES_USER": "postgres",
+                 "POSTGRES_DB": "assistant", "POSTGRES_ROLES_FILE": str(roles),
+                 "PATH": f"{self.bin}:{os.environ['PATH']}"},
         )  # fmt: skip
-        return done.returncode == 0
+        return done, handed
+
+    def logs_in(self, role: str, password: str, sql: str = "SELECT 1") -> str:
+        """'yes', or psql's error: over TCP, as ``role`` with ``password``."""
+        pgpass = self.root / "probe-pgpass"
+        pgpass.write_text(f"*:*:*:{role}:{password}\n")
+        pgpass.chmod(0o600)
+        if self.user:
+            os.chown(pgpass, self.user.pw_uid, self.user.pw_gid)
+        done = self.run(
+            str(self.bin / "psql"), "-w", "-h", "127.0.0.1", "-U", role, "-d", "assistant",
+            "-v", "ON_ERROR_STOP=1", "-tAc", sql, check=False, PGPASSFILE=str(pgpass),
+        )  # fmt: skip
+        return "yes" if done.returncode == 0 else done.stderr.strip()
+
+
+def passwords() -> dict[str, str]:
+    return {variable: secrets.token_urlsafe(24) for variable in ROLES.values()}
 
 
 @pytest.fixture
-def cluster() -> Iterator[Cluster]:
+def cluster_root() -> Iterator[Path]:
     root = Path(os.environ.get("TMPDIR", "/tmp")) / f"stack-entrypoint-{secrets.token_hex(4)}"
     root.mkdir(mode=0o755)
-    made = None
     try:
-        made = Cluster(root)
-        yield made
+        yield root
     finally:
-        if made is not None:
-            made.run(str(made.bin / "pg_ctl"), "-D", str(made.data), "-m", "immediate", "stop",
-                     check=False)  # fmt: skip
+        if (root / "data" / "postmaster.pid").exists():
+            subprocess.run([str(postgres_bin_dir() / "pg_ctl"), "-D", str(root / "data"), "-m",
+                            "immediate", "stop"], check=False, capture_output=True,
+                           user="postgres" if os.geteuid() == 0 else None,
+                           timeout=TIMEOUT)  # fmt: skip
         shutil.rmtree(root, ignore_errors=True)
 
 
 def test_postgres_entry_point_sets_changed_passwords_on_an_existing_cluster(
-    cluster: Cluster, attack
+    cluster_root: Path, attack
 ) -> None:
     a = attack(
         "Compose: old POSTGRES_PASSWORD after a change, postgres restarted",
         "old refused, new accepted (postgres/entrypoint.sh)",
     )
-    old = {"POSTGRES_PASSWORD": secrets.token_urlsafe(24),
-           "POSTGRES_EXPORTER_PASSWORD": secrets.token_urlsafe(24)}  # fmt: skip
-    new = {k: secrets.token_urlsafe(24) for k in old}
-    cluster.pg_ctl("start")  # what the image's first start left: the roles, the old passwords
-    cluster.sql(f"ALTER ROLE assistant PASSWORD '{old['POSTGRES_PASSWORD']}'")
-    cluster.sql(
-        f"CREATE ROLE postgres_exporter LOGIN PASSWORD '{old['POSTGRES_EXPORTER_PASSWORD']}'"
-    )
-    cluster.pg_ctl("stop")
-    roles = cluster.root / "postgres_roles"
-    roles.write_text(roles_sql(new))  # as `make up` writes it, after .env changed
-    roles.chmod(0o644)
-    handed = cluster.root / "handed-over"
-    image = cluster.root / "docker-entrypoint.sh"
-    image.write_text(f'#!/bin/sh\necho "$@" > {handed}\n')
-    image.chmod(0o755)
-
-    done = subprocess.run(
-        [str(ROOT / "postgres" / "entrypoint.sh"), str(image), "postgres", "-c", "x=1"],
-        capture_output=True, text=True, timeout=TIMEOUT, check=False, cwd=cluster.root,
-        env={**os.environ, "PGDATA": str(cluster.data), "POSTGRES_USER": "assistant",
-             "POSTGRES_ROLES_FILE": str(roles), "POSTGRES_SOCKET_DIR": str(cluster.sockets),
-             "PGPORT": str(cluster.port), "PATH": f"{cluster.bin}:{os.environ['PATH']}"},
-    )  # fmt: skip
+    old, new = passwords(), passwords()
+    cluster = Cluster(cluster_root, old)  # the image's first start, with the old passwords
+    done, handed = cluster.entry_point(cluster.roles_file(new))  # .env changed, make up
     assert done.returncode == 0, done.stdout + done.stderr
     assert handed.read_text() == "postgres -c x=1\n"  # the image's entry point, unchanged
 
     cluster.pg_ctl("start", listen="127.0.0.1")
-    seen = {
-        "old": cluster.logs_in("assistant", old["POSTGRES_PASSWORD"]),
-        "new": cluster.logs_in("assistant", new["POSTGRES_PASSWORD"]),
-        "old exporter": cluster.logs_in("postgres_exporter", old["POSTGRES_EXPORTER_PASSWORD"]),
-        "new exporter": cluster.logs_in("postgres_exporter", new["POSTGRES_EXPORTER_PASSWORD"]),
-    }
+    seen = {}
+    for role, variable in ROLES.items():
+        seen[f"old {role}"] = cluster.logs_in(role, old[variable]) == "yes"
+        seen[f"new {role}"] = cluster.logs_in(role, new[variable]) == "yes"
     a.happened = ", ".join(f"{k}: {'accepted' if v else 'refused'}" for k, v in seen.items())
-    assert seen == {"old": False, "new": True, "old exporter": False, "new exporter": True}
+    assert seen == {f"{age} {role}": age == "new" for role in ROLES for age in ("old", "new")}
     a.blocked = True
+
+
+def test_compose_the_apps_role_is_not_the_superuser(cluster_root: Path, attack) -> None:
+    a = attack(
+        "Compose: the app's URL creates a role",
+        "refused: the app's role is not the superuser",
+    )
+    given = passwords()
+    cluster = Cluster(cluster_root, given)
+    cluster.pg_ctl("start", listen="127.0.0.1")
+    app = given[ROLES["assistant"]]
+    seen = cluster.logs_in("assistant", app, "CREATE ROLE intruder LOGIN")
+    a.happened = seen
+    assert "permission denied to create role" in seen, seen
+    owner = cluster.logs_in("assistant", app, "CREATE TABLE mine (id int)")
+    assert owner == "yes"  # its tables, in its schema
+    a.blocked = True
+
+
+def test_compose_refuses_a_cluster_whose_superuser_is_the_app(cluster_root: Path, attack) -> None:
+    a = attack(
+        "Compose: a cluster from before (the app its superuser, the socket trusted)",
+        "refused at start, saying what to do",
+    )
+    given = passwords()
+    cluster = Cluster(cluster_root, given, legacy=True)
+    done, handed = cluster.entry_point(cluster.roles_file(given))
+    a.happened = f"exit {done.returncode}: {' '.join(done.stderr.split())[:120]}"
+    assert done.returncode != 0 and not handed.exists()
+    assert "make clean ENV=dev RUNTIME=compose" in done.stderr
+    assert "docs/security.md" in done.stderr
+    a.blocked = True
+
+
+def test_postgres_entry_point_refuses_a_failing_roles_file(cluster_root: Path) -> None:
+    """A legacy superuser without trust lines (edited by hand): the roles SQL itself refuses."""
+    given = passwords()
+    cluster = Cluster(cluster_root, given, legacy=True)
+    hba = cluster.data / "pg_hba.conf"
+    hba.write_text(hba.read_text().replace("trust", "scram-sha-256"))
+    done, handed = cluster.entry_point(cluster.roles_file(given))
+    assert done.returncode != 0 and not handed.exists()
+    assert "is this cluster's superuser" in done.stderr
+    assert "SCRAM-SHA-256$" not in done.stderr  # a failed statement is never logged
 
 
 def test_postgres_entry_point_leaves_a_first_start_to_the_image(tmp_path: Path) -> None:

@@ -4,7 +4,7 @@ cluster was created, so the old password kept working and the new one was refuse
 
 One throwaway native dev stack (its own run root, every port free, 127.0.0.1), up three times:
 with the first passwords; stopped, then up with new ones (PostgreSQL's data kept); then, still
-running, up with a third pair."""
+running, up with a third set."""
 
 from __future__ import annotations
 
@@ -116,8 +116,10 @@ def native() -> Iterator[Native]:
 
 
 def pair() -> dict[str, str]:
+    """The three database passwords: the superuser's, the app's, the exporter's."""
     return {
         "POSTGRES_PASSWORD": secrets.token_urlsafe(24),
+        "ASSISTANT_DATABASE_PASSWORD": secrets.token_urlsafe(24),
         "POSTGRES_EXPORTER_PASSWORD": secrets.token_urlsafe(24),
     }
 
@@ -126,29 +128,33 @@ def test_a_changed_database_password_works_at_the_next_up_and_the_old_one_no_lon
     native: Native, attack
 ) -> None:
     stopped = attack(
-        "old POSTGRES_PASSWORD after a change, stack stopped, make up",
+        "old database passwords after a change, stack stopped, make up",
         "old refused; new works for the API and the exporter",
     )
     running = attack(
-        "old POSTGRES_PASSWORD after a change, stack running, make up",
+        "old database passwords after a change, stack running, make up",
         "restarted; old refused; new works for the API and the exporter",
     )
     first = pair()
     native.up(**first)
-    assert native.logs_in("assistant", first["POSTGRES_PASSWORD"])
+    assert native.logs_in("assistant", first["ASSISTANT_DATABASE_PASSWORD"])
+    assert native.logs_in("postgres", first["POSTGRES_PASSWORD"])
 
     native.run("down")
     second = pair()
     native.up(**second)  # PostgreSQL's data kept: no initdb, no bootstrap
     seen = {
-        "old": native.logs_in("assistant", first["POSTGRES_PASSWORD"]),
-        "new": native.logs_in("assistant", second["POSTGRES_PASSWORD"]),
+        "old": native.logs_in("assistant", first["ASSISTANT_DATABASE_PASSWORD"]),
+        "new": native.logs_in("assistant", second["ASSISTANT_DATABASE_PASSWORD"]),
+        "old superuser": native.logs_in("postgres", first["POSTGRES_PASSWORD"]),
+        "new superuser": native.logs_in("postgres", second["POSTGRES_PASSWORD"]),
         "old exporter": native.logs_in("postgres_exporter", first["POSTGRES_EXPORTER_PASSWORD"]),
         "new exporter": native.logs_in("postgres_exporter", second["POSTGRES_EXPORTER_PASSWORD"]),
     }
     seen["api, exporter connected"] = all(native.connected())
     stopped.happened = ", ".join(f"{k}: {'yes' if v else 'no'}" for k, v in seen.items())
-    assert seen == {"old": False, "new": True, "old exporter": False, "new exporter": True,
+    assert seen == {"old": False, "new": True, "old superuser": False, "new superuser": True,
+                    "old exporter": False, "new exporter": True,
                     "api, exporter connected": True}  # fmt: skip
     stopped.blocked = True
 
@@ -156,10 +162,12 @@ def test_a_changed_database_password_works_at_the_next_up_and_the_old_one_no_lon
     output = native.up(**third)
     assert "the secrets changed since the dev stack started: restarting it" in output
     seen = {
-        "old": native.logs_in("assistant", second["POSTGRES_PASSWORD"]),
-        "new": native.logs_in("assistant", third["POSTGRES_PASSWORD"]),
+        "old": native.logs_in("assistant", second["ASSISTANT_DATABASE_PASSWORD"]),
+        "new": native.logs_in("assistant", third["ASSISTANT_DATABASE_PASSWORD"]),
+        "new superuser": native.logs_in("postgres", third["POSTGRES_PASSWORD"]),
         "api, exporter connected": all(native.connected()),
     }
     running.happened = ", ".join(f"{k}: {'yes' if v else 'no'}" for k, v in seen.items())
-    assert seen == {"old": False, "new": True, "api, exporter connected": True}, output
+    assert seen == {"old": False, "new": True, "new superuser": True,
+                    "api, exporter connected": True}, output  # fmt: skip
     running.blocked = True

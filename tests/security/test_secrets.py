@@ -54,6 +54,7 @@ def reasons(message: str, variable: str) -> str:
     [
         ("GRAFANA_ADMIN_PASSWORD", "admin", "a common default"),
         ("POSTGRES_PASSWORD", "postgres", "a common default"),
+        ("ASSISTANT_DATABASE_PASSWORD", "assistant", "a common default"),
         ("METRICS_TOKEN", "a", "1 character, fewer than 16"),
         ("ASSISTANT_API_TOKEN", "Zx8#kq2LmW9v", "12 characters, fewer than 16"),
         ("POSTGRES_EXPORTER_PASSWORD", "Password12345678", "bits of estimated entropy"),
@@ -137,8 +138,8 @@ def test_make_secrets_writes_a_private_dotenv_that_prod_accepts(attack, tmp_path
     assert done.returncode == 0, done.stdout + done.stderr
     assert stat.S_IMODE(dotenv.stat().st_mode) == 0o600
     written = read_env_file(dotenv)
-    owned = ["GRAFANA_ADMIN_PASSWORD", "POSTGRES_PASSWORD", "POSTGRES_EXPORTER_PASSWORD",
-             "ASSISTANT_API_TOKEN", "METRICS_TOKEN"]  # fmt: skip
+    owned = ["GRAFANA_ADMIN_PASSWORD", "POSTGRES_PASSWORD", "ASSISTANT_DATABASE_PASSWORD",
+             "POSTGRES_EXPORTER_PASSWORD", "ASSISTANT_API_TOKEN", "METRICS_TOKEN"]  # fmt: skip
     for name in owned:
         assert name in done.stdout
         assert written[name] not in done.stdout + done.stderr

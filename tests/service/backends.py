@@ -33,6 +33,7 @@ from pathlib import Path
 import asyncpg
 
 from stack import redis_acl
+from stack.native_postgres import initdb, secure_sockets
 
 HOST = "127.0.0.1"
 START_TIMEOUT = 20.0
@@ -253,7 +254,10 @@ class Backend:
 
 
 class Postgres(Backend):
-    """A throwaway cluster: superuser ``postgres``, trust auth, TCP on 127.0.0.1 only.
+    """A throwaway cluster set up as the native runtime sets up its own
+    (stack/native_postgres.py): superuser ``postgres`` with a random ``password`` (in ``url``
+    and ``dsn``), scram-sha-256 for every connection, the socket directory 0700; TCP on
+    127.0.0.1 only.
 
     When run as root the server runs as the ``postgres`` user (it refuses root).
     SIGINT is postgres' fast shutdown (SIGTERM would wait for clients to leave).
@@ -268,6 +272,7 @@ class Postgres(Backend):
         super().__init__(root, port)
         self.data_dir = self.root / "data"
         self.socket_dir = self.root / "sock"
+        self.password = secrets.token_urlsafe(24)
 
     @staticmethod
     def _server_user() -> pwd.struct_passwd | None:
@@ -280,49 +285,38 @@ class Postgres(Backend):
                 f"running as root but there is no 'postgres' user; install with:  {POSTGRES_APT}"
             ) from None
 
+    def __repr__(self) -> str:
+        return f"<Postgres postgres@{HOST}:{self.port} pid={self.pid}>"  # not the password
+
     @property
     def url(self) -> str:
-        """SQLAlchemy URL (asyncpg driver) of the ``postgres`` database."""
-        return f"postgresql+asyncpg://postgres@{HOST}:{self.port}/postgres"
+        """SQLAlchemy URL (asyncpg driver) of the ``postgres`` database, as the superuser."""
+        return f"postgresql+asyncpg://postgres:{self.password}@{HOST}:{self.port}/postgres"
 
     @property
     def dsn(self) -> str:
-        """libpq/asyncpg DSN of the ``postgres`` database."""
-        return f"postgresql://postgres@{HOST}:{self.port}/postgres"
+        """libpq/asyncpg DSN of the ``postgres`` database, as the superuser."""
+        return f"postgresql://postgres:{self.password}@{HOST}:{self.port}/postgres"
 
     def _popen_kwargs(self) -> dict[str, object]:
         if self._user is None:
             return {}
         return {"user": self._user.pw_uid, "group": self._user.pw_gid, "extra_groups": []}
 
-    def _own(self, path: Path) -> None:
-        path.mkdir(mode=0o700, exist_ok=True)
-        if self._user is not None:
-            os.chown(path, self._user.pw_uid, self._user.pw_gid)
-
     def _prepare(self) -> None:
+        user = self._user.pw_uid if self._user is not None else None
+        group = self._user.pw_gid if self._user is not None else None
+        secure_sockets(self.socket_dir, user, group)  # 0700, every start
         if (self.data_dir / "PG_VERSION").exists():
             return
-        self._own(self.data_dir)
-        self._own(self.socket_dir)
-        argv = [
-            str(self.bin_dir / "initdb"), "-D", str(self.data_dir),
-            "-U", "postgres", "-A", "trust", "-E", "UTF8", "--no-sync", "--no-instructions",
-        ]  # fmt: skip
+        self.data_dir.mkdir(mode=0o700, exist_ok=True)
+        if self._user is not None:
+            os.chown(self.data_dir, self._user.pw_uid, self._user.pw_gid)
         try:
-            result = subprocess.run(
-                argv,
-                cwd=self.root,
-                env=_child_env(),
-                stdin=subprocess.DEVNULL,
-                capture_output=True,
-                timeout=60,
-                check=False,
-                **self._popen_kwargs(),  # type: ignore[arg-type]
-            )
+            result = initdb(str(self.bin_dir / "initdb"), self.data_dir, self.password, user, group)
         except subprocess.TimeoutExpired as exc:
-            raise BackendError(f"initdb did not finish in 60s: {exc.output!r}") from None
-        with self.log_path.open("ab") as log:
+            raise BackendError(f"initdb did not finish in time: {exc.output!r}") from None
+        with self.log_path.open("a") as log:
             log.write(result.stdout + result.stderr)
         if result.returncode != 0:
             shutil.rmtree(self.data_dir, ignore_errors=True)  # a retry starts from scratch

@@ -4,9 +4,12 @@ Fixtures:
 
 ``postgres`` (session) -> ``backends.Postgres``
     One throwaway PostgreSQL cluster (Debian's newest ``/usr/lib/postgresql/*/bin``) on a free
-    port of 127.0.0.1, superuser ``postgres``, trust auth, fsync off. Attributes:
-    ``.url`` ``postgresql+asyncpg://postgres@127.0.0.1:<port>/postgres`` (SQLAlchemy),
-    ``.dsn`` ``postgresql://postgres@127.0.0.1:<port>/postgres`` (asyncpg/libpq),
+    port of 127.0.0.1, superuser ``postgres`` with a random password, scram-sha-256 for every
+    connection and the socket directory 0700 (as the native runtime's: stack/native_postgres.py),
+    fsync off. Attributes:
+    ``.url`` ``postgresql+asyncpg://postgres:<password>@127.0.0.1:<port>/postgres`` (SQLAlchemy),
+    ``.dsn`` ``postgresql://postgres:<password>@127.0.0.1:<port>/postgres`` (asyncpg/libpq),
+    ``.password``,
     ``.port``, ``.pid`` (None while stopped), ``.running``, ``.log_path``, ``.log_tail()``.
     Methods: ``.stop()`` (SIGINT = fast shutdown, bounded wait, then SIGKILL),
     ``.kill()`` (SIGKILL, a crash), ``.start()`` (same port and data: committed rows survive),

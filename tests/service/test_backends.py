@@ -63,7 +63,8 @@ def public_tables(dsn: str) -> list[str]:
 
 def test_postgres_asyncpg_roundtrip(fresh_database: Postgres) -> None:
     pg = fresh_database
-    assert pg.url == f"postgresql+asyncpg://postgres@127.0.0.1:{pg.port}/postgres"
+    assert pg.url == f"postgresql+asyncpg://postgres:{pg.password}@127.0.0.1:{pg.port}/postgres"
+    assert pg.password not in repr(pg)
     assert pg.running
     assert isinstance(pg.pid, int)
 

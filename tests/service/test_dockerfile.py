@@ -48,7 +48,7 @@ def test_every_instruction_is_known() -> None:
 
 
 def test_base_image_comes_from_the_versions_file_only() -> None:
-    # no default to drift from compose/versions.env, where the slim image is pinned
+    # no default to drift from compose/versions.env, where the slim image is pinned (generated)
     steps = instructions(DOCKERFILE.read_text())
     assert ("ARG", "PYTHON_IMAGE") in steps
     assert all(a.startswith("${PYTHON_IMAGE}") for k, a in steps if k == "FROM")

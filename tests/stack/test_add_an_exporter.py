@@ -1,7 +1,7 @@
-"""Adding a plain exporter to a copy of the tree takes its Compose service, its scrape job, its
-record, its Containerfile and its image pin, and nothing else: `make generate` then writes
-what is generated, and the checks, the native runtime, the local images and the Debian
-packages all know it."""
+"""Adding a plain exporter to a copy of the tree takes four pieces, its Compose service, its
+scrape job, its record (with its image pin) and its Containerfile, and nothing else: `make
+generate` then writes what is generated (compose/versions.env among it), and the checks, the
+native runtime, the local images and the Debian packages all know it."""
 
 from __future__ import annotations
 
@@ -38,18 +38,18 @@ JOB = """
     static_configs:
       - targets: ['blackbox-exporter:9115']
 """
-RECORD = """
+IMAGE = "prom/blackbox-exporter:v0.25.0@sha256:" + "b" * 64
+RECORD = f"""
 [blackbox-exporter]
 runs = "binary"
 package = "prometheus-blackbox-exporter"
 binary = "prometheus-blackbox-exporter"
 version = "0.23.0"
-image = "BLACKBOX_EXPORTER_IMAGE"
+image = "{IMAGE}"
 port = "BLACKBOX_EXPORTER_PORT"
 job = "blackbox"
 listen = "--web.listen-address"
 """
-PIN = "BLACKBOX_EXPORTER_IMAGE=prom/blackbox-exporter:v0.25.0@sha256:" + "b" * 64 + "\n"
 CONTAINERFILE = (
     "FROM localhost/stack-debian:bookworm\nRUN apt-get install -y prometheus-blackbox-exporter\n"
 )
@@ -58,7 +58,7 @@ CONTAINERFILE = (
 PROBE = """
 import json, tempfile
 from pathlib import Path
-from stack import images, lint, packages, render
+from stack import images, lint, packages, render, settings
 from stack.native_config import Layout, components, ports, prometheus_config
 from stack.project import Project
 
@@ -67,7 +67,8 @@ layout = Layout("dev", work)
 project = Project("dev", lint.stand_in_run_dir("dev", work))
 local = ports(project, {})
 made = {c.name: c for c in components(project, layout, local, "postgresql+asyncpg://x")}
-checks = [c for f in (lint.generated_files, lint.prometheus_configs, lint.compose_files)
+checks = [c for f in (lint.generated_files, lint.prometheus_configs, lint.compose_files,
+                    lint.ports_agree)
           for c in f(project.root, work)]
 print(json.dumps({
     "port": local["blackbox-exporter"],
@@ -78,6 +79,7 @@ print(json.dumps({
     "images": [i.tag for i in images.plan()],
     "packages": packages.runtime_missing(),
     "versions": render.versions_table(),
+    "pinned": settings.images(),
     "failed": [f"{c.name}: {c.problems}" for c in checks if c.problems],
 }))
 """
@@ -91,10 +93,10 @@ def tree(tmp_path: Path) -> Path:
     return copy
 
 
-def test_an_exporter_takes_five_authored_pieces_and_everything_else_follows(
+def test_an_exporter_takes_four_authored_pieces_and_everything_else_follows(
     tree: Path, tmp_path: Path
 ) -> None:
-    # the five pieces a person writes
+    # the four pieces a person writes
     edit(
         tree / "compose" / "compose.yaml",
         "\n  # ---- monitoring",
@@ -105,9 +107,6 @@ def test_an_exporter_takes_five_authored_pieces_and_everything_else_follows(
     )
     (tree / "stack" / "services.toml").write_text(
         (tree / "stack" / "services.toml").read_text() + RECORD
-    )
-    (tree / "compose" / "versions.env").write_text(
-        (tree / "compose" / "versions.env").read_text() + PIN
     )
     (tree / "images" / "blackbox-exporter").mkdir()
     (tree / "images" / "blackbox-exporter" / "Containerfile").write_text(CONTAINERFILE)
@@ -140,4 +139,5 @@ def test_an_exporter_takes_five_authored_pieces_and_everything_else_follows(
     assert "localhost/stack-blackbox-exporter:bookworm" in found["images"]
     assert "BLACKBOX_EXPORTER_IMAGE" in found["versions"]
     assert "prometheus-blackbox-exporter 0.23.0" in found["versions"]
+    assert found["pinned"]["BLACKBOX_EXPORTER_IMAGE"] == IMAGE  # versions.env, as generated
     assert "prometheus-blackbox-exporter" not in found["packages"]  # the stand-in is there

@@ -231,6 +231,33 @@ def test_postgres_and_redis_start_as_their_own_users_with_their_socket_in_a_volu
 
 
 @pytest.mark.parametrize("env", ENVIRONMENTS)
+def test_the_app_is_not_the_database_superuser_and_every_connection_authenticates(
+    env: str,
+) -> None:
+    """Issue 14, findings 3 and 1: the image's superuser is postgres, with its own secret; the
+    app's URL names its own role; initdb gets scram-sha-256 for the socket and TCP; the roles
+    are applied at the first start and on every later one; the socket is its user's alone."""
+    postgres = services(env)["postgres"]
+    environment = postgres["environment"]
+    assert environment["POSTGRES_USER"] == "postgres"
+    assert environment["POSTGRES_PASSWORD_FILE"] == "/run/secrets/postgres_password"
+    assert environment["POSTGRES_INITDB_ARGS"].split() == [
+        "--auth-local=scram-sha-256", "--auth-host=scram-sha-256"
+    ]  # fmt: skip
+    assert environment["POSTGRES_HOST_AUTH_METHOD"] == "scram-sha-256"
+    assert "trust" not in str(postgres)
+    assert postgres["entrypoint"][0] == "/usr/local/bin/stack-entrypoint.sh"
+    assert postgres["command"] == ["postgres", "-c", "unix_socket_permissions=0700"]
+    source, _ = volumes(postgres)["/docker-entrypoint-initdb.d/10-roles.sh"]
+    assert source.endswith("postgres/initdb-roles.sh")
+    names = {s["source"] if isinstance(s, dict) else s for s in postgres["secrets"]}
+    assert names == {"postgres_password", "postgres_roles"}  # no other role's password
+    for app in ("api", "worker"):
+        assert "assistant_database_url" in str(services(env)[app]["secrets"])
+        assert "postgres_password" not in str(services(env)[app]["secrets"])
+
+
+@pytest.mark.parametrize("env", ENVIRONMENTS)
 def test_monitoring_components_read_the_web_configuration_make_up_writes(
     env: str, tmp_path: Path
 ) -> None:

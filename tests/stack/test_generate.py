@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from stack import ENVIRONMENTS, ROOT, render
+from stack.services import records
 from stack.settings import StackError, images
 
 from .conftest import edit
@@ -68,3 +69,21 @@ def test_a_page_without_the_versions_markers_is_refused(repo_copy: Path) -> None
     edit(repo_copy / render.VERSIONS_DOC, render.VERSIONS_END, "")
     with pytest.raises(StackError, match="markers"):
         render.versions_doc(repo_copy)
+
+
+def test_the_versions_file_is_generated_from_the_records(repo_copy: Path) -> None:
+    pinned = images(repo_copy)
+    for record in records().values():
+        assert record.image is None or pinned[record.image_variable] == record.image, record.name
+    edit(repo_copy / "compose" / "versions.env", "prom/prometheus:v3.5.0", "prom/prometheus:v3.6.0")
+    assert render.drift(repo_copy) == [repo_copy / "compose" / "versions.env"]
+    render.write(repo_copy)
+    assert images(repo_copy) == pinned
+    assert (repo_copy / "compose" / "versions.env").read_text().startswith("# GENERATED")
+
+
+def test_an_image_not_pinned_by_tag_and_digest_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "services.toml"
+    path.write_text('[node-exporter]\nruns = "binary"\nimage = "prom/node-exporter:latest"\n')
+    with pytest.raises(StackError, match=r"\[node-exporter\]: image .* is not pinned"):
+        records(path)

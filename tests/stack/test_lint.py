@@ -142,6 +142,21 @@ MISTAKES = {
         '{deploy: {resources: {limits: {cpus: "0.50", memory: 256M}}}}', "containers",
         "alertmanager: deploy.resources beside pids_limit: Compose v2 then demands",
     ),
+    "a healthcheck on another port than the service exposes": Mistake(
+        "compose/compose.yaml", "          http://127.0.0.1:9100/", "          http://127.0.0.1:9101/",
+        "ports_agree", "compose/compose.yaml: node-exporter: its healthcheck fetches port 9101, "
+        "but node-exporter exposes 9100",
+    ),
+    "a published port the service does not expose": Mistake(
+        "compose/compose.dev.yaml", "PROMETHEUS_PORT:-9090}:9090", "PROMETHEUS_PORT:-9090}:9091",
+        "ports_agree", "compose/compose.dev.yaml: prometheus: publishes container port 9091, "
+        "but prometheus exposes 9090",
+    ),
+    "a scrape target on another port than the service exposes": Mistake(
+        "prometheus/prometheus.yml", "node-exporter:9100", "node-exporter:9101",
+        "ports_agree", "prometheus/prometheus.yml: node-exporter: job node scrapes node-exporter "
+        "on port 9101, but node-exporter exposes 9100",
+    ),
     "Prometheus' lifecycle API": Mistake(
         "compose/compose.yaml", "      - --web.config.file=/etc/prometheus/web.yml\n",
         "      - --web.config.file=/etc/prometheus/web.yml\n      - --web.enable-lifecycle\n",

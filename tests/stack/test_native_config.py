@@ -17,6 +17,7 @@ import yaml
 from stack import ENVIRONMENTS, ROOT
 from stack.lint import stand_in_run_dir
 from stack.native_config import (
+    SAFE_PATH,
     Layout,
     addressed_secrets,
     components,
@@ -79,7 +80,7 @@ def test_every_compose_service_has_a_record_and_runs_natively(env: str, tmp_path
     services = set(project.services())
     assert services <= set(records())
     local = ports(project, {})
-    native = {c.name for c in components(project, where, local, "postgresql+asyncpg://x")}
+    native = {c.name for c in components(project, where, local, "native_database_url")}
     assert services - native <= {"grafana"}  # Grafana only where a binary is installed
     assert native <= services
 
@@ -98,7 +99,7 @@ def test_every_record_names_a_compose_service_a_job_and_an_image_that_exist(
     for name, record in records().items():
         assert name in services, f"[{name}]: no such service in the dev Compose files"
         assert record.job is None or record.job in jobs, f"[{name}]: no job {record.job}"
-        assert record.image is None or record.image in images(), f"[{name}]: {record.image}"
+        assert record.image is None or images()[record.image_variable] == record.image, name
         if record.port:
             assert project.exposed_port(name), f"[{name}]: has a port but exposes none"
 
@@ -107,7 +108,8 @@ def test_each_process_gets_the_compose_settings_made_local(
     layout: Layout, project: Project
 ) -> None:
     local = ports(project, {})
-    made = {c.name: c for c in components(project, layout, local, "postgresql+asyncpg://db")}
+    url_file = str(layout.run_dir / "secrets" / "native_database_url")
+    made = {c.name: c for c in components(project, layout, local, url_file)}
     exporter = made["postgres-exporter"]
     uri = "127.0.0.1:5432/assistant?sslmode=disable&connect_timeout=2"
     assert exporter.env["DATA_SOURCE_URI"] == uri
@@ -131,7 +133,8 @@ def test_each_process_gets_the_compose_settings_made_local(
         layout.secrets_dir / "redis_exporter_passwords"
     )
     assert made["api"].env["ASSISTANT_ROLE"] == "api" and made["worker"].port == 8001
-    assert made["api"].env["ASSISTANT_DATABASE_URL"] == "postgresql+asyncpg://db"
+    assert made["api"].env["ASSISTANT_DATABASE_URL_FILE"] == url_file
+    assert "ASSISTANT_DATABASE_URL" not in made["api"].env
     assert "--storage.tsdb.retention.time=2d" in made["prometheus"].argv
     assert "http://127.0.0.1:8000" in made["traffic"].argv
 
@@ -194,7 +197,7 @@ def test_natively_the_monitoring_components_read_the_same_web_configuration(
     where = Layout(env, tmp_path)
     project = Project(env, stand_in_run_dir(env, tmp_path))
     local = ports(project, {})
-    made = {c.name: c for c in components(project, where, local, "postgresql+asyncpg://db")}
+    made = {c.name: c for c in components(project, where, local, "native_database_url")}
     web = f"--web.config.file={where.run_dir / 'web.yml'}"
     for name in ("prometheus", "alertmanager", "node-exporter", "postgres-exporter"):
         assert web in made[name].argv, name
@@ -231,3 +234,21 @@ def test_a_probe_sends_the_healthchecks_authorization(tmp_path: Path) -> None:
     finally:
         server.shutdown()
         server.server_close()
+
+
+def test_each_process_gets_a_minimal_environment_not_the_callers(
+    layout: Layout, project: Project, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """PATH, HOME, LANG (TZ, LC_ALL when set) and the component's own settings: nothing else
+    of the caller's environment (a secret it holds, a sentinel) reaches a process."""
+    monkeypatch.setenv("STACK_TEST_SENTINEL", "caller-only")
+    monkeypatch.setenv("POSTGRES_PASSWORD", "caller-secret")
+    monkeypatch.setenv("TZ", "Europe/Paris")
+    made = components(project, layout, ports(project, {}), "native_database_url")
+    for component in made:
+        assert "STACK_TEST_SENTINEL" not in component.env, component.name
+        assert "caller-secret" not in " ".join([*component.env.values(), *component.argv])
+        assert component.env["PATH"] == SAFE_PATH and component.env["TZ"] == "Europe/Paris"
+    api = next(c for c in made if c.name == "api")
+    assert api.argv[1:] == ["-S", "-m", "assistant"]
+    assert api.env["PYTHONPATH"].endswith(f":{ROOT}")

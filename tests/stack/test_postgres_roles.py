@@ -66,10 +66,14 @@ def test_the_roles_file_changes_only_with_a_password() -> None:
     for role, variable in ROLES.items():
         assert f"ALTER ROLE {role} PASSWORD 'SCRAM-SHA-256$4096:" in first
         assert values[variable] not in first
-    changed = roles_sql(values | {"POSTGRES_PASSWORD": "another-Zq7vK2mX9LtB"}, previous=first)
-    assert changed != first
-    assert changed.split("assistant PASSWORD")[1] != first.split("assistant PASSWORD")[1]
-    assert (
-        changed.split("postgres_exporter PASSWORD")[1]
-        == first.split("postgres_exporter PASSWORD")[1]
+    changed = roles_sql(
+        values | {"ASSISTANT_DATABASE_PASSWORD": "another-Zq7vK2mX9LtB"}, previous=first
     )
+    assert changed != first
+
+    def verifier_of(sql: str, role: str) -> str:
+        return sql.split(f"ALTER ROLE {role} PASSWORD")[1].split("\n")[0]
+
+    assert verifier_of(changed, "assistant") != verifier_of(first, "assistant")
+    for role in ("postgres", "postgres_exporter"):
+        assert verifier_of(changed, role) == verifier_of(first, role)

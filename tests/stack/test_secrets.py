@@ -78,7 +78,7 @@ def test_dev_starts_from_nothing_with_the_example_values(tmp_path: Path) -> None
 
 def test_prepare_writes_private_files_and_a_valid_alertmanager_config(tmp_path: Path) -> None:
     values = good_values("prod") | {
-        "POSTGRES_PASSWORD": "p@ss:w/rd%-Zq7vK2mX9LtB",
+        "ASSISTANT_DATABASE_PASSWORD": "p@ss:w/rd%-Zq7vK2mX9LtB",
         "ALERTMANAGER_SLACK_CHANNEL": '#alerts "quoted"',
     }
     run_dir = prepare("prod", resolve("prod", tmp_path / "absent.env", environ=values),

@@ -15,10 +15,10 @@ LAYERS = {
               "stack.rules", "stack.webauth", "stack.redis_acl"],
     "generated": ["stack.dashboards", "stack.catalog", "stack.producers", "stack.render",
                   "stack.secrets", "stack.strength", "stack.postgres_roles"],
-    "checks": ["stack.lint", "stack.hardening"],
+    "checks": ["stack.lint", "stack.hardening", "stack.ports"],
     "runtimes": ["stack.native_config", "stack.native", "stack.native_postgres",
-                 "stack.native_grafana", "stack.compose", "stack.engine", "stack.images",
-                 "stack.healthcheck_pump"],
+                 "stack.native_grafana", "stack.native_user", "stack.compose", "stack.engine",
+                 "stack.images", "stack.healthcheck_pump"],
     "command line": ["stack.__main__", "stack.acceptance"],
 }  # fmt: skip
 RANK = {"model": 0, "generated": 1, "checks": 2, "runtimes": 2, "command line": 3}
