@@ -32,6 +32,7 @@ from stack import native
 from stack import secrets as stack_secrets
 from stack.native_config import Component, Layout, components, port_variables, ports, postgres_bin
 from stack.native_postgres import binary_of
+from stack.native_user import Reach, account
 from stack.processes import stop
 from stack.project import Project
 from tests.service.backends import free_port
@@ -64,7 +65,8 @@ class NativePostgres:
         return native.database_url(self.layout, self.port).replace("+asyncpg", "")
 
     def start(self) -> None:
-        native._launch(self.component, self.layout, self.state)
+        # as `make up` starts it: nothing of this run root is closed to its user (no Reach)
+        native._launch(self.component, self.layout, self.state, account(), Reach())
         deadline = time.monotonic() + TIMEOUT
         while not self.component.probe():
             assert time.monotonic() < deadline, (self.layout.log_dir / "postgres.log").read_text()
