@@ -11,6 +11,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 from stack import ROOT
 from stack.compose import engine_error
@@ -40,6 +41,14 @@ class Stack:
 
     def close(self) -> None:
         raise NotImplementedError
+
+    def main_processes(self) -> dict[str, int]:
+        """Each running component's main process, by its host PID."""
+        raise NotImplementedError
+
+    def containers(self) -> dict[str, dict[str, Any]]:
+        """Each running component's container, as the engine inspects it (none natively)."""
+        return {}
 
 
 class NativeStack(Stack):
@@ -84,6 +93,9 @@ class NativeStack(Stack):
 
     def start(self, component: str) -> None:
         self._run("up")  # starts what is not running, changes nothing else
+
+    def main_processes(self) -> dict[str, int]:
+        return {name: entry["pid"] for name, entry in self._state()["components"].items()}
 
     def close(self) -> None:
         try:
@@ -164,6 +176,22 @@ class ComposeStack(Stack):
         pull = ["--pull", "never"] if self.local else []
         self._compose("up", "--detach", "--wait", *pull, component)
         wait_for_targets(self.prometheus, say=lambda _: None)  # as the native `up` does
+
+    def containers(self) -> dict[str, dict[str, Any]]:
+        listed = subprocess.run(
+            ["docker", "compose", *self.args, "ps", "-q"], cwd=ROOT, capture_output=True,
+            text=True, check=True, timeout=60,
+        ).stdout.split()  # fmt: skip
+        inspected = subprocess.run(
+            ["docker", "inspect", *listed], capture_output=True, text=True, check=True,
+            timeout=60,
+        ).stdout  # fmt: skip
+        return {
+            c["Config"]["Labels"]["com.docker.compose.service"]: c for c in json.loads(inspected)
+        }
+
+    def main_processes(self) -> dict[str, int]:
+        return {name: c["State"]["Pid"] for name, c in self.containers().items()}
 
     def close(self) -> None:
         try:
