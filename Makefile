@@ -14,6 +14,8 @@ ENV ?= dev
 ENVIRONMENTS := $(shell $(PYTHON) -c 'from stack import ENVIRONMENTS; print(*ENVIRONMENTS)')
 PYTEST_ARGS ?=
 RUNTIME ?= auto
+# single or ha; empty: the environment's TOPOLOGY (compose/env/<env>.env)
+TOPOLOGY ?=
 ROTATE ?=
 REF ?= HEAD
 STACK := $(PY) -m stack
@@ -111,20 +113,20 @@ engine-down: venv ## Stop the local engine (and any container still on it), by P
 secrets: check-env venv ## Random values for the stack's own secrets into .env (mode 0600); ROTATE=NAME,...|all replaces set ones
 	$(STACK) secrets --env $(ENV) --rotate "$(ROTATE)"
 
-up: check-env packages-up venv ## Install what it needs, start the stack (ENV=dev|stage|prod, RUNTIME=auto|native|compose)
-	$(STACK) up --env $(ENV) --runtime $(RUNTIME)
+up: check-env packages-up venv ## Install what it needs, start the stack (ENV=dev|stage|prod, RUNTIME=auto|native|compose, TOPOLOGY=single|ha)
+	$(STACK) up --env $(ENV) --runtime $(RUNTIME) $(if $(TOPOLOGY),--topology $(TOPOLOGY))
 
 down: check-env venv ## Stop the stack; its data is kept
-	$(STACK) down --env $(ENV) --runtime $(RUNTIME)
+	$(STACK) down --env $(ENV) --runtime $(RUNTIME) $(if $(TOPOLOGY),--topology $(TOPOLOGY))
 
 status: check-env venv ## Show each component: state, URL, scrape target health
-	$(STACK) status --env $(ENV) --runtime $(RUNTIME)
+	$(STACK) status --env $(ENV) --runtime $(RUNTIME) $(if $(TOPOLOGY),--topology $(TOPOLOGY))
 
 logs: check-env venv ## Show the last lines of every component's log
-	$(STACK) logs --env $(ENV) --runtime $(RUNTIME)
+	$(STACK) logs --env $(ENV) --runtime $(RUNTIME) $(if $(TOPOLOGY),--topology $(TOPOLOGY))
 
 clean: check-env venv ## Remove the stopped stack's data, logs and rendered files (ENV=...)
-	$(STACK) clean --env $(ENV) --runtime $(RUNTIME)
+	$(STACK) clean --env $(ENV) --runtime $(RUNTIME) $(if $(TOPOLOGY),--topology $(TOPOLOGY))
 
 distclean: ## Remove .venv, caches and everything under .run/ (stop the stacks first)
 	rm -rf $(VENV) .pytest_cache .ruff_cache build *.egg-info .run

@@ -1,5 +1,5 @@
-"""``python -m stack <command> [--env dev|stage|prod] [--runtime auto|native|compose]``; the
-Makefile's targets call it."""
+"""``python -m stack <command> [--env dev|stage|prod] [--runtime auto|native|compose]
+[--topology single|ha]``; the Makefile's targets call it."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import argparse
 import sys
 
 from . import ENVIRONMENTS, ROOT, acceptance, compose, engine, images, lint, native, render, secrets
-from .settings import StackError, check_environment
+from .settings import TOPOLOGIES, StackError, check_environment, topology
 
 RUNTIMES = ("auto", "native", "compose")
 # where RUNTIME=auto may pick the native runtime when no Docker engine answers; stage and prod
@@ -72,6 +72,10 @@ def main(argv: list[str] | None = None) -> int:
     )
     p.add_argument("--env", default="dev", help=f"one of {', '.join(ENVIRONMENTS)}")
     p.add_argument("--runtime", default="auto", choices=RUNTIMES)
+    p.add_argument(
+        "--topology", default=None, choices=TOPOLOGIES,
+        help="up, down, status, logs, clean, preflight: default the environment's TOPOLOGY",
+    )  # fmt: skip
     p.add_argument("--ref", default="HEAD", help="acceptance: the commit to check")
     p.add_argument("--keep", action="store_true", help="acceptance: keep the container")
     p.add_argument("--rotate", default="", help="secrets: NAME,NAME or all: replace set values")
@@ -104,19 +108,20 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "secrets":
             secrets.generate(args.env, args.rotate)
             return 0
+        shape = topology(args.env, args.topology)
         if args.command == "preflight":
-            lint.preflight(args.env)
+            lint.preflight(args.env, shape)
             return 0
         runtime = choose_runtime(args.runtime, args.env, args.command)
         if args.command in ("up", "clean"):
-            print(f"{args.command} {args.env}: {runtime} runtime", flush=True)
+            print(f"{args.command} {args.env}: {runtime} runtime, {shape} topology", flush=True)
         module = native if runtime == "native" else compose
         if args.command == "up":
             if runtime == "native":  # what make installed already, for callers without make
                 native.check_other_env(args.env)
                 native.install_packages()
-            lint.preflight(args.env)
-        return getattr(module, args.command)(args.env)  # type: ignore[no-any-return]
+            lint.preflight(args.env, shape)
+        return getattr(module, args.command)(args.env, shape)  # type: ignore[no-any-return]
     except StackError as exc:
         print(f"{args.command}: {exc}", file=sys.stderr)
         return 2

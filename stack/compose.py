@@ -82,14 +82,13 @@ def local_prometheus_config(env: str, run_dir: Path, root: Path = ROOT) -> Path:
     return target_file
 
 
-def project(env: str, run_dir: Path, where: Target) -> Project:
-    return Project(env, run_dir, where.local)
+def project(env: str, run_dir: Path, where: Target, topology: str | None = None) -> Project:
+    return Project(env, run_dir, where.local, topology=topology)
 
 
 def _compose(
-    env: str, run_dir: Path, where: Target, *args: str, capture: bool = False
+    model: Project, where: Target, *args: str, capture: bool = False
 ) -> subprocess.CompletedProcess[str]:
-    model = project(env, run_dir, where)
     command = [*compose_command(), *model.compose_args(), *args]
     environ = model.environ({**os.environ, **where.environ})
     return subprocess.run(
@@ -97,10 +96,11 @@ def _compose(
     )
 
 
-def up(env: str) -> int:
+def up(env: str, topology: str | None = None) -> int:
     """After the checks (lint.preflight, which wrote .run/<env>)."""
     run_dir = run_root() / check_environment(env)
     where = target(start=True)
+    model = project(env, run_dir, where, topology)
     args = ["up", "--detach", "--wait", "--wait-timeout", str(WAIT_TIMEOUT_SECONDS)]
     if where.local:
         local_prometheus_config(env, run_dir)
@@ -118,44 +118,45 @@ def up(env: str) -> int:
         args.append("--force-recreate")
     print(f"starting the {env} stack with Docker Compose (waits until healthy)", flush=True)
     started = time.monotonic()
-    code = _compose(env, run_dir, where, *args).returncode
+    code = _compose(model, where, *args).returncode
     if code != 0:
         return code
     mark_applied(run_dir, "compose")
     print(f"every container healthy after {time.monotonic() - started:.1f} s", flush=True)
-    prometheus = published(env, run_dir, where, "prometheus", 9090)
+    prometheus = published(model, where, "prometheus", 9090)
     if prometheus:  # dev publishes it; stage and prod do not
         wait_for_targets(prometheus, headers=webauth.headers(run_dir))
         print(f"every target up after {time.monotonic() - started:.1f} s", flush=True)
     return 0
 
 
-def published(env: str, run_dir: Path, where: Target, service: str, port: int) -> str | None:
+def published(model: Project, where: Target, service: str, port: int) -> str | None:
     """``http://127.0.0.1:<port>`` where the service's port is published, else None."""
-    done = _compose(env, run_dir, where, "port", service, str(port), capture=True)
+    done = _compose(model, where, "port", service, str(port), capture=True)
     address = done.stdout.strip().rsplit(":", 1)
     if done.returncode != 0 or len(address) != 2 or not address[1].isdigit():
         return None
     return f"http://127.0.0.1:{address[1]}"
 
 
-def _existing(env: str, *args: str) -> int:
+def _existing(env: str, topology: str | None, *args: str) -> int:
     where = target(start=False)
-    return _compose(env, run_root() / check_environment(env), where, *args).returncode
+    model = project(env, run_root() / check_environment(env), where, topology)
+    return _compose(model, where, *args).returncode
 
 
-def down(env: str) -> int:
-    return _existing(env, "down")
+def down(env: str, topology: str | None = None) -> int:
+    return _existing(env, topology, "down")
 
 
-def status(env: str) -> int:
-    return _existing(env, "ps", "--all")
+def status(env: str, topology: str | None = None) -> int:
+    return _existing(env, topology, "ps", "--all")
 
 
-def logs(env: str) -> int:
-    return _existing(env, "logs", "--tail", "200")
+def logs(env: str, topology: str | None = None) -> int:
+    return _existing(env, topology, "logs", "--tail", "200")
 
 
-def clean(env: str) -> int:
+def clean(env: str, topology: str | None = None) -> int:
     """Stop the stack and remove its volumes (the data)."""
-    return _existing(env, "down", "--volumes")
+    return _existing(env, topology, "down", "--volumes")

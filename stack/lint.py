@@ -17,10 +17,10 @@ import yaml
 
 from . import ENVIRONMENTS, ROOT, catalog, hardening, ports, runbooks, webauth
 from .project import COMPOSE, Project
-from .render import drift
+from .render import drift, prometheus_file
 from .rules import LOADED, alert_problems, rule_files, rule_test_files
 from .secrets import EXAMPLE, dotenv_path, prepare, resolve, run_root
-from .settings import StackError, check_environment, read_env_file
+from .settings import TOPOLOGIES, StackError, check_environment, read_env_file
 from .tools import ALERTMANAGER_CHECK, PROMETHEUS_CHECK, config_check, run, tool
 
 
@@ -33,6 +33,19 @@ class Check:
 def stand_in_run_dir(env: str, work: Path, root: Path = ROOT) -> Path:
     """.run/<env> as `make up` would write it, from .env.example's values."""
     return prepare(env, read_env_file(EXAMPLE), work / env, root)
+
+
+def projects(root: Path, work: Path, *, local_too: bool = False) -> Iterator[Project]:
+    """Every environment in every topology (and on the local engine too, ``local_too``)."""
+    for env in ENVIRONMENTS:
+        for topology in TOPOLOGIES:
+            for local in (False, True) if local_too else (False,):
+                yield Project(env, stand_in_run_dir(env, work, root), local, root, topology)
+
+
+def described(project: Project) -> str:
+    """``dev``, ``dev, ha``, ``dev, local images``, ..."""
+    return ", ".join([project.env] + ["ha"] * project.ha + ["local images"] * project.local)
 
 
 # ---- the checks ------------------------------------------------------------------------
@@ -106,23 +119,18 @@ def compose_files(root: Path, work: Path) -> Iterator[Check]:
     checker = str(Path(sys.executable).parent / "check-jsonschema")
     out = run([checker, "--builtin-schema", "vendor.compose-spec", *map(str, files)])
     yield Check(f"check-jsonschema compose-spec ({len(files)} files)", [out] if out else [])
-    for env in ENVIRONMENTS:
-        for local in (False, True):
-            project = Project(env, stand_in_run_dir(env, work, root), local, root)
-            args = [COMPOSE, *project.compose_args(), "config", "-q"]
-            out = run(args, cwd=root, env=project.environ())
-            name = f"docker-compose config ({env}{', local images' if local else ''})"
-            yield Check(name, [out] if out else [])
+    for project in projects(root, work, local_too=True):
+        args = [COMPOSE, *project.compose_args(), "config", "-q"]
+        out = run(args, cwd=root, env=project.environ())
+        yield Check(f"docker-compose config ({described(project)})", [out] if out else [])
 
 
 def containers(root: Path, work: Path) -> Iterator[Check]:
     """Every service hardened, or the reason why not (stack/hardening.py)."""
-    for env in ENVIRONMENTS:
-        for local in (False, True):
-            project = Project(env, stand_in_run_dir(env, work, root), local, root)
-            name = f"container hardening ({env}{', local images' if local else ''})"
-            stated = hardening.stated_exceptions(project.files())
-            yield Check(name, hardening.problems(project.services(), stated))
+    for project in projects(root, work, local_too=True):
+        stated = hardening.stated_exceptions(project.files())
+        problems = hardening.problems(project.services(), stated)
+        yield Check(f"container hardening ({described(project)})", problems)
 
 
 def ports_agree(root: Path, work: Path) -> Iterator[Check]:
@@ -130,8 +138,7 @@ def ports_agree(root: Path, work: Path) -> Iterator[Check]:
     ``service:port`` address is the one its service exposes (stack/ports.py), in every
     environment."""
     problems: dict[str, None] = {}  # in order, each once: most are common to the environments
-    for env in ENVIRONMENTS:
-        project = Project(env, stand_in_run_dir(env, work, root), False, root)
+    for project in projects(root, work):
         problems.update(dict.fromkeys(ports.problems(project)))
     yield Check("container ports agree with each service's expose", list(problems))
 
@@ -139,13 +146,13 @@ def ports_agree(root: Path, work: Path) -> Iterator[Check]:
 def web_authentication(root: Path, work: Path) -> Iterator[Check]:
     """Prometheus, Alertmanager and the exporters behind the web configuration `make up`
     writes, every client with the monitoring user (stack/webauth.py)."""
-    for env in ENVIRONMENTS:
-        project = Project(env, stand_in_run_dir(env, work, root), False, root)
-        source = root / "prometheus" / "generated" / f"prometheus.{env}.yml"
+    for project in projects(root, work):
+        source = root / "prometheus" / "generated" / prometheus_file(project.env, project.ha)
         problems = hardening.auth_problems(project, source.read_text())
         web = project.run_dir / webauth.WEB_CONFIG
         out = run([tool(root, "promtool"), "check", "web-config", str(web)])
-        yield Check(f"web authentication ({env}, {webauth.mode(env, root)})",
+        mode = webauth.mode(project.env, root)
+        yield Check(f"web authentication ({described(project)}, {mode})",
                     problems + ([out] if out else []))  # fmt: skip
 
 
@@ -308,7 +315,7 @@ CHECKS: list[Callable[[Path, Path], Iterator[Check]]] = [
 # ---- Compose invocation (shared with compose.py) ------------------------------------------
 
 
-def preflight(env: str, *, root: Path = ROOT, say=print) -> Path:
+def preflight(env: str, topology: str = "single", *, root: Path = ROOT, say=print) -> Path:
     """Everything `make up` checks before it starts anything; returns .run/<env>."""
     check_environment(env)
     stale = drift(root)
@@ -320,7 +327,7 @@ def preflight(env: str, *, root: Path = ROOT, say=print) -> Path:
     say(f"secrets and alertmanager.yml for {env}: {run_dir}/")
     with tempfile.TemporaryDirectory(prefix="stack-preflight-") as tmp:
         secrets_dir = run_dir / "secrets"
-        prometheus = root / "prometheus" / "generated" / f"prometheus.{env}.yml"
+        prometheus = root / "prometheus" / "generated" / prometheus_file(env, topology == "ha")
         alertmanager = run_dir / "alertmanager.yml"
         for name, source, command in (
             ("prometheus", prometheus, PROMETHEUS_CHECK),

@@ -148,14 +148,20 @@ def check_other_env(env: str) -> None:
         )
 
 
-def up(env: str) -> int:
+def up(env: str, topology: str | None = None) -> int:
     """After the checks (lint.preflight, which wrote .run/<env>); Compose's waves
     (`depends_on`), each started together once the one before is ready."""
     check_other_env(env)
     who = account()
     where = layout(env)
     state = load_state(where)
-    project = Project(env, where.run_dir)
+    project = Project(env, where.run_dir, topology=topology)
+    running = state.get("topology", "single")
+    if state["env"] == env and alive_components(state) and running != project.topology:
+        raise StackError(
+            f"the {env} stack runs natively in the {running} topology: "
+            f"stop it first (make down ENV={env})"
+        )
     local_ports = ports(project)
     database = database_url_file(where, local_ports["postgres"])
     private_run_root(where, who)  # before postgres_dir looks at what PostgreSQL can reach
@@ -200,12 +206,13 @@ def _start(
     target is up."""
     if state["env"] != env:
         state = {"env": env, "components": {}}
+    state["topology"] = project.topology
     alive = alive_components(state)
     if alive and changed_since_applied(where.run_dir, "native"):
         # its processes read the secrets at start, PostgreSQL's roles get them at start
         print(f"the secrets changed since the {env} stack started: restarting it")
         down(env)
-        state, alive = {"env": env, "components": {}}, set()
+        state, alive = {"env": env, "topology": project.topology, "components": {}}, set()
     to_start = [c for c in parts if c.name not in alive]
     if not to_start:
         print(f"the {env} stack already runs natively: nothing changed")
@@ -332,7 +339,8 @@ def _running_state(env: str) -> tuple[Layout, dict[str, Any]] | None:
     return where, state
 
 
-def down(env: str) -> int:
+def down(env: str, topology: str | None = None) -> int:
+    """Every component the state names, whatever the topology asked for."""
     found = _running_state(env)
     if found is None:
         return 0
@@ -350,7 +358,9 @@ def down(env: str) -> int:
     return 0
 
 
-def status(env: str) -> int:
+def status(env: str, topology: str | None = None) -> int:
+    """Every component the state names (each replica and peer), whatever the topology asked
+    for."""
     found = _running_state(env)
     if found is None:
         return 0
@@ -380,7 +390,7 @@ def status(env: str) -> int:
     return 1 if dead else 0
 
 
-def logs(env: str, lines: int = 30) -> int:
+def logs(env: str, topology: str | None = None, lines: int = 30) -> int:
     where = layout(env)
     files = sorted(where.log_dir.glob("*.log"))
     if not files:
@@ -391,7 +401,7 @@ def logs(env: str, lines: int = 30) -> int:
     return 0
 
 
-def clean(env: str) -> int:
+def clean(env: str, topology: str | None = None) -> int:
     where = layout(env)
     state = load_state(where)
     if state["env"] == env and alive_components(state):

@@ -1,9 +1,11 @@
 """The project model: one environment of the stack as Compose sees it, built once and used by
 the checks (lint, preflight), both runtimes and the integration tests.
 
-An environment is its Compose files (compose.yaml, compose.<env>.yaml, and on the local engine
+An environment is its Compose files (compose.yaml, compose.<env>.yaml; in the HA topology
+compose.ha.yaml and, where it exists, compose.<env>.ha.yaml; on the local engine
 compose.local-images.yaml), the variables they interpolate (compose/versions.env, the local
-images, compose/env/<env>.env, ENV, where `make up` put the secrets) and its run directory. The
+images, compose/env/<env>.env, ENV, TOPOLOGY, where `make up` put the secrets) and its run
+directory. Its topology is the one asked for, else the environment's TOPOLOGY setting. The
 merged, interpolated services come from Compose itself (`docker-compose config`, Debian's
 Compose v1), never from a re-implementation.
 """
@@ -22,7 +24,7 @@ import yaml
 
 from . import ROOT
 from .services import Service, local_images, records
-from .settings import StackError, environment_settings, images
+from .settings import StackError, environment_settings, images, topology
 
 COMPOSE = "docker-compose"  # Debian's Compose v1: `config` merges and interpolates
 
@@ -33,15 +35,27 @@ class Project:
     run_dir: Path  # .run/<env>: secrets and the rendered Alertmanager configuration
     local: bool = False  # the local engine: its overlay and its images
     root: Path = ROOT
+    topology: str | None = None  # single or ha; None: the environment's TOPOLOGY
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "topology", topology(self.env, self.topology, self.root))
 
     @property
     def name(self) -> str:
         return f"assistant-{self.env}"
 
+    @property
+    def ha(self) -> bool:
+        return self.topology == "ha"
+
     def files(self) -> list[Path]:
         names = ["compose.yaml", f"compose.{self.env}.yaml"]
+        if self.ha:
+            names += ["compose.ha.yaml", f"compose.{self.env}.ha.yaml"]
         names += ["compose.local-images.yaml"] if self.local else []
-        return [self.root / "compose" / name for name in names]
+        optional = f"compose.{self.env}.ha.yaml"  # the environment's HA settings, if any
+        found = [self.root / "compose" / name for name in names]
+        return [f for f in found if f.name != optional or f.exists()]
 
     def compose_args(self) -> list[str]:
         """``--project-name`` and every ``-f``, for any Compose command."""
@@ -52,6 +66,7 @@ class Project:
             **images(self.root),
             **(local_images() if self.local else {}),
             **environment_settings(self.env, self.root),
+            "TOPOLOGY": str(self.topology),
             "STACK_ENV": self.env,
             "STACK_RUN_DIR": str(self.run_dir),
         }

@@ -13,6 +13,8 @@ from . import ENVIRONMENTS, ROOT
 
 COMPOSE_DIR = ROOT / "compose"
 VERSIONS_FILE = COMPOSE_DIR / "versions.env"
+# single: one of each; ha: a Prometheus pair and an Alertmanager cluster (compose.ha.yaml)
+TOPOLOGIES = ("single", "ha")
 _LINE = re.compile(r"(?P<key>[A-Za-z_][A-Za-z0-9_]*)=(?P<value>.*)")
 
 
@@ -24,6 +26,20 @@ def check_environment(env: str) -> str:
     if env not in ENVIRONMENTS:
         raise StackError(f"unknown ENV {env!r}: use one of {', '.join(ENVIRONMENTS)}")
     return env
+
+
+def check_topology(topology: str) -> str:
+    if topology not in TOPOLOGIES:
+        raise StackError(f"unknown TOPOLOGY {topology!r}: use one of {', '.join(TOPOLOGIES)}")
+    return topology
+
+
+def topology(env: str, requested: str | None = None, root: Path = ROOT) -> str:
+    """``requested`` (make up TOPOLOGY=...), else the environment's TOPOLOGY setting."""
+    found = requested or read_env_file(env_file(env, root)).get("TOPOLOGY", "")
+    if not found:
+        raise StackError(f"compose/env/{env}.env sets no TOPOLOGY ({', '.join(TOPOLOGIES)})")
+    return check_topology(found)
 
 
 def env_file(env: str, root: Path = ROOT) -> Path:
