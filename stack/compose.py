@@ -16,6 +16,7 @@ from . import ROOT, engine, images, webauth
 from .packages import docker_engine_error as engine_error
 from .processes import wait_for_targets
 from .project import Project
+from .render import prometheus_file
 from .secrets import changed_since_applied, mark_applied, run_root
 from .settings import StackError, check_environment
 
@@ -70,10 +71,10 @@ def compose_command() -> list[str]:
     return ["docker", "compose"]
 
 
-def local_prometheus_config(env: str, run_dir: Path, root: Path = ROOT) -> Path:
-    """The environment's Prometheus configuration without the grafana job (no local Grafana
-    image), for compose.local-images.yaml."""
-    source = root / "prometheus" / "generated" / f"prometheus.{env}.yml"
+def local_prometheus_config(env: str, run_dir: Path, ha: bool = False, root: Path = ROOT) -> Path:
+    """The environment's Prometheus configuration (its topology's) without the grafana job (no
+    local Grafana image), for compose.local-images.yaml."""
+    source = root / "prometheus" / "generated" / prometheus_file(env, ha)
     config = yaml.safe_load(source.read_text())
     config["scrape_configs"] = [j for j in config["scrape_configs"] if j["job_name"] != "grafana"]
     target_file = run_dir / "prometheus.yml"
@@ -103,7 +104,7 @@ def up(env: str, topology: str | None = None) -> int:
     model = project(env, run_dir, where, topology)
     args = ["up", "--detach", "--wait", "--wait-timeout", str(WAIT_TIMEOUT_SECONDS)]
     if where.local:
-        local_prometheus_config(env, run_dir)
+        local_prometheus_config(env, run_dir, model.ha)
         print("grafana: no Debian package, so no local image: left out on the local engine "
               "(and its Prometheus job)", flush=True)  # fmt: skip
         args += ["--pull", "never"]  # the images are local; a missing one is an error

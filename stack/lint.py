@@ -17,10 +17,18 @@ import yaml
 
 from . import ENVIRONMENTS, ROOT, catalog, hardening, ports, runbooks, webauth
 from .project import COMPOSE, Project
+from .promql import lookback, seconds
 from .render import drift, prometheus_file
 from .rules import LOADED, alert_problems, rule_files, rule_test_files
+from .rules import read as read_rules
 from .secrets import EXAMPLE, dotenv_path, prepare, resolve, run_root
-from .settings import TOPOLOGIES, StackError, check_environment, read_env_file
+from .settings import (
+    TOPOLOGIES,
+    StackError,
+    check_environment,
+    environment_settings,
+    read_env_file,
+)
 from .tools import ALERTMANAGER_CHECK, PROMETHEUS_CHECK, config_check, run, tool
 
 
@@ -69,10 +77,42 @@ def yaml_files(root: Path, work: Path) -> Iterator[Check]:
 def prometheus_configs(root: Path, work: Path) -> Iterator[Check]:
     for env in ENVIRONMENTS:
         run_dir = stand_in_run_dir(env, work, root)
-        source = root / "prometheus" / "generated" / f"prometheus.{env}.yml"
-        copy = work / f"prometheus.{env}.yml"
-        out = config_check(root, PROMETHEUS_CHECK, copy, source.read_text(), run_dir / "secrets")
-        yield Check(f"promtool check config ({env})", [out] if out else [])
+        for ha in (False, True):
+            name = prometheus_file(env, ha)
+            source = root / "prometheus" / "generated" / name
+            text = source.read_text()
+            out = config_check(root, PROMETHEUS_CHECK, work / name, text, run_dir / "secrets")
+            yield Check(
+                f"promtool check config ({env}{', ha' if ha else ''})", [out] if out else []
+            )
+
+
+def ha_retention(root: Path, work: Path) -> Iterator[Check]:
+    """In the HA topology each Prometheus replica keeps HA_RETENTION_TIME of its own data:
+    longer than any rule reads back, so every rule evaluates on the pair."""
+    longest, where = 0.0, "no rule"
+    for path in rule_files(root):
+        for group in read_rules(path)["groups"]:
+            for rule in group["rules"]:
+                if lookback(rule["expr"]) > longest:
+                    longest = lookback(rule["expr"])
+                    where = f"{path.relative_to(root)}: {rule.get('record') or rule.get('alert')}"
+    problems = []
+    for env in ENVIRONMENTS:
+        kept = environment_settings(env, root).get("HA_RETENTION_TIME", "")
+        try:
+            enough = seconds(kept) > longest
+        except ValueError as exc:
+            problems.append(f"compose/env/{env}.env: HA_RETENTION_TIME: {exc}")
+            continue
+        if not enough:
+            problems.append(
+                f"compose/env/{env}.env: HA_RETENTION_TIME={kept} does not cover {where}, "
+                f"which reads {longest / 86400:g} d back"
+            )
+    yield Check(
+        f"HA retention longer than the longest rule range ({longest / 86400:g} d)", problems
+    )
 
 
 def rules(root: Path, work: Path) -> Iterator[Check]:
@@ -302,6 +342,7 @@ CHECKS: list[Callable[[Path, Path], Iterator[Check]]] = [
     metrics_used,
     yaml_files,
     prometheus_configs,
+    ha_retention,
     rules,
     alertmanager_configs,
     compose_files,

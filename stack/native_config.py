@@ -30,12 +30,14 @@ import yaml
 from . import ROOT, redis_acl, rules
 from .processes import http_ok, http_probe, redis_ping
 from .project import Project
+from .render import prometheus_file
 from .services import Service, records
 from .settings import StackError
 
 GRAFANA_BINARIES = ("grafana-server", "grafana")
-# the services whose configuration native.up rewrites with local addresses (config_dir)
-REWRITTEN = ("prometheus", "alertmanager")
+# the native copy of its configuration with local addresses (config_dir) each service of these
+# Debian packages reads (every replica of the HA topology the same one), written by native.up
+REWRITTEN = {"prometheus": "prometheus.yml", "prometheus-alertmanager": "alertmanager.yml"}
 # PostgreSQL's data when its user cannot reach the run root (Layout.postgres_dir); Debian's
 # postgresql package makes /var/lib/postgresql the postgres user's home
 POSTGRES_HOME_DATA = Path("/var/lib/postgresql/personal-assistant-monitoring")
@@ -317,8 +319,8 @@ def _local(
     argv = [binary(record), *command]
     if record.listen:
         argv = set_flag(argv, record.listen, address)
-    if name in REWRITTEN:
-        argv = set_flag(argv, "--config.file", str(layout.config_dir / f"{name}.yml"))
+    if record.package in REWRITTEN:
+        argv = set_flag(argv, "--config.file", str(layout.config_dir / REWRITTEN[record.package]))
         argv = set_flag(argv, "--web.external-url", url)
     return Component(name, argv, environ, port, http_probe, url, job=record.job, data=volumes)
 
@@ -394,12 +396,11 @@ def addressed_secrets(layout: Layout, local_ports: Mapping[str, int]) -> dict[Pa
 def prometheus_config(
     project: Project, layout: Layout, local_ports: Mapping[str, int], running: set[str]
 ) -> str:
-    """The environment's generated configuration with local addresses and paths; jobs of
-    services that do not run natively (Grafana without a binary) left out."""
+    """The environment's generated configuration (its topology's) with local addresses and
+    paths; jobs of services that do not run natively (Grafana without a binary) left out."""
     root = project.root
-    config = yaml.safe_load(
-        (root / "prometheus" / "generated" / f"prometheus.{project.env}.yml").read_text()
-    )
+    source = root / "prometheus" / "generated" / prometheus_file(project.env, project.ha)
+    config = yaml.safe_load(source.read_text())
     config["rule_files"] = [str(root / rules.LOADED / Path(f).name) for f in config["rule_files"]]
 
     def local(text: str) -> str:

@@ -16,6 +16,7 @@ import yaml
 from .project import Project
 
 SCRAPE_CONFIG = Path("prometheus") / "prometheus.yml"
+HA_SCRAPE_CONFIG = Path("prometheus") / "ha.yml"  # the HA topology's changes to it
 SCRAPER = "prometheus"  # the service that reads SCRAPE_CONFIG: its `localhost`
 LOCAL_URL = re.compile(r"https?://(?:127\.0\.0\.1|localhost|\[::1\]):(\d+)")
 CONTAINER_PORT = re.compile(r"(\d+)(?:/\w+)?")  # the end of ip:host:container/proto
@@ -131,10 +132,16 @@ def defined_in(project: Project) -> Where:
 def problems(project: Project) -> list[str]:
     services = project.services()
     where = defined_in(project)
-    scrape_config = yaml.safe_load((project.root / SCRAPE_CONFIG).read_text())
+    scraped = [
+        problem
+        for config in (SCRAPE_CONFIG, HA_SCRAPE_CONFIG)
+        for problem in scrape_problems(
+            yaml.safe_load((project.root / config).read_text()), services, str(config)
+        )
+    ]
     return [
         *healthcheck_problems(services, where),
         *published_problems(services, where),
-        *scrape_problems(scrape_config, services, str(SCRAPE_CONFIG)),
+        *scraped,
         *address_problems(services, where, address_files(project.root)),
     ]

@@ -30,3 +30,27 @@ def selectors(expr: str) -> list[str]:
 def metric_names(expr: str) -> set[str]:
     """The metric names an expression reads (selectors without a name are left out)."""
     return {s.split("{")[0] for s in selectors(expr) if not s.startswith("{")}
+
+
+# ---- how far back an expression reads ----------------------------------------------------
+
+_UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400, "y": 365 * 86400}
+_DURATION = re.compile(r"(\d+)(ms|[smhdwy])")
+_RANGE = re.compile(r"\[\s*(\w+)\s*(?::[^\]]*)?\]")  # [5m], and a subquery's [3d:5m]
+_OFFSET = re.compile(r"\boffset\s+(-?\w+)")
+
+
+def seconds(duration: str) -> float:
+    """A Prometheus duration (``90s``, ``1h30m``, ``4d``) in seconds; ValueError if it is none."""
+    parts = _DURATION.findall(duration)
+    if not parts or "".join(n + u for n, u in parts) != duration:
+        raise ValueError(f"{duration!r} is not a Prometheus duration")
+    return sum(int(n) * _UNITS[u] for n, u in parts)
+
+
+def lookback(expr: str) -> float:
+    """At most how many seconds back an expression reads: its longest range plus its longest
+    offset (an upper bound)."""
+    ranges = [seconds(r) for r in _RANGE.findall(expr)]
+    offsets = [seconds(o) for o in _OFFSET.findall(expr) if not o.startswith("-")]
+    return max(ranges, default=0) + max(offsets, default=0)

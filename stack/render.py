@@ -1,7 +1,8 @@
 """Generated files (``make generate``) and their drift check (``make lint``).
 
 - ``prometheus/generated/prometheus.<env>.yml``: prometheus/prometheus.yml with the
-  environment's settings filled in.
+  environment's settings filled in; ``prometheus.<env>.ha.yml``, the HA topology's: the same
+  with prometheus/ha.yml merged in (``merged``).
 - ``alertmanager/generated/alertmanager.<env>.yml``: alertmanager/alertmanager.yml plus
   alertmanager/receivers/<env>.yml. The $-references in the receivers stay: they are
   filled from .env when the stack starts (secrets.py), never written to the repository.
@@ -16,6 +17,9 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
+
+import yaml
 
 from . import ENVIRONMENTS, ROOT, catalog, dashboards, rules
 from .services import pins, records
@@ -43,15 +47,60 @@ def _header(*sources: str) -> str:
 
 
 def prometheus_file(env: str, ha: bool = False) -> str:
-    """Its generated configuration's name in prometheus/generated/ (one for both topologies,
-    until the HA topology has its replicas)."""
-    return f"prometheus.{env}.yml"
+    """Its generated configuration's name in prometheus/generated/."""
+    return f"prometheus.{env}{'.ha' if ha else ''}.yml"
 
 
 def prometheus_config(env: str, root: Path = ROOT) -> str:
     source = root / "prometheus" / "prometheus.yml"
     text = substitute(source.read_text(), environment_settings(env), str(source))
     return _header("prometheus/prometheus.yml", f"compose/env/{env}.env") + text
+
+
+# filled by each replica's environment, not by make generate (prometheus/ha.yml)
+REPLICA_VARIABLE = "PROMETHEUS_REPLICA"
+
+
+def merged(base: Any, change: Any) -> Any:
+    """``change`` over ``base``: maps key by key, lists of scrape jobs by job_name (a job
+    replaced, or added at the end), any other list or value replaced."""
+    if isinstance(base, dict) and isinstance(change, dict):
+        return {**base, **{k: merged(base.get(k), v) for k, v in change.items()}}
+    if _jobs(base) and _jobs(change):
+        return list(
+            ({j["job_name"]: j for j in base} | {j["job_name"]: j for j in change}).values()
+        )
+    return change
+
+
+def _jobs(value: Any) -> bool:
+    return isinstance(value, list) and all(isinstance(j, dict) and "job_name" in j for j in value)
+
+
+class _Plain(yaml.SafeDumper):
+    """Every value written out (no ``&id001`` anchors for repeated ones), lists indented under
+    their key (as yamllint wants them)."""
+
+    def ignore_aliases(self, data: Any) -> bool:
+        return True
+
+    def increase_indent(self, flow: bool = False, indentless: bool = False) -> None:
+        super().increase_indent(flow, False)
+
+
+def prometheus_ha_config(env: str, root: Path = ROOT) -> str:
+    """The HA topology's: prometheus.yml with prometheus/ha.yml merged in; the replica label
+    left for each replica to fill."""
+    settings = environment_settings(env, root)
+    base = root / "prometheus" / "prometheus.yml"
+    change = root / "prometheus" / "ha.yml"
+    values = settings | {REPLICA_VARIABLE: f"${{{REPLICA_VARIABLE}}}"}
+    config = merged(
+        yaml.safe_load(substitute(base.read_text(), settings, str(base))),
+        yaml.safe_load(substitute(change.read_text(), values, str(change))),
+    )
+    sources = ("prometheus/prometheus.yml", "prometheus/ha.yml", f"compose/env/{env}.env")
+    return _header(*sources) + yaml.dump(config, Dumper=_Plain, sort_keys=False)
 
 
 def alertmanager_config(env: str, root: Path = ROOT) -> str:
@@ -106,9 +155,9 @@ def versions_doc(root: Path = ROOT) -> str:
 def generated(root: Path = ROOT) -> dict[Path, str]:
     files: dict[Path, str] = {}
     for env in ENVIRONMENTS:
-        files[root / "prometheus" / "generated" / f"prometheus.{env}.yml"] = prometheus_config(
-            env, root
-        )
+        generated_dir = root / "prometheus" / "generated"
+        files[generated_dir / prometheus_file(env)] = prometheus_config(env, root)
+        files[generated_dir / prometheus_file(env, ha=True)] = prometheus_ha_config(env, root)
         files[root / "alertmanager" / "generated" / f"alertmanager.{env}.yml"] = (
             alertmanager_config(env, root)
         )
