@@ -31,6 +31,7 @@ from .native_postgres import init_postgres
 from .native_user import Account, Reach, account, describe, own, passable, reach, share
 from .processes import (
     Running,
+    cluster_status,
     launch,
     log_tail,
     port_free,
@@ -386,8 +387,31 @@ def status(env: str, topology: str | None = None) -> int:
     for row in rows:
         print("  " + "  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)))
     print(f"  targets up: {up}/{len(health)}" if health else "  targets: Prometheus not answering")
+    if state.get("topology") == "ha":
+        for line in replicas(entries, webauth.headers(layout(env).run_dir)):
+            print("  " + line)
     dead = [n for n, e in entries.items() if not running_of(e).alive()]
     return 1 if dead else 0
+
+
+def replicas(entries: dict[str, Any], headers: dict[str, str]) -> list[str]:
+    """The HA topology's Prometheus replicas and Alertmanager peers with their URLs, each peer
+    with its cluster as it sees it, and the global view."""
+    pair = [f"{n} {e['url']}" for n, e in entries.items() if e.get("job") == "prometheus"]
+    peers = []
+    for name, entry in entries.items():
+        if entry.get("job") != "alertmanager":
+            continue
+        try:
+            seen = cluster_status(entry["url"], headers)
+        except (OSError, ValueError, KeyError):
+            seen = "not answering"
+        peers.append(f"{name} {entry['url']} ({seen})")
+    return [
+        "prometheus replicas: " + ", ".join(pair),
+        "alertmanager peers: " + ", ".join(peers),
+        "global view: none yet (each replica holds every series; a long-term store is to come)",
+    ]
 
 
 def logs(env: str, topology: str | None = None, lines: int = 30) -> int:

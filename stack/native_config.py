@@ -109,24 +109,49 @@ class Layout:
         return self.runs / "native-state.json"
 
 
+GOSSIP_LISTEN = "--cluster.listen-address"  # Alertmanager's cluster; empty: no cluster
+GOSSIP_ADVERTISE = "--cluster.advertise-address"
+CLUSTER = " cluster"  # port_variables' key of a service's gossip port: "<service> cluster"
+
+
 def port_variables() -> dict[str, str]:
-    """The variable that moves each service's port natively (``API_PORT``, ...)."""
-    return {name: r.port for name, r in records().items() if r.port}
+    """The variable that moves each service's port natively (``API_PORT``, ...), and each
+    gossip port (``"alertmanager cluster": "ALERTMANAGER_CLUSTER_PORT"``)."""
+    web = {name: r.port for name, r in records().items() if r.port}
+    return web | {name + CLUSTER: r.cluster_port for name, r in records().items() if r.cluster_port}
+
+
+def gossip_port(service: Mapping[str, Any]) -> int | None:
+    """The port its Compose command gossips on (``--cluster.listen-address=0.0.0.0:9094``), or
+    None where it has no cluster (the single topology: an empty address)."""
+    for arg in service.get("command") or []:
+        flag, _, value = str(arg).partition("=")
+        if flag == GOSSIP_LISTEN and value.rpartition(":")[2].isdigit():
+            return int(value.rpartition(":")[2])
+    return None
 
 
 def ports(project: Project, environ: Mapping[str, str] = os.environ) -> dict[str, int]:
     """Each service's port on 127.0.0.1: its variable, else its record's local port, else the
-    port it exposes."""
+    port it exposes. A gossip port under ``"<service>:<its port in Compose>"``."""
     found = {}
     services = project.services()
-    for name, variable in port_variables().items():
+    for key, variable in port_variables().items():
+        name = key.removesuffix(CLUSTER)
         if name not in services:
             continue
-        default = records()[name].local_port or project.exposed_port(name)
+        record = records()[name]
+        if key == name:
+            default = record.local_port or project.exposed_port(name)
+        else:
+            gossip = gossip_port(services[name])
+            if gossip is None:
+                continue
+            key, default = f"{name}:{gossip}", record.local_cluster_port or gossip
         raw = environ.get(variable, str(default))
         if not raw.isdigit() or not 0 < int(raw) < 65536:
             raise StackError(f"{variable}={raw!r} is not a port number")
-        found[name] = int(raw)
+        found[key] = int(raw)
     clashes = {p for p in found.values() if list(found.values()).count(p) > 1}
     if clashes:
         raise StackError(f"two services on one port: {sorted(clashes)} (see *_PORT variables)")
@@ -137,15 +162,18 @@ def ports(project: Project, environ: Mapping[str, str] = os.environ) -> dict[str
 
 
 def localize(text: str, project: Project, local_ports: Mapping[str, int]) -> str:
-    """``service:exposed_port`` (and Prometheus' ``localhost:9090``) as ``127.0.0.1:port``."""
-    exposed = {n: project.exposed_port(n) for n in local_ports}
+    """``service:exposed_port`` (and Prometheus' ``localhost:9090``) as ``127.0.0.1:port``;
+    ``service:gossip_port`` as its local gossip port."""
+    exposed = {n: project.exposed_port(n) for n in local_ports if ":" not in n}
     names = "|".join(sorted(map(re.escape, exposed), key=len, reverse=True))
 
     def one(match: re.Match[str]) -> str:
         service, port = match[1], int(match[2])
-        if exposed.get(service) != port:
+        local = local_ports[service] if exposed.get(service) == port else None
+        local = local or local_ports.get(f"{service}:{port}")
+        if local is None:
             raise StackError(f"{match[0]}: no such service port in the Compose files")
-        return f"127.0.0.1:{local_ports[service]}"
+        return f"127.0.0.1:{local}"
 
     text = re.sub(rf"(?<![\w.-])({names}):(\d+)\b", one, text)
     return text.replace(
@@ -239,8 +267,14 @@ def components(
                    if not v.startswith("/")]  # fmt: skip
         secret = project.healthcheck_secret(name)  # its Authorization header's file
         probe = http_probe(probe_url, mapping[secret] if secret else None)
-        made.append(_local(records()[name], command, env_vars, layout, port, probe,
-                           database_url_file, volumes))  # fmt: skip
+        part = _local(records()[name], command, env_vars, layout, port, probe,
+                      database_url_file, volumes)  # fmt: skip
+        gossip = gossip_port(service)
+        if gossip is not None:  # the cluster on its own loopback port, advertised as such
+            address = f"127.0.0.1:{local_ports[f'{name}:{gossip}']}"
+            part.argv = set_flag(set_flag(part.argv, GOSSIP_LISTEN, address), GOSSIP_ADVERTISE,
+                                 address)  # fmt: skip
+        made.append(part)
     return made
 
 

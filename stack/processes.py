@@ -262,6 +262,16 @@ def targets(prometheus: str, headers: Mapping[str, str] | None = None) -> list[d
         return json.loads(response.read())["data"]["activeTargets"]  # type: ignore[no-any-return]
 
 
+def cluster_status(alertmanager: str, headers: Mapping[str, str] | None = None) -> str:
+    """Its cluster as it sees it: ``ready, 3 members`` (``disabled`` without one)."""
+    request = urllib.request.Request(f"{alertmanager}/api/v2/status", headers=dict(headers or {}))
+    with urllib.request.urlopen(request, timeout=5) as response:
+        cluster = json.loads(response.read())["cluster"]
+    if cluster["status"] == "disabled":
+        return "disabled"
+    return f"{cluster['status']}, {len(cluster.get('peers') or [])} members"
+
+
 def wait_for_targets(prometheus: str, say=print, headers: Mapping[str, str] | None = None) -> None:
     """Until every target is up (the first scrape comes ~6 s after Prometheus starts)."""
     deadline = time.monotonic() + TARGETS_TIMEOUT

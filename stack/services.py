@@ -28,6 +28,8 @@ class Service:
     local_port: int | None = None
     job: str | None = None
     listen: str | None = None
+    cluster_port: str | None = None  # the variable that moves its gossip port natively
+    local_cluster_port: int | None = None
     early: bool = False
     local_image: str | None = None  # its local image's folder in images/, if not its name
 
