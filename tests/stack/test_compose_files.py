@@ -105,8 +105,9 @@ def published(env: str, **overrides: str) -> set[str]:
 
 
 def test_prod_publishes_only_grafana_on_loopback_unless_configured() -> None:
+    replicas = {"prometheus-2", "alertmanager-2", "alertmanager-3"}  # stage, prod: HA topology
     assert published("prod") == {"grafana"}
-    assert published("stage") == {"grafana", "prometheus", "alertmanager"}
+    assert published("stage") == {"grafana", "prometheus", "alertmanager"} | replicas
     assert published("dev") == {"grafana", "prometheus", "alertmanager", "api", "receiver"}
     grafana = merged("prod", GRAFANA_PUBLISH_ADDRESS="0.0.0.0")["services"]["grafana"]
     assert ports(grafana) == ["0.0.0.0"]

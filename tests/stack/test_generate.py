@@ -22,7 +22,9 @@ def test_an_edited_source_or_generated_file_is_drift(repo_copy: Path) -> None:
     edit(repo_copy / "prometheus" / "prometheus.yml", "job_name: redis", "job_name: redis2")
     edit(repo_copy / "alertmanager" / "generated" / "alertmanager.prod.yml", "4h", "5h")
     assert {p.relative_to(repo_copy) for p in render.drift(repo_copy)} == {
-        Path(f"prometheus/generated/prometheus.{env}.yml") for env in ENVIRONMENTS
+        Path(f"prometheus/generated/prometheus.{env}{ha}.yml")
+        for env in ENVIRONMENTS
+        for ha in ("", ".ha")  # the HA topology's is made from it too
     } | {
         Path("alertmanager/generated/alertmanager.prod.yml"),
         Path("docs/metrics.md"),  # the catalog names the job that exposes a metric

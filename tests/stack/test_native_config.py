@@ -72,11 +72,14 @@ def test_ports_are_the_exposed_ones_overridable_and_checked(project: Project) ->
         ports(project, {"API_PORT": "9090"})
 
 
+@pytest.mark.parametrize("topology", ["single", "ha"])
 @pytest.mark.parametrize("env", ENVIRONMENTS)
-def test_every_compose_service_has_a_record_and_runs_natively(env: str, tmp_path: Path) -> None:
+def test_every_compose_service_has_a_record_and_runs_natively(
+    env: str, topology: str, tmp_path: Path
+) -> None:
     where = Layout(env, tmp_path)
     stand_in_run_dir(env, tmp_path)
-    project = Project(env, where.run_dir)
+    project = Project(env, where.run_dir, topology=topology)
     services = set(project.services())
     assert services <= set(records())
     local = ports(project, {})
@@ -86,18 +89,19 @@ def test_every_compose_service_has_a_record_and_runs_natively(env: str, tmp_path
 
 
 def test_every_record_names_a_compose_service_a_job_and_an_image_that_exist(
-    project: Project,
+    layout: Layout,
 ) -> None:
     import yaml
 
     from stack import ROOT
     from stack.settings import images
 
+    project = Project("dev", layout.run_dir, topology="ha")  # every service: the replicas too
     services = set(project.services())
     config = yaml.safe_load((ROOT / "prometheus" / "prometheus.yml").read_text())
     jobs = {j["job_name"] for j in config["scrape_configs"]}
     for name, record in records().items():
-        assert name in services, f"[{name}]: no such service in the dev Compose files"
+        assert name in services, f"[{name}]: no such service in the dev HA Compose files"
         assert record.job is None or record.job in jobs, f"[{name}]: no job {record.job}"
         assert record.image is None or images()[record.image_variable] == record.image, name
         if record.port:
