@@ -10,9 +10,10 @@ its ``x-hardening-exception`` gives the reason for the setting it lacks::
       cap_add: {CHOWN: "<why>"}      # one reason per capability added back
 
 Web authentication (stack/webauth.py), in every environment: no ``--web.enable-lifecycle``;
-Prometheus and Alertmanager run with ``--web.config.file`` mounted from the web configuration
-`make up` writes; every service that does is scraped, notified and healthchecked with the
-monitoring user; where the environment asks for ``basic`` the file names that user.
+Prometheus and Alertmanager (every replica and peer) run with ``--web.config.file`` mounted
+from the web configuration `make up` writes; every service that does is scraped, notified and
+healthchecked with the monitoring user; where the environment asks for ``basic`` the file
+names that user.
 """
 
 from __future__ import annotations
@@ -24,12 +25,15 @@ import yaml
 
 from . import webauth
 from .project import Project
+from .services import records
 
 EXCEPTION = "x-hardening-exception"
 SETTINGS = ("read_only", "cap_drop", "no-new-privileges", "pids_limit", "user", "cap_add")
 NO_NEW_PRIVILEGES = ("no-new-privileges:true", "no-new-privileges=true", "no-new-privileges")
 ROOT_USERS = ("", "0", "root")
-AUTHENTICATED = ("prometheus", "alertmanager")  # at least these, in every environment
+# at least every service of these packages (Prometheus and Alertmanager, each replica and peer
+# of the HA topology), in every environment
+AUTHENTICATED = ("prometheus", "prometheus-alertmanager")
 WEB_CONFIG_FLAG = "--web.config.file="
 LIFECYCLE_FLAG = "--web.enable-lifecycle"
 
@@ -121,7 +125,8 @@ def auth_problems(project: Project, prometheus_config: str) -> list[str]:
         if LIFECYCLE_FLAG in (service.get("command") or [])
     ]
     authenticated = {n for n, s in services.items() if web_config_path(s)}
-    found += [f"{n}: no {WEB_CONFIG_FLAG}" for n in AUTHENTICATED if n not in authenticated]
+    required = [n for n in services if n in records() and records()[n].package in AUTHENTICATED]
+    found += [f"{n}: no {WEB_CONFIG_FLAG}" for n in required if n not in authenticated]
     for name in sorted(authenticated):
         service = services[name]
         mounts = {v.split(":")[1]: v.split(":")[0] for v in service.get("volumes") or []}

@@ -176,6 +176,27 @@ MISTAKES = {
         "  - job_name: node\n", "web_authentication",
         "job node: scrapes node-exporter without the monitoring user (basic_auth)",
     ),
+    "a field Prometheus 2.42 rejects in the HA changes": Mistake(
+        "prometheus/ha.yml", "  alert_relabel_configs:\n",
+        "  alert_relabel_configs:\n    - {action: labeldrop, regex: replica, limit: 1}\n",
+        "prometheus_configs", "field limit not found",
+    ),
+    "HA retention shorter than a rule's range": Mistake(
+        "compose/env/prod.env", "HA_RETENTION_TIME=4d", "HA_RETENTION_TIME=2d",
+        "ha_retention", "compose/env/prod.env: HA_RETENTION_TIME=2d does not cover "
+        "prometheus/rules/slo.rules.yml",
+    ),
+    "a peer gossiping with another on a port it does not expose": Mistake(
+        "compose/compose.ha.yaml", "--cluster.peer=alertmanager-2:9094",
+        "--cluster.peer=alertmanager-2:9095", "ports_agree",
+        "compose/compose.ha.yaml: alertmanager-2: its command addresses alertmanager-2 on port "
+        "9095, but alertmanager-2 exposes 9093, 9094",
+    ),
+    "a replica without authentication": Mistake(
+        "compose/compose.ha.yaml", "      - --web.config.file=/etc/prometheus/web.yml\n"
+        "      - --web.external-url=${PROMETHEUS_2", "      - --web.external-url=${PROMETHEUS_2",
+        "web_authentication", "prometheus-2: no --web.config.file=",
+    ),
     "a hand-edited generated file": Mistake(
         "prometheus/generated/prometheus.stage.yml", "job_name: node", "job_name: host",
         "generated_files", "prometheus/generated/prometheus.stage.yml differs",
