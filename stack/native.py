@@ -15,6 +15,7 @@ from typing import Any
 
 from . import ROOT, apt, packages, webauth
 from .native_config import (
+    CLUSTER,
     Component,
     Layout,
     addressed_secrets,
@@ -219,10 +220,11 @@ def _start(
         print(f"the {env} stack already runs natively: nothing changed")
         return status(env)
     busy = [
-        f"port {c.port} ({c.name}) is in use by {port_holder(c.port)}: stop it, or choose "
-        f"another port with {port_variables()[c.name]}=<port>"
+        f"port {port} ({c.name}) is in use by {port_holder(port)}: stop it, or choose "
+        f"another port with {port_variables()[key]}=<port>"
         for c in to_start
-        if c.port is not None and not port_free(c.port)
+        for port, key in ((c.port, c.name), (c.gossip, c.name + CLUSTER))
+        if port is not None and not port_free(port)
     ]
     if busy:
         raise StackError("\n".join(busy))  # every one at once: one fix, one retry

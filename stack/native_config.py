@@ -55,6 +55,7 @@ class Component:
     stop_signal: int = signal.SIGTERM
     job: str | None = None  # the Prometheus job that scrapes it
     data: list[Path] = field(default_factory=list)
+    gossip: int | None = None  # its cluster's port (an Alertmanager peer of the HA topology)
 
 
 def unreachable_by_others(directory: Path) -> Path | None:
@@ -271,7 +272,8 @@ def components(
                       database_url_file, volumes)  # fmt: skip
         gossip = gossip_port(service)
         if gossip is not None:  # the cluster on its own loopback port, advertised as such
-            address = f"127.0.0.1:{local_ports[f'{name}:{gossip}']}"
+            part.gossip = local_ports[f"{name}:{gossip}"]
+            address = f"127.0.0.1:{part.gossip}"
             part.argv = set_flag(set_flag(part.argv, GOSSIP_LISTEN, address), GOSSIP_ADVERTISE,
                                  address)  # fmt: skip
         made.append(part)
