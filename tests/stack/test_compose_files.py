@@ -16,7 +16,7 @@ import yaml
 from stack import ENVIRONMENTS, ROOT
 from stack.lint import stand_in_run_dir
 from stack.project import Project
-from stack.settings import images
+from stack.settings import environment_settings, images
 
 COMPOSE_APT = "apt-get install -y --no-install-recommends docker-compose"
 PERSISTENT = {"prometheus": "/prometheus", "grafana": "/var/lib/grafana",
@@ -193,10 +193,11 @@ def test_redis_requires_a_user_of_every_client(env: str) -> None:
 
 def test_the_prometheus_retention_comes_from_the_environment_settings() -> None:
     for env in ENVIRONMENTS:
-        settings = (ROOT / "compose" / "env" / f"{env}.env").read_text()
-        retention = settings.split("RETENTION_TIME=")[1].split()[0]
+        settings = environment_settings(env)
+        # each replica of the HA topology keeps less of its own
+        variable = "HA_RETENTION_TIME" if settings["TOPOLOGY"] == "ha" else "RETENTION_TIME"
         command = services(env)["prometheus"]["command"]
-        assert f"--storage.tsdb.retention.time={retention}" in command
+        assert f"--storage.tsdb.retention.time={settings[variable]}" in command
 
 
 def test_prometheus_loads_the_rules_as_make_generate_stamps_them() -> None:
