@@ -214,7 +214,9 @@ def test_dead_workers_files_do_not_pile_up(
         f"{len(served)} workers served, {len(files)} files, last count {totals[-1]:g},"
         f" never back: {totals == sorted(totals)}"
     )
-    assert len(served) > 8  # workers really came and went
+    # workers really came and went: more than two generations of the two workers (how many
+    # more depends on how fast the arbiter replaces them on a loaded machine: 8 to 40 seen)
+    assert len(served) > 2 * 2
     assert totals == sorted(totals) and totals[-1] == REQUESTS
     assert len(files) <= FILE_BOUND, files
     a.blocked = True

@@ -67,7 +67,11 @@ class Cluster:
                  "postgres", "-c", "CREATE DATABASE assistant",
                  PGPASSFILE=str(self.pgpass))  # fmt: skip
         roles = self.roles_file(passwords)
-        self.run(str(ROOT / "postgres" / "initdb-roles.sh"), POSTGRES_USER="postgres",
+        # run as the postgres user: a copy it can read (a checkout under /root is closed to it)
+        script = self.root / "initdb-roles.sh"
+        shutil.copyfile(ROOT / "postgres" / "initdb-roles.sh", script)
+        script.chmod(0o755)
+        self.run(str(script), POSTGRES_USER="postgres",
                  POSTGRES_DB="assistant", POSTGRES_ROLES_FILE=str(roles),
                  PGHOST=str(self.sockets), PGPASSFILE=str(self.pgpass))  # fmt: skip
         self.pg_ctl("stop")
