@@ -5,7 +5,6 @@ files (native_config.py); this module installs, starts, waits, stops and reports
 from __future__ import annotations
 
 import json
-import os
 import pwd
 import shutil
 import sys
@@ -42,7 +41,7 @@ from .processes import (
     wait_for_targets,
 )
 from .project import Project
-from .secrets import changed_since_applied, mark_applied, run_root
+from .secrets import changed_since_applied, mark_applied, run_root, write_new
 from .secrets import database_url as app_database_url
 from .settings import StackError, check_environment
 
@@ -74,12 +73,7 @@ def load_state(where: Layout) -> dict[str, Any]:
 
 def save_state(where: Layout, state: dict[str, Any]) -> None:
     where.state_file.parent.mkdir(parents=True, exist_ok=True)
-    tmp = where.state_file.with_suffix(".tmp")
-    tmp.unlink(missing_ok=True)
-    descriptor = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
-    with os.fdopen(descriptor, "w") as f:
-        f.write(json.dumps(state, indent=2))
-    tmp.replace(where.state_file)
+    write_new(where.state_file, json.dumps(state, indent=2), 0o600)
 
 
 def running_of(entry: dict[str, Any]) -> Running:
@@ -102,12 +96,7 @@ def database_url(where: Layout, port: int) -> str:
 def database_url_file(where: Layout, port: int) -> Path:
     """The API's database URL with its local address, as a secret file beside Compose's."""
     path = where.run_dir / "secrets" / "native_database_url"
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.unlink(missing_ok=True)
-    descriptor = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
-    with os.fdopen(descriptor, "w") as f:
-        f.write(database_url(where, port) + "\n")
-    tmp.replace(path)
+    write_new(path, database_url(where, port) + "\n", 0o600)
     return path
 
 
@@ -273,12 +262,7 @@ def write_private(files: dict[Path, str]) -> None:
     for path, text in files.items():
         path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         path.parent.chmod(0o700)
-        tmp = path.with_name(path.name + ".tmp")
-        tmp.unlink(missing_ok=True)
-        descriptor = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644)
-        with os.fdopen(descriptor, "w") as f:
-            f.write(text)
-        tmp.replace(path)
+        write_new(path, text, 0o644)
 
 
 def _launch(

@@ -201,14 +201,14 @@ def prepare(
     for name, text in contents.items():
         # readable inside the containers (users 472, 65534, ...); the 0700 directory keeps
         # other users of this machine out
-        _write(secrets_dir / name, text + "\n", 0o644)
+        write_new(secrets_dir / name, text + "\n", 0o644)
     roles = secrets_dir / "postgres_roles"
-    _write(roles, roles_sql(values, roles.read_text() if roles.exists() else ""), 0o644)
+    write_new(roles, roles_sql(values, roles.read_text() if roles.exists() else ""), 0o644)
     config = substitute(
         generated_alertmanager(env, root), values, f"alertmanager ({env})", quote=True
     )
-    _write(run_dir / "alertmanager.yml", config, 0o644)
-    _write(run_dir / webauth.WEB_CONFIG, webauth.web_config(env, monitoring, root), 0o644)
+    write_new(run_dir / "alertmanager.yml", config, 0o644)
+    write_new(run_dir / webauth.WEB_CONFIG, webauth.web_config(env, monitoring, root), 0o644)
     return run_dir
 
 
@@ -236,7 +236,7 @@ def changed_since_applied(run_dir: Path, runtime: str) -> bool:
 
 
 def mark_applied(run_dir: Path, runtime: str) -> None:
-    _write(_applied_file(run_dir, runtime), fingerprint(run_dir), 0o600)
+    write_new(_applied_file(run_dir, runtime), fingerprint(run_dir), 0o600)
 
 
 # ---- make secrets ------------------------------------------------------------------------
@@ -284,7 +284,7 @@ def generate(
         written.append(name)
     mode = dotenv.stat().st_mode & 0o777 if dotenv.exists() else None
     if written or mode != 0o600:
-        _write(dotenv, text, 0o600)
+        write_new(dotenv, text, 0o600)
     if written:
         say(f"make secrets: wrote {', '.join(written)} to {dotenv} (mode 0600)")
     if kept:
@@ -320,7 +320,7 @@ def _still_to_set(env: str, dotenv: Path, environ: Mapping[str, str], say) -> No
             "the stack's own; set the others anew by hand)")  # fmt: skip
 
 
-def _write(path: Path, text: str, mode: int) -> None:
+def write_new(path: Path, text: str, mode: int) -> None:
     """``text`` into ``path`` through a new file beside it: made by this call (never one found
     there, never through a link) and given ``mode`` before a byte is written."""
     tmp = path.with_name(path.name + ".tmp")
