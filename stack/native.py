@@ -46,6 +46,7 @@ from .secrets import database_url as app_database_url
 from .settings import StackError, check_environment
 
 READY_TIMEOUT = 30.0
+GLOBAL_VIEW = "victoriametrics"  # the job of the HA topology's long-term store
 
 
 def layout(env: str) -> Layout:
@@ -393,10 +394,13 @@ def replicas(entries: dict[str, Any], headers: dict[str, str]) -> list[str]:
         except (OSError, ValueError, KeyError):
             seen = "not answering"
         peers.append(f"{name} {entry['url']} ({seen})")
+    views = [f"{n} {e['url']}" for n, e in entries.items() if e.get("job") == GLOBAL_VIEW]
     return [
         "prometheus replicas: " + ", ".join(pair),
         "alertmanager peers: " + ", ".join(peers),
-        "global view: none yet (each replica holds every series; a long-term store is to come)",
+        "global view: "
+        + (", ".join(views) or "not running")
+        + " (both replicas' series, deduplicated; Grafana's default datasource)",
     ]
 
 

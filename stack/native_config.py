@@ -270,6 +270,8 @@ def components(
         probe = http_probe(probe_url, mapping[secret] if secret else None)
         part = _local(records()[name], command, env_vars, layout, port, probe,
                       database_url_file, volumes)  # fmt: skip
+        if records()[name].runs == "binary":
+            part.argv = [*entry_script(service, mapping), *part.argv]
         gossip = gossip_port(service)
         if gossip is not None:  # the cluster on its own loopback port, advertised as such
             part.gossip = local_ports[f"{name}:{gossip}"]
@@ -278,6 +280,15 @@ def components(
                                  address)  # fmt: skip
         made.append(part)
     return made
+
+
+def entry_script(service: Mapping[str, Any], mapping: Mapping[str, str]) -> list[str]:
+    """``[sh, <the script>]`` where a binary's Compose entry point is a script it mounts
+    (``entrypoint: [/usr/local/bin/stack-entrypoint.sh, <the image's binary>]``): natively
+    too it runs in front of the binary, which it execs (one PID), else nothing."""
+    entrypoint = [str(e) for e in service.get("entrypoint") or []]
+    script = mapping.get(entrypoint[0]) if entrypoint else None
+    return ["/bin/sh", script] if script else []
 
 
 def _local(
@@ -443,16 +454,19 @@ def prometheus_config(
         return localize(text, project, local_ports)
 
     secrets = f"{layout.run_dir / 'secrets'}/"
-    alerting = yaml.safe_dump(config["alerting"]).replace("/run/secrets/", secrets)
-    config["alerting"] = yaml.safe_load(local(alerting))
+
+    def made_local(section: Any) -> Any:  # local addresses, the secrets' local paths
+        return yaml.safe_load(local(yaml.safe_dump(section).replace("/run/secrets/", secrets)))
+
+    config["alerting"] = made_local(config["alerting"])
+    if "remote_write" in config:  # the HA topology's long-term store
+        config["remote_write"] = made_local(config["remote_write"])
     jobs = []
     for job in config["scrape_configs"]:
         hosts = {t.split(":")[0] for c in job.get("static_configs", []) for t in c["targets"]}
         services = {"prometheus" if h == "localhost" else h for h in hosts}
-        if not services <= running:
-            continue
-        text = yaml.safe_dump(job).replace("/run/secrets/", secrets)
-        jobs.append(yaml.safe_load(local(text)))
+        if services <= running:
+            jobs.append(made_local(job))
     config["scrape_configs"] = jobs
     return "# The native runtime's copy: do not edit (stack/native_config.py).\n" + yaml.safe_dump(
         config, sort_keys=False
