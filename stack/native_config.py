@@ -35,6 +35,7 @@ from .services import Service, records
 from .settings import StackError
 
 GRAFANA_BINARIES = ("grafana-server", "grafana")
+GRAFANA_PROVISIONING = "/etc/grafana/provisioning"  # where Compose mounts grafana/provisioning
 # the native copy of its configuration with local addresses (config_dir) each service of these
 # Debian packages reads (every replica of the HA topology the same one), written by native.up
 REWRITTEN = {"prometheus": "prometheus.yml", "prometheus-alertmanager": "alertmanager.yml"}
@@ -486,11 +487,16 @@ def grafana_provisioning(
     local_ports: Mapping[str, int],
     seen: Callable[[str], str] = str,
 ) -> None:
-    """A copy of grafana/provisioning with local addresses and the dashboards' real path
+    """A copy of grafana/provisioning, with the files the topology's Compose files mount over
+    it (the HA topology's datasources), local addresses and the dashboards' real path
     (``seen``: the paths as Grafana's user reaches them, stack/native_user.py)."""
     target = layout.config_dir / "grafana-provisioning"
     shutil.rmtree(target, ignore_errors=True)
     shutil.copytree(project.root / "grafana" / "provisioning", target)
+    for volume in project.services()["grafana"].get("volumes") or []:
+        source, inside = volume.split(":")[:2]
+        if inside.startswith(GRAFANA_PROVISIONING + "/"):
+            shutil.copyfile(source, target / inside.removeprefix(GRAFANA_PROVISIONING + "/"))
     dashboards = str(project.root / "grafana" / "dashboards")
     secrets = f"{layout.run_dir / 'secrets'}/"
     for path in target.rglob("*.yml"):
