@@ -141,14 +141,14 @@ def auth_problems(project: Project, prometheus_config: str) -> list[str]:
     for job in config["scrape_configs"]:
         hosts = {t.split(":")[0] for c in job.get("static_configs", []) for t in c["targets"]}
         scraped = {"prometheus" if h == "localhost" else h for h in hosts} & authenticated
-        if scraped and not _sends_user(job):
+        if scraped and not webauth.sends_user(job):
             found.append(f"job {job['job_name']}: scrapes {', '.join(sorted(scraped))} "
                          f"without the {webauth.USER} user (basic_auth)")  # fmt: skip
     if "alertmanager" in authenticated:
         found += [
             "alerting: notifies Alertmanager without the monitoring user (basic_auth)"
             for am in config["alerting"]["alertmanagers"]
-            if not _sends_user(am)
+            if not webauth.sends_user(am)
         ]
     web = yaml.safe_load((project.run_dir / webauth.WEB_CONFIG).read_text()) or {}
     users = web.get("basic_auth_users") or {}
@@ -159,8 +159,3 @@ def auth_problems(project: Project, prometheus_config: str) -> list[str]:
 
 def _source(secret: str | dict[str, Any]) -> str:
     return secret["source"] if isinstance(secret, dict) else secret
-
-
-def _sends_user(config: dict[str, Any]) -> bool:
-    auth = config.get("basic_auth") or {}
-    return auth.get("username") == webauth.USER and bool(auth.get("password_file"))

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import yaml
 
-from . import ENVIRONMENTS, ROOT, catalog, hardening, ports, runbooks, webauth
+from . import ENVIRONMENTS, ROOT, catalog, hardening, longterm, ports, runbooks, webauth
 from .project import COMPOSE, Project
 from .promql import lookback, seconds
 from .render import drift, prometheus_file
@@ -196,6 +196,15 @@ def web_authentication(root: Path, work: Path) -> Iterator[Check]:
                     problems + ([out] if out else []))  # fmt: skip
 
 
+def long_term_store(root: Path, work: Path) -> Iterator[Check]:
+    """VictoriaMetrics in the HA topology alone: its dedup, retention and monitoring user,
+    the replicas' remote_write, Grafana's global view (stack/longterm.py)."""
+    for project in projects(root, work):
+        source = root / "prometheus" / "generated" / prometheus_file(project.env, project.ha)
+        problems = longterm.problems(project, source.read_text())
+        yield Check(f"long-term store ({described(project)})", problems)
+
+
 def dashboards(root: Path, work: Path) -> Iterator[Check]:
     problems: list[str] = []
     datasources = yaml.safe_load(
@@ -349,6 +358,7 @@ CHECKS: list[Callable[[Path, Path], Iterator[Check]]] = [
     containers,
     ports_agree,
     web_authentication,
+    long_term_store,
     dashboards,
 ]
 

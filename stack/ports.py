@@ -22,7 +22,8 @@ LOCAL_URL = re.compile(r"https?://(?:127\.0\.0\.1|localhost|\[::1\]):(\d+)")
 CONTAINER_PORT = re.compile(r"(\d+)(?:/\w+)?")  # the end of ip:host:container/proto
 # authored files that address services by name (the generated ones are copies of these)
 ADDRESS_FILES = ("alertmanager/alertmanager.yml", "alertmanager/receivers/*.yml",
-                 "grafana/provisioning/**/*.yml")  # fmt: skip
+                 "grafana/provisioning/**/*.yml", "grafana/provisioning-ha/**/*.yml",
+                 "prometheus/ha.yml")  # fmt: skip
 
 Services = Mapping[str, Mapping[str, Any]]
 Where = Callable[[str, str], str]  # (service, key) -> the file that sets it

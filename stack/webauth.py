@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import base64
 from pathlib import Path
+from typing import Any
 
 import bcrypt
 import yaml
@@ -67,6 +68,13 @@ def web_config(env: str, password: str, root: Path = ROOT) -> str:
 def authorization(password: str) -> str:
     """The ``Authorization`` header's value for the monitoring user."""
     return "Basic " + base64.b64encode(f"{USER}:{password}".encode()).decode()
+
+
+def sends_user(client: dict[str, Any]) -> bool:
+    """Whether a client's configuration (a scrape job, an Alertmanager, a remote_write)
+    sends the monitoring user, its password from a file."""
+    auth = client.get("basic_auth") or {}
+    return auth.get("username") == USER and bool(auth.get("password_file"))
 
 
 def headers(run_dir: Path) -> dict[str, str]:
