@@ -1,8 +1,9 @@
 """Images for the local engine, without a registry (`make images`): a Debian base made with
 debootstrap from the machine's own mirror, then one Containerfile per component in images/
-(Debian's packages), the sample service from wheels built on the host, and the redis_exporter
-wrapper from its real Dockerfile. Each image carries a label with the hash of what it is built
-from; an image whose hash matches is not rebuilt."""
+(Debian's packages), the sample service from wheels built on the host, and the wrappers
+(redis_exporter's, VictoriaMetrics') from their real Dockerfiles over the local images. Each
+image carries a label with the hash of what it is built from; an image whose hash matches is not
+rebuilt."""
 
 from __future__ import annotations
 
@@ -27,6 +28,15 @@ SOURCES = Path("/etc/apt/sources.list.d/debian.sources")
 # Compose names of the images Compose would otherwise build (compose.yaml, STACK_VERSION unset)
 ASSISTANT = "localhost/assistant:local"
 REDIS_EXPORTER_WRAPPER = "localhost/redis-exporter:local"
+VICTORIAMETRICS_WRAPPER = "localhost/victoriametrics:local"
+# the images Compose builds over pinned ones: name -> (tag, build context, the image variables
+# it takes as build arguments, the first one its parent)
+WRAPPERS = {
+    "redis-exporter-wrapper": (REDIS_EXPORTER_WRAPPER, "exporters/redis",
+                               ("REDIS_EXPORTER_IMAGE", "PYTHON_IMAGE")),
+    "victoriametrics-wrapper": (VICTORIAMETRICS_WRAPPER, "victoriametrics",
+                                ("VICTORIAMETRICS_IMAGE",)),
+}  # fmt: skip
 # the wheels are resolved by the interpreter the image runs (Debian's 3.11.2: markers differ
 # from the venv's 3.11.x, e.g. redis needs async-timeout below 3.11.3)
 DEBIAN_PYTHON = "/usr/bin/python3"
@@ -53,10 +63,8 @@ def plan() -> list[Image]:
     by_folder = {_folder(tag): tag for tag in tags.values()}
     out = [Image("base", BASE, None), Image("python", tags["PYTHON_IMAGE"], BASE)]
     out += [Image(f, t, BASE) for f, t in sorted(by_folder.items()) if f != "python"]
-    out += [
-        Image("assistant", ASSISTANT, tags["PYTHON_IMAGE"]),
-        Image("redis-exporter-wrapper", REDIS_EXPORTER_WRAPPER, tags["REDIS_EXPORTER_IMAGE"]),
-    ]
+    out.append(Image("assistant", ASSISTANT, tags["PYTHON_IMAGE"]))
+    out += [Image(name, tag, tags[args[0]]) for name, (tag, _, args) in WRAPPERS.items()]
     return out
 
 
@@ -89,9 +97,10 @@ def source_hash(image: Image, parents: dict[str, str]) -> str:
         return _digest(
             [ROOT / p for p in ASSISTANT_SOURCES] + [ROOT / "images" / "assistant"], parent
         )
-    if image.name == "redis-exporter-wrapper":
-        python = parents.get(local_images()["PYTHON_IMAGE"], "")
-        return _digest([ROOT / "exporters" / "redis"], parent, python)
+    if image.name in WRAPPERS:
+        _, context, variables = WRAPPERS[image.name]
+        tags = local_images()
+        return _digest([ROOT / context], *(parents.get(tags[v], "") for v in variables))
     return _digest([ROOT / "images" / image.name], parent)
 
 
@@ -178,12 +187,11 @@ def _build(image: Image, label: str) -> None:
                 "pip wheel (app_metrics and the sample service's requirements)", cwd=context,
             )  # fmt: skip
             done = _podman(*args, tmp)
-    elif image.name == "redis-exporter-wrapper":
+    elif image.name in WRAPPERS:
+        _, context, variables = WRAPPERS[image.name]
         tags = local_images()
-        done = _podman(
-            *args, "--build-arg", f"REDIS_EXPORTER_IMAGE={tags['REDIS_EXPORTER_IMAGE']}",
-            "--build-arg", f"PYTHON_IMAGE={tags['PYTHON_IMAGE']}", str(ROOT / "exporters/redis"),
-        )  # fmt: skip
+        build_args = [a for v in variables for a in ("--build-arg", f"{v}={tags[v]}")]
+        done = _podman(*args, *build_args, str(ROOT / context))
     else:
         done = _podman(*args, str(ROOT / "images" / image.name))
     if done.returncode != 0:

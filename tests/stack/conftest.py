@@ -15,7 +15,7 @@ from stack.processes import http_ok, launch, stop
 
 # tests/: the metrics catalog lists the test files that mention each metric
 COPIED = ["compose", "prometheus", "alertmanager", "grafana", "exporters", "postgres",
-          "receiver", "runbooks", "docs", "tests", ".yamllint.yaml"]  # fmt: skip
+          "receiver", "runbooks", "docs", "tests", "victoriametrics", ".yamllint.yaml"]  # fmt: skip
 START_TIMEOUT = 15.0
 
 

@@ -17,7 +17,7 @@ from stack.settings import StackError
 
 from .test_compose_files import merged
 
-LOCAL_NAMES = ("localhost/", "assistant:", "redis-exporter:")
+LOCAL_NAMES = ("localhost/", "assistant:", "redis-exporter:", "victoriametrics:")
 
 
 def runs_anywhere(services: dict) -> dict:
@@ -33,7 +33,7 @@ def test_every_local_image_is_built_after_its_parent() -> None:
         assert image.parent is None or image.parent in seen, image
         seen.add(image.tag)
     assert set(images.local_images().values()) <= seen
-    assert {images.ASSISTANT, images.REDIS_EXPORTER_WRAPPER} <= seen
+    assert {images.ASSISTANT, images.REDIS_EXPORTER_WRAPPER, images.VICTORIAMETRICS_WRAPPER} <= seen
 
 
 def test_a_local_image_without_a_containerfile_is_refused(tmp_path: Path) -> None:

@@ -98,8 +98,10 @@ def test_every_record_names_a_compose_service_a_job_and_an_image_that_exist(
 
     project = Project("dev", layout.run_dir, topology="ha")  # every service: the replicas too
     services = set(project.services())
-    config = yaml.safe_load((ROOT / "prometheus" / "prometheus.yml").read_text())
-    jobs = {j["job_name"] for j in config["scrape_configs"]}
+    config = yaml.safe_load(
+        (ROOT / "prometheus" / "generated" / "prometheus.dev.ha.yml").read_text()
+    )
+    jobs = {j["job_name"] for j in config["scrape_configs"]}  # the HA topology's: every job
     for name, record in records().items():
         assert name in services, f"[{name}]: no such service in the dev HA Compose files"
         assert record.job is None or record.job in jobs, f"[{name}]: no job {record.job}"

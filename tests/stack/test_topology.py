@@ -24,6 +24,7 @@ SINGLE = {"api", "worker", "postgres", "redis", "postgres-exporter", "redis-expo
 DEV_ONLY = {"traffic", "receiver"}
 REPLICAS = {"prometheus-2", "alertmanager-2", "alertmanager-3"}
 PEERS = ("alertmanager", "alertmanager-2", "alertmanager-3")
+LONG_TERM = {"victoriametrics"}  # the global view (tests/stack/test_long_term_store.py)
 
 
 def project(env: str, tmp_path: Path, topology: str | None = None) -> Project:
@@ -62,13 +63,13 @@ def test_the_ha_overlays_come_after_the_environments_and_only_in_ha(
 
 
 @pytest.mark.parametrize("env", ENVIRONMENTS)
-def test_the_single_topology_is_one_of_each_and_ha_adds_the_replicas(
+def test_the_single_topology_is_one_of_each_and_ha_adds_the_replicas_and_the_store(
     env: str, tmp_path: Path
 ) -> None:
     expected = SINGLE | (DEV_ONLY if env == "dev" else set())
     assert set(project(env, tmp_path, "single").services()) == expected
     services = project(env, tmp_path, "ha").services()
-    assert set(services) == expected | REPLICAS
+    assert set(services) == expected | REPLICAS | LONG_TERM
     single = project(env, tmp_path, "single").services()
     assert single["alertmanager"]["command"].count("--cluster.listen-address=") == 1
     assert "--enable-feature=expand-external-labels" not in single["prometheus"]["command"]
@@ -133,13 +134,15 @@ def test_the_ha_configuration_is_the_single_one_with_only_the_ha_changes(env: st
     ]
     assert jobs["alertmanager"]["static_configs"] == [{"targets": [f"{p}:9093" for p in PEERS]}]
     assert [j["job_name"] for j in ha["scrape_configs"]] == [
-        j["job_name"] for j in single["scrape_configs"]
-    ]  # in the same order
+        *(j["job_name"] for j in single["scrape_configs"]),
+        *LONG_TERM,
+    ]  # in the same order, the long-term store's job added
     for job in single["scrape_configs"]:
         if job["job_name"] not in ("prometheus", "alertmanager"):
             assert jobs[job["job_name"]] == job
-    assert {k: v for k, v in ha.items() if k not in ("global", "alerting", "scrape_configs")} == {
-        k: v for k, v in single.items() if k not in ("global", "alerting", "scrape_configs")
+    changed = ("global", "alerting", "scrape_configs", "remote_write")
+    assert {k: v for k, v in ha.items() if k not in changed} == {
+        k: v for k, v in single.items() if k not in changed
     }
     assert ha["global"] | {"external_labels": None} == single["global"] | {"external_labels": None}
 
@@ -204,7 +207,7 @@ def test_natively_the_single_topology_has_no_cluster(tmp_path: Path) -> None:
     assert not [k for k in local if ":" in k]
     made = {c.name: c for c in components(model, Layout("dev", tmp_path), local, "x")}
     assert "--cluster.listen-address=" in made["alertmanager"].argv
-    assert not REPLICAS & set(made)
+    assert not (REPLICAS | LONG_TERM) & set(made)
 
 
 # ---- HA retention covers every rule ----------------------------------------------------
