@@ -151,7 +151,31 @@ def down(env: str, topology: str | None = None) -> int:
 
 
 def status(env: str, topology: str | None = None) -> int:
-    return _existing(env, topology, "ps", "--all")
+    """Every container; in the HA topology, the replicas, peers and global view too."""
+    where = target(start=False)
+    model = project(env, run_root() / check_environment(env), where, topology)
+    code = _compose(model, where, "ps", "--all").returncode
+    if code == 0 and model.ha:
+        for line in ha_status(model, where):
+            print("  " + line)
+    return code
+
+
+# what `make status` names in the HA topology: each group's services by their job
+HA_GROUPS = (("prometheus replicas", "prometheus"), ("alertmanager peers", "alertmanager"),
+             ("global view", "victoriametrics"))  # fmt: skip
+
+
+def ha_status(model: Project, where: Target) -> list[str]:
+    """The HA topology's replicas, peers and global view, each with its published URL."""
+    services = model.services()
+    lines = []
+    for title, job in HA_GROUPS:
+        names = [n for n, r in model.records().items() if r.job == job and n in services]
+        urls = [published(model, where, n, model.exposed_port(n) or 0) for n in names]
+        found = [f"{n} {url or '(not published)'}" for n, url in zip(names, urls, strict=True)]
+        lines.append(f"{title}: {', '.join(found)}")
+    return lines
 
 
 def logs(env: str, topology: str | None = None) -> int:

@@ -13,9 +13,10 @@ from pathlib import Path
 import pytest
 import yaml
 
-from stack import ENVIRONMENTS, ROOT, lint, longterm, native, render
+from stack import ENVIRONMENTS, ROOT, compose, lint, longterm, native, render
 from stack.native_config import Layout, components, grafana_provisioning, ports, prometheus_config
 from stack.project import Project
+from stack.services import debian_binaries
 from tests.service.backends import free_port
 
 from .conftest import Process, edit
@@ -168,3 +169,27 @@ def test_lint_refuses_dedup_off_the_scrape_interval_a_short_retention_and_the_re
     assert f"victoriametrics: {retention}" in checks["long-term store (prod, ha)"]
     assert any("keeps the replica label" in p for p in checks["long-term store (stage, ha)"])
     assert checks["long-term store (dev)"] == []
+
+
+def test_compose_status_names_each_replica_peer_and_the_global_view(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """stage's HA topology, Compose's answer stubbed (two peers left unpublished)."""
+    model = project("stage", Layout("stage", tmp_path), "ha")
+    local = {"prometheus": 9090, "prometheus-2": 9091, "alertmanager": 9093, VM: 8428}
+
+    def published(_model: Project, _where: object, name: str, port: int) -> str | None:
+        assert port == model.exposed_port(name)
+        return f"http://127.0.0.1:{local[name]}" if name in local else None
+
+    monkeypatch.setattr(compose, "published", published)
+    assert compose.ha_status(model, compose.Target(local=False)) == [
+        "prometheus replicas: prometheus http://127.0.0.1:9090, prometheus-2 http://127.0.0.1:9091",
+        "alertmanager peers: alertmanager http://127.0.0.1:9093, alertmanager-2 (not published), "
+        "alertmanager-3 (not published)",
+        "global view: victoriametrics http://127.0.0.1:8428",
+    ]
+
+
+def test_make_up_installs_debians_victoria_metrics() -> None:
+    assert debian_binaries()["victoria-metrics"] == "victoria-metrics"
