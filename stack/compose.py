@@ -18,6 +18,7 @@ from .processes import wait_for_targets
 from .project import Project
 from .render import prometheus_file
 from .secrets import changed_since_applied, mark_applied, run_root
+from .services import GLOBAL_VIEW
 from .settings import StackError, check_environment
 
 WAIT_TIMEOUT_SECONDS = 300
@@ -163,7 +164,7 @@ def status(env: str, topology: str | None = None) -> int:
 
 # what `make status` names in the HA topology: each group's services by their job
 HA_GROUPS = (("prometheus replicas", "prometheus"), ("alertmanager peers", "alertmanager"),
-             ("global view", "victoriametrics"))  # fmt: skip
+             ("global view", GLOBAL_VIEW))  # fmt: skip
 
 
 def ha_status(model: Project, where: Target) -> list[str]:

@@ -24,9 +24,10 @@ import yaml
 from . import webauth
 from .project import Project
 from .promql import seconds
+from .services import GLOBAL_VIEW
 from .settings import environment_settings
 
-SERVICE = "victoriametrics"
+SERVICE = GLOBAL_VIEW
 ENTRYPOINT = "/usr/local/bin/stack-entrypoint.sh"
 ENTRYPOINT_SOURCE = Path("victoriametrics") / "entrypoint.sh"
 PASSWORD = "/run/secrets/monitoring_password"

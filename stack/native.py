@@ -43,10 +43,10 @@ from .processes import (
 from .project import Project
 from .secrets import changed_since_applied, mark_applied, run_root, write_new
 from .secrets import database_url as app_database_url
+from .services import GLOBAL_VIEW
 from .settings import StackError, check_environment
 
 READY_TIMEOUT = 30.0
-GLOBAL_VIEW = "victoriametrics"  # the job of the HA topology's long-term store
 
 
 def layout(env: str) -> Layout:

@@ -14,6 +14,8 @@ from .settings import StackError
 RECORDS = Path(__file__).with_name("services.toml")
 RUNS = ("binary", "python", "assistant", "postgres", "redis", "grafana")
 PINNED = re.compile(r"[^\s@]+:[^\s:@/]+@sha256:[0-9a-f]{64}")  # repository:tag@sha256:digest
+# the HA topology's long-term store and global view: its service, record and Prometheus job
+GLOBAL_VIEW = "victoriametrics"
 
 
 @dataclass(frozen=True)
