@@ -135,7 +135,7 @@ def auth_problems(project: Project, prometheus_config: str) -> list[str]:
         secret = project.healthcheck_secret(name)
         if secret is None:
             found.append(f"{name}: its healthcheck sends no Authorization header")
-        elif secret.rsplit("/", 1)[1] not in [_source(s) for s in service.get("secrets") or []]:
+        elif secret.rsplit("/", 1)[1] not in [secret_name(s) for s in service.get("secrets") or []]:
             found.append(f"{name}: its healthcheck reads {secret}, which it does not mount")
     config = yaml.safe_load(prometheus_config)
     for job in config["scrape_configs"]:
@@ -157,5 +157,6 @@ def auth_problems(project: Project, prometheus_config: str) -> list[str]:
     return found
 
 
-def _source(secret: str | dict[str, Any]) -> str:
+def secret_name(secret: str | dict[str, Any]) -> str:
+    """A service's secret as Compose lists it (a name, or ``{source: name, ...}``)."""
     return secret["source"] if isinstance(secret, dict) else secret

@@ -21,7 +21,7 @@ from typing import Any
 
 import yaml
 
-from . import webauth
+from . import hardening, webauth
 from .project import Project
 from .promql import seconds
 from .services import GLOBAL_VIEW
@@ -90,19 +90,17 @@ def auth_problems(project: Project, service: dict[str, Any]) -> list[str]:
     entrypoint = [str(e) for e in service.get("entrypoint") or []]
     mounts = {v.split(":")[1]: v.split(":")[0] for v in service.get("volumes") or []}
     environment = service.get("environment") or {}
-    secrets = [s["source"] if isinstance(s, dict) else s for s in service.get("secrets") or []]
+    secrets = [hardening.secret_name(s) for s in service.get("secrets") or []]
+    script = mounts.get(ENTRYPOINT) == str(project.root / ENTRYPOINT_SOURCE)
     found = []
-    if entrypoint[:1] != [ENTRYPOINT] or mounts.get(ENTRYPOINT) != str(
-        project.root / ENTRYPOINT_SOURCE
-    ):
+    if entrypoint[:1] != [ENTRYPOINT] or not script:
         found.append(f"{SERVICE}: its entry point is not {ENTRYPOINT_SOURCE} (its monitoring user)")
     if "-envflag.enable" not in flags(service):
         found.append(f"{SERVICE}: no -envflag.enable: its entry point's -httpAuth.* are not read")
     if environment.get("MONITORING_AUTH") != webauth.mode(project.env, project.root):
         found.append(f"{SERVICE}: its MONITORING_AUTH is not the environment's")
-    if environment.get("MONITORING_PASSWORD_FILE") != PASSWORD or "monitoring_password" not in (
-        secrets
-    ):
+    mounted = PASSWORD.rsplit("/", 1)[1] in secrets
+    if environment.get("MONITORING_PASSWORD_FILE") != PASSWORD or not mounted:
         found.append(f"{SERVICE}: MONITORING_PASSWORD_FILE is not the secret {PASSWORD}")
     return found
 

@@ -145,13 +145,15 @@ def test_with_basic_auth_it_refuses_anonymous_requests_and_hides_the_password(
     assert "victoria-metrics" in argv and password not in argv and "httpAuth" not in argv
 
 
-def test_lint_refuses_dedup_off_the_scrape_interval_a_short_retention_and_the_replica_label(
+def test_lint_refuses_dedup_off_the_interval_short_retention_no_user_and_the_replica_label(
     repo_copy: Path, tmp_path: Path
 ) -> None:
     checks = {c.name: c.problems for c in lint.long_term_store(repo_copy, tmp_path)}
     assert not any(checks.values())
     dedup = "-dedup.minScrapeInterval=${SCRAPE_INTERVAL:?compose/env/<env>.env is not loaded}"
     edit(repo_copy / "compose" / "compose.ha.yaml", dedup, "-dedup.minScrapeInterval=5s")
+    envflag = "      - -envflag.enable  # -httpAuth.* from the environment its entry point sets\n"
+    edit(repo_copy / "compose" / "compose.ha.yaml", envflag, "")
     edit(
         repo_copy / "compose" / "env" / "prod.env",
         "VM_RETENTION_PERIOD=13",
@@ -163,7 +165,8 @@ def test_lint_refuses_dedup_off_the_scrape_interval_a_short_retention_and_the_re
     # another run directory: Compose's merged files are cached by their variables
     checks = {c.name: c.problems for c in lint.long_term_store(repo_copy, tmp_path / "edited")}
     assert checks["long-term store (dev, ha)"] == [
-        "victoriametrics: -dedup.minScrapeInterval is not SCRAPE_INTERVAL (1s)"
+        "victoriametrics: -dedup.minScrapeInterval is not SCRAPE_INTERVAL (1s)",
+        "victoriametrics: no -envflag.enable: its entry point's -httpAuth.* are not read",
     ]
     retention = "-retentionPeriod=2d is not longer than the replicas' HA_RETENTION_TIME=4d"
     assert f"victoriametrics: {retention}" in checks["long-term store (prod, ha)"]
