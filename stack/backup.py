@@ -201,11 +201,13 @@ def headers(run_dir: Path) -> dict[str, str]:
 def store_service(model: Project) -> dict[str, Any]:
     """The store's Compose service; a refusal where the topology has none."""
     services = model.services()
-    if SERVICE not in services:
+    if SERVICE not in services and not model.ha:
         raise StackError(
-            f"ENV={model.env} in the {model.topology} topology has no long-term store (no "
-            f"`{SERVICE}` service): VictoriaMetrics runs in the ha topology (TOPOLOGY=ha)"
+            f"ENV={model.env} in the single topology has no long-term store: VictoriaMetrics "
+            "runs in the ha topology (TOPOLOGY=ha)"
         )
+    if SERVICE not in services:
+        raise StackError(f"the ha topology's Compose files have no `{SERVICE}` service")
     return services[SERVICE]
 
 

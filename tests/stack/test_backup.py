@@ -120,3 +120,29 @@ def test_a_restore_refuses_a_data_directory_a_running_store_holds(
     folder = backup.backup_store(store.store, tmp_path / "backup", print)
     with pytest.raises(StackError, match="still runs on"):
         backup.restore_store(folder, store.store.data, print)
+
+
+def test_the_single_topology_has_no_store_to_back_up(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("STACK_RUN_ROOT", str(tmp_path))
+    with pytest.raises(StackError, match="single topology has no long-term store"):
+        backup.backup("dev", "single", tmp_path / "out", "native")
+    assert not (tmp_path / "out").exists()
+
+
+def test_on_compose_debians_binaries_run_in_a_one_off_container_of_the_store(
+    tmp_path: Path,
+) -> None:
+    service = {"command": ["-storageDataPath=/storage", "-retentionPeriod=13"]}
+    common = ["--no-deps", "-T", "--volume"]
+    assert backup.backup_command(tmp_path, service) == [
+        "run", "--rm", *common, f"{tmp_path}:/backup", "--entrypoint", "/usr/bin/vmbackup",
+        "--env", "snapshot_createURL", "victoriametrics", "-storageDataPath=/storage",
+        "-httpListenAddr=127.0.0.1:0", "-envflag.enable", "-dst=fs:///backup",
+    ]  # fmt: skip
+    assert backup.restore_command(tmp_path, {}) == [
+        "run", "--rm", *common, f"{tmp_path}:/backup:ro", "--entrypoint", "/usr/bin/vmrestore",
+        "victoriametrics", "-storageDataPath=/storage", "-httpListenAddr=127.0.0.1:0",
+        "-src=fs:///backup",
+    ]  # fmt: skip
