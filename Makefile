@@ -83,9 +83,10 @@ test-stack: packages-test venv ## Tests of the stack's configuration and tooling
 test: packages-test lint ## Install what the checks need, lint, then every test suite (what CI runs)
 	$(PY) -m pytest tests $(PYTEST_ARGS)
 
-bench: venv ## app_metrics vs. peers (overhead, render, series); the stack (up, faults, /metrics, memory)
+bench: venv ## app_metrics vs. peers (overhead, render, series); the stack (up, faults, /metrics, memory); VictoriaMetrics (ingest, bytes/sample, RAM/series)
 	$(PY) bench/overhead.py
 	$(PY) bench/stack.py
+	$(PY) bench/victoriametrics.py
 
 lock: venv ## Rewrite requirements/dev.lock from the current .venv (names normalised, sorted)
 	{ echo "# Exact versions CI installs (python -m pip install -r requirements/dev.lock -e .)."; \
