@@ -38,18 +38,18 @@ def known_series(end: int) -> list[str]:
         for pod in range(5):
             for status in ("200", "404", "500"):
                 value = step * (pod + 1) * (3 if status == "200" else 1)
-                lines.append(f'http_requests_total{{pod="p{pod}",status="{status}"}} {value} {at}')
-            lines.append(f'queue_depth{{pod="p{pod}"}} {(step * 7 + pod) % 13 * 0.5} {at}')
+                lines.append(f'kept_requests_total{{pod="p{pod}",status="{status}"}} {value} {at}')
+            lines.append(f'kept_queue_depth{{pod="p{pod}"}} {(step * 7 + pod) % 13 * 0.5} {at}')
             for le in ("0.1", "1", "+Inf"):
-                lines.append(f'latency_bucket{{pod="p{pod}",le="{le}"}} {step * len(le)} {at}')
+                lines.append(f'kept_latency_bucket{{pod="p{pod}",le="{le}"}} {step * len(le)} {at}')
     return lines
 
 
 def answers(store: VictoriaMetrics, end: int) -> tuple[list[str], list[object]]:
     """Every series with its samples, and range queries over them (per series: a sum across
     series may add in any order, so its last bits differ from one query to the next)."""
-    queries = ["rate(http_requests_total[1m])", "max_over_time(queue_depth[2m])",
-               "histogram_quantile(0.9, rate(latency_bucket[1m]))"]  # fmt: skip
+    queries = ["rate(kept_requests_total[1m])", "max_over_time(kept_queue_depth[2m])",
+               "histogram_quantile(0.9, rate(kept_latency_bucket[1m]))"]  # fmt: skip
     return store.export(), [store.query_range(q, end - 600, end, "30s") for q in queries]
 
 

@@ -72,13 +72,17 @@ class VictoriaMetrics:
         self.call("/internal/force_flush")
 
     def merge(self) -> None:
-        """A forced merge of every partition, until none runs (it runs in the background)."""
+        """A forced merge of every partition, then until no merge has run for a second (they
+        run in the background)."""
         self.call("/internal/force_merge")
         deadline = time.monotonic() + MERGE_TIMEOUT
-        time.sleep(0.5)
-        while metric(self.call("/metrics").decode(), "vm_active_force_merges") > 0:
+        quiet = 0
+        while quiet < 5:
+            text = self.call("/metrics").decode()
+            busy = metric(text, "vm_active_force_merges") + metric(text, "vm_active_merges")
+            quiet = 0 if busy else quiet + 1
             if time.monotonic() > deadline:
-                raise RuntimeError(f"force merge still running after {MERGE_TIMEOUT:g} s")
+                raise RuntimeError(f"merges still running after {MERGE_TIMEOUT:g} s")
             time.sleep(0.2)
 
     def series_count(self) -> int:
