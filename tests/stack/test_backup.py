@@ -6,11 +6,15 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from stack import backup
+from stack import backup, native
+from stack.native_user import account
+from stack.processes import launch, stop
 from stack.settings import StackError
 
 from .victoriametrics import VictoriaMetrics
@@ -146,3 +150,56 @@ def test_on_compose_debians_binaries_run_in_a_one_off_container_of_the_store(
         "victoriametrics", "-storageDataPath=/storage", "-httpListenAddr=127.0.0.1:0",
         "-src=fs:///backup",
     ]  # fmt: skip
+
+
+@dataclass
+class OneService:
+    """The project model as far as make backup reads it: the HA topology's store service."""
+
+    env: str
+    run_dir: Path
+    topology: str | None = "ha"
+    ha: bool = True
+
+    def services(self) -> dict[str, Any]:
+        return {"victoriametrics": {"command": ["-storageDataPath=/storage"],
+                                    "volumes": ["victoriametrics-data:/storage:rw"]}}  # fmt: skip
+
+
+def test_natively_a_restore_stops_the_store_by_pid_and_make_up_starts_it_on_the_backup(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, stores: list[VictoriaMetrics]
+) -> None:
+    monkeypatch.setenv("STACK_RUN_ROOT", str(tmp_path / "run"))
+    monkeypatch.setattr(backup, "Project", OneService)
+    where = native.layout("dev")
+    (where.run_dir / "secrets").mkdir(parents=True)
+    (where.run_dir / "secrets" / "monitoring_password").write_text(PASSWORD + "\n")
+    data = where.data_dir / "victoriametrics-data"  # the named volume's, natively
+    store = VictoriaMetrics(data, tmp_path / "vm.log", PASSWORD)
+    stores.append(store)
+    rest = launch(["sleep", "60"], tmp_path / "rest.log")  # the rest of the stack
+    entry = {"port": None, "url": store.store.url, "job": None, "stop_signal": 15}
+    parts = {"victoriametrics": store.running, "rest": rest}
+    components = {name: running.as_dict() | entry for name, running in parts.items()}
+    native.save_state(where, {"env": "dev", "topology": "ha", "components": components})
+    end = int(time.time()) - 120
+    store.ingest(known_series(end))
+    store.flush()
+    before = answers(store, end)
+    try:
+        assert backup.backup("dev", "ha", tmp_path / "backup", "native") == 0
+        store.ingest([f"added_later 1 {end * 1000}"])  # the restore takes it away again
+
+        def up(env: str, topology: str | None = None) -> int:
+            assert (env, topology) == ("dev", "ha")
+            stores.append(VictoriaMetrics(data, tmp_path / "vm.log", PASSWORD))
+            return 0
+
+        monkeypatch.setattr(backup.native, "up", up)
+        assert backup.restore("dev", "ha", tmp_path / "backup", "native") == 0
+    finally:
+        stop(rest)
+    assert not store.running.alive()
+    assert "victoriametrics" not in native.load_state(where)["components"]
+    assert answers(stores[-1], end) == before
+    assert data.stat().st_uid == account().uid  # pa-monitoring's again, as root
