@@ -251,7 +251,13 @@ def restore(env: str, topology: str | None, folder: Path | None, runtime: str) -
         stop(native.running_of(entry), entry.get("stop_signal", 15))
         del state["components"][SERVICE]
         native.save_state(where, state)
-    restore_store(folder, data, say)
+    try:
+        restore_store(folder, data, say)
+    except StackError as error:
+        raise StackError(
+            f"{error}\n{SERVICE} is not running: make restore again, or make up ENV={env} starts "
+            "it on what the data directory holds"
+        ) from None
     own(data, account())  # the components' account's, as make up leaves it
     if state["env"] != env or not native.alive_components(state):
         print(f"restored into {data}; make up ENV={env} TOPOLOGY={model.topology} starts it")
