@@ -345,7 +345,8 @@ def _compose_backup(env: str, topology: str | None, folder: Path) -> None:
         os.chown(folder, int(uid), int(gid or uid))
     secret = model.run_dir / "secrets" / PASSWORD
     password = secret.read_text().strip() if secret.is_file() else ""
-    user = f"{USER}:{urllib.parse.quote(password, safe='')}@" if password else ""
+    quoted = urllib.parse.quote(password, safe="")
+    user = f"{USER}:{quoted}@" if password else ""
     url = f"http://{user}{SERVICE}:{model.exposed_port(SERVICE)}/snapshot/create"
     say(f"backup: vmbackup in a one-off {SERVICE} container into {folder}")
     done = _docker(model, where, backup_command(folder, service), capture=True,
@@ -353,7 +354,8 @@ def _compose_backup(env: str, topology: str | None, folder: Path) -> None:
     if done.returncode != 0:
         shutil.rmtree(folder, ignore_errors=True)
         tail = "\n".join((done.stdout + done.stderr).splitlines()[-15:])
-        tail = tail.replace(password, "***") if password else tail
+        for secret_text in (password, quoted) if password else ():
+            tail = tail.replace(secret_text, "***")
         raise StackError(f"vmbackup failed (exit {done.returncode}):\n{tail}")
     say(f"backup: {folder} ({size(folder) / 1e6:.1f} MB)")
 

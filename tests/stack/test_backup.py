@@ -4,6 +4,7 @@ series in, a backup, a restore into an empty store, and the same answers out."""
 from __future__ import annotations
 
 import json
+import subprocess
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -24,6 +25,7 @@ pytestmark = pytest.mark.skipif(
 )
 PASSWORD = "a-long-random-password-for-the-test"
 STEP = 15  # seconds between samples, as a scrape
+Completed = subprocess.CompletedProcess[str]
 
 
 @pytest.fixture
@@ -165,6 +167,9 @@ class OneService:
         return {"victoriametrics": {"command": ["-storageDataPath=/storage"],
                                     "volumes": ["victoriametrics-data:/storage:rw"]}}  # fmt: skip
 
+    def exposed_port(self, service: str) -> int:
+        return 8428
+
 
 def test_natively_a_restore_stops_the_store_by_pid_and_make_up_starts_it_on_the_backup(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, stores: list[VictoriaMetrics]
@@ -203,3 +208,33 @@ def test_natively_a_restore_stops_the_store_by_pid_and_make_up_starts_it_on_the_
     assert "victoriametrics" not in native.load_state(where)["components"]
     assert answers(stores[-1], end) == before
     assert data.stat().st_uid == account().uid  # pa-monitoring's again, as root
+
+
+@pytest.mark.parametrize("local", [True, False])
+def test_on_compose_the_password_reaches_vmbackup_in_its_environment_never_in_argv(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, local: bool
+) -> None:
+    run_dir = tmp_path / "dev"
+    (run_dir / "secrets").mkdir(parents=True)
+    (run_dir / "secrets" / "monitoring_password").write_text("p@ss/word\n")
+    monkeypatch.setattr(backup.compose, "target", lambda start: backup.compose.Target(local))
+    monkeypatch.setattr(backup.compose, "project", lambda *a: OneService("dev", run_dir))
+    calls: list[tuple[list[str], dict[str, str]]] = []
+
+    def docker(model: object, where: object, args: list[str], **kw: Any) -> Completed:
+        calls.append((args, kw.get("extra") or {}))
+        return subprocess.CompletedProcess(args, 0, "4f2a\n" if args[0] == "ps" else "", "")
+
+    monkeypatch.setattr(backup, "_docker", docker)
+    if not local:
+        with pytest.raises(StackError, match="upstream image, which has no vmbackup"):
+            backup.backup("dev", "ha", tmp_path / "out", "compose")
+        return
+    assert backup.backup("dev", "ha", tmp_path / "out", "compose") == 0
+    (ps, _), (run, extra) = calls
+    assert ps == ["ps", "--quiet", "victoriametrics"]
+    service = OneService("dev", run_dir).services()["victoriametrics"]
+    assert run == backup.backup_command(tmp_path / "out", service)
+    url = "http://monitoring:p%40ss%2Fword@victoriametrics:8428/snapshot/create"
+    assert extra == {"snapshot_createURL": url}
+    assert not any("p@ss" in arg or "p%40ss" in arg for arg in run)
