@@ -4,6 +4,7 @@ series in, a backup, a restore into an empty store, and the same answers out."""
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import time
 from collections.abc import Iterator
@@ -21,7 +22,7 @@ from stack.settings import StackError
 from .victoriametrics import VictoriaMetrics
 
 pytestmark = pytest.mark.skipif(
-    not backup.shutil.which("vmbackup"), reason="Debian's victoria-metrics is not installed"
+    not shutil.which("vmbackup"), reason="Debian's victoria-metrics is not installed"
 )
 PASSWORD = "a-long-random-password-for-the-test"
 STEP = 15  # seconds between samples, as a scrape
