@@ -18,6 +18,8 @@ RUNTIME ?= auto
 TOPOLOGY ?=
 ROTATE ?=
 REF ?= HEAD
+# make backup: a new folder (default .run/backups/<env>/<UTC time>); make restore: a backup's
+DIR ?=
 STACK := $(PY) -m stack
 # the machine's Debian packages, checked (as root: installed) with the machine's Python before
 # .venv exists; as another user it prints the exact `sudo apt-get install` and stops
@@ -26,7 +28,7 @@ PACKAGES := $(PYTHON) -m stack.packages
 # prerequisites run in the order written: packages, then .venv, then the work
 .NOTPARALLEL:
 .PHONY: help venv packages-up packages-test acceptance lint format generate test test-unit test-server test-service test-stack test-integration bench \
-	lock check-env secrets up down status logs clean distclean engine engine-down images
+	lock check-env secrets up down status logs clean distclean engine engine-down images backup restore
 
 help: ## List every target
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  %-14s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -81,9 +83,10 @@ test-stack: packages-test venv ## Tests of the stack's configuration and tooling
 test: packages-test lint ## Install what the checks need, lint, then every test suite (what CI runs)
 	$(PY) -m pytest tests $(PYTEST_ARGS)
 
-bench: venv ## app_metrics vs. peers (overhead, render, series); the stack (up, faults, /metrics, memory)
+bench: venv ## app_metrics vs. peers (overhead, render, series); the stack (up, faults, /metrics, memory); VictoriaMetrics (ingest, bytes/sample, RAM/series)
 	$(PY) bench/overhead.py
 	$(PY) bench/stack.py
+	$(PY) bench/victoriametrics.py
 
 lock: venv ## Rewrite requirements/dev.lock from the current .venv (names normalised, sorted)
 	{ echo "# Exact versions CI installs (python -m pip install -r requirements/dev.lock -e .)."; \
@@ -124,6 +127,12 @@ status: check-env venv ## Show each component: state, URL, scrape target health
 
 logs: check-env venv ## Show the last lines of every component's log
 	$(STACK) logs --env $(ENV) --runtime $(RUNTIME) $(if $(TOPOLOGY),--topology $(TOPOLOGY))
+
+backup: check-env venv ## The HA topology's long-term store (VictoriaMetrics) into a new folder (DIR=, default .run/backups/<env>/<time>)
+	$(STACK) backup --env $(ENV) --runtime $(RUNTIME) $(if $(TOPOLOGY),--topology $(TOPOLOGY)) $(if $(DIR),--dir $(DIR))
+
+restore: check-env venv ## Replace the long-term store's data with the backup in DIR= (stops and restarts VictoriaMetrics)
+	$(STACK) restore --env $(ENV) --runtime $(RUNTIME) $(if $(TOPOLOGY),--topology $(TOPOLOGY)) $(if $(DIR),--dir $(DIR))
 
 clean: check-env venv ## Remove the stopped stack's data, logs and rendered files (ENV=...)
 	$(STACK) clean --env $(ENV) --runtime $(RUNTIME) $(if $(TOPOLOGY),--topology $(TOPOLOGY))

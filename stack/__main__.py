@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 from . import ENVIRONMENTS, ROOT, acceptance, compose, engine, images, lint, native, render, secrets
+from .backup import backup, restore
 from .settings import TOPOLOGIES, StackError, check_environment, topology
 
 RUNTIMES = ("auto", "native", "compose")
@@ -63,12 +65,15 @@ def main(argv: list[str] | None = None) -> int:
             "images",
             "acceptance",
             "secrets",
+            "backup",
+            "restore",
         ],
         help="generate: rewrite generated files; lint: check every configuration; "
         "preflight: what `up` checks, without starting anything; engine, engine-down, "
         "engine-status: the local container engine (Podman) for machines without Docker; "
         "acceptance: the README's quick start on a bare Debian 12 container; secrets: "
-        "random values for the stack's own secrets into .env (mode 0600)",
+        "random values for the stack's own secrets into .env (mode 0600); backup, restore: "
+        "the HA topology's long-term store (VictoriaMetrics) into a new folder and back",
     )
     p.add_argument("--env", default="dev", help=f"one of {', '.join(ENVIRONMENTS)}")
     p.add_argument("--runtime", default="auto", choices=RUNTIMES)
@@ -79,6 +84,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--ref", default="HEAD", help="acceptance: the commit to check")
     p.add_argument("--keep", action="store_true", help="acceptance: keep the container")
     p.add_argument("--rotate", default="", help="secrets: NAME,NAME or all: replace set values")
+    p.add_argument(
+        "--dir", type=Path, default=None,
+        help="backup: a new folder (default .run/backups/<env>/<UTC time>); restore: a backup's",
+    )  # fmt: skip
     args = p.parse_args(argv)
     try:
         check_environment(args.env)
@@ -113,6 +122,10 @@ def main(argv: list[str] | None = None) -> int:
             lint.preflight(args.env, shape)
             return 0
         runtime = choose_runtime(args.runtime, args.env, args.command)
+        if args.command in ("backup", "restore"):
+            print(f"{args.command} {args.env}: {runtime} runtime", flush=True)
+            work = backup if args.command == "backup" else restore
+            return work(args.env, shape, args.dir, runtime)
         if args.command in ("up", "clean"):
             print(f"{args.command} {args.env}: {runtime} runtime, {shape} topology", flush=True)
         module = native if runtime == "native" else compose

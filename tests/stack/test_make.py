@@ -23,7 +23,7 @@ def make(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
     )  # fmt: skip
 
 
-@pytest.mark.parametrize("target", ["up", "down", "status", "logs"])
+@pytest.mark.parametrize("target", ["up", "down", "status", "logs", "backup", "restore"])
 def test_an_unknown_env_fails_at_once_with_the_valid_ones(target: str) -> None:
     done = make(target, "ENV=qa")
     assert done.returncode != 0

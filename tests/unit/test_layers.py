@@ -18,7 +18,7 @@ LAYERS = {
     "checks": ["stack.lint", "stack.hardening", "stack.ports"],
     "runtimes": ["stack.native_config", "stack.native", "stack.native_postgres",
                  "stack.native_grafana", "stack.native_user", "stack.compose", "stack.engine",
-                 "stack.images", "stack.healthcheck_pump"],
+                 "stack.images", "stack.healthcheck_pump", "stack.backup"],
     "command line": ["stack.__main__", "stack.acceptance"],
 }  # fmt: skip
 RANK = {"model": 0, "generated": 1, "checks": 2, "runtimes": 2, "command line": 3}
