@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import tempfile
@@ -39,6 +40,13 @@ class Stack:
     def start(self, component: str) -> None:
         raise NotImplementedError
 
+    def pause(self, component: str) -> None:
+        """Freeze it (SIGSTOP, `compose pause`): a hung process, its port still open."""
+        raise NotImplementedError
+
+    def unpause(self, component: str) -> None:
+        raise NotImplementedError
+
     def close(self) -> None:
         raise NotImplementedError
 
@@ -56,7 +64,8 @@ class NativeStack(Stack):
 
     runtime = "native"
 
-    def __init__(self) -> None:
+    def __init__(self, topology: str = "single") -> None:
+        self.topology = topology
         self.root = Path(tempfile.mkdtemp(prefix="stack-it-"))
         self.root.chmod(0o755)  # PostgreSQL (user postgres) keeps its data below
         self.ports = {service: free_port() for service in port_variables()}
@@ -76,7 +85,8 @@ class NativeStack(Stack):
 
     def _run(self, command: str) -> None:
         done = subprocess.run(
-            [sys.executable, "-m", "stack", command, "--env", ENV, "--runtime", "native"],
+            [sys.executable, "-m", "stack", command, "--env", ENV, "--runtime", "native",
+             "--topology", self.topology],
             cwd=ROOT, env=self.environ, capture_output=True, text=True, timeout=UP_TIMEOUT,
             check=False,
         )  # fmt: skip
@@ -93,6 +103,12 @@ class NativeStack(Stack):
 
     def start(self, component: str) -> None:
         self._run("up")  # starts what is not running, changes nothing else
+
+    def pause(self, component: str) -> None:
+        os.kill(self._state()["components"][component]["pid"], signal.SIGSTOP)
+
+    def unpause(self, component: str) -> None:
+        os.kill(self._state()["components"][component]["pid"], signal.SIGCONT)
 
     def main_processes(self) -> dict[str, int]:
         return {name: entry["pid"] for name, entry in self._state()["components"].items()}
@@ -176,6 +192,12 @@ class ComposeStack(Stack):
         pull = ["--pull", "never"] if self.local else []
         self._compose("up", "--detach", "--wait", *pull, component)
         wait_for_targets(self.prometheus, say=lambda _: None)  # as the native `up` does
+
+    def pause(self, component: str) -> None:
+        self._compose("pause", component)
+
+    def unpause(self, component: str) -> None:
+        self._compose("unpause", component)
 
     def containers(self) -> dict[str, dict[str, Any]]:
         listed = subprocess.run(
