@@ -20,6 +20,7 @@ from .native_config import (
     addressed_secrets,
     alertmanager_config,
     components,
+    discovered_targets,
     grafana_provisioning,
     port_variables,
     ports,
@@ -118,11 +119,13 @@ def private_run_root(where: Layout, who: Account) -> None:
         log.chmod(0o600)
     where.config_dir.mkdir(parents=True, exist_ok=True)
     where.secrets_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    where.targets_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
     for directory in (
         where.run_dir,
         where.run_dir / "secrets",
         where.config_dir,
         where.secrets_dir,
+        where.targets_dir,
     ):
         share(directory, who, 0o750)
         for path in directory.iterdir():
@@ -183,6 +186,7 @@ def up(env: str, topology: str | None = None) -> int:
             seen.text(alertmanager_config(project, where, local_ports))
         )
         write_private(addressed_secrets(where, local_ports))
+        write_private(discovered_targets(project, where, local_ports, names))
         if "grafana" in names:
             grafana_provisioning(project, where, local_ports, seen.text)
         private_run_root(where, who)  # the files just written
@@ -212,7 +216,7 @@ def _start(
         f"port {port} ({c.name}) is in use by {port_holder(port)}: stop it, or choose "
         f"another port with {port_variables()[key]}=<port>"
         for c in to_start
-        for port, key in ((c.port, c.name), (c.gossip, c.name + CLUSTER))
+        for port, key in ((c.port, c.service), (c.gossip, c.service + CLUSTER))
         if port is not None and not port_free(port)
     ]
     if busy:
@@ -223,7 +227,7 @@ def _start(
         for wave in project.start_waves():
             # Prometheus' clock starts first; PostgreSQL's initdb (~1 s) blocks, so it goes last
             batch = sorted(
-                (c for c in to_start if c.name in wave),
+                (c for c in to_start if c.service in wave),
                 key=lambda c: (c.name != "prometheus", c.name == "postgres"),
             )
             begin = time.monotonic()
