@@ -294,7 +294,7 @@ def _launch(
     running = launch(argv, log, environ, component.user, cwd=ROOT, pass_fds=fds)
     state["components"][component.name] = running.as_dict() | {
         "port": component.port, "url": component.url, "job": component.job,
-        "stop_signal": int(component.stop_signal),
+        "service": component.service, "stop_signal": int(component.stop_signal),
     }  # fmt: skip
     save_state(where, state)
 
