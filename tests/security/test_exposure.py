@@ -73,6 +73,8 @@ def test_a_replica_answers_its_own_addresses_only_when_told(tmp_path: Path) -> N
     own = own_addresses()
     assert "127.0.0.1" in own
     names = "localhost,api,worker"
+    (tmp_path / "own").mkdir()
+    (tmp_path / "names").mkdir()
     with assistant(tmp_path / "own", ASSISTANT_ALLOWED_HOSTS=names,
                    ASSISTANT_ALLOW_OWN_ADDRESSES="true") as running:  # fmt: skip
         for host in own:
