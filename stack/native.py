@@ -160,6 +160,8 @@ def up(env: str, topology: str | None = None) -> int:
     database = database_url_file(where, local_ports["postgres"])
     private_run_root(where, who)  # before postgres_dir looks at what PostgreSQL can reach
     parts = components(project, where, local_ports, str(database))
+    if state["env"] == env:
+        check_replicas(state, {c.name for c in parts}, env)
     for part in parts:
         part.user = part.user or (who.name if who.switches else None)
         if part.user:
@@ -186,11 +188,22 @@ def up(env: str, topology: str | None = None) -> int:
             seen.text(alertmanager_config(project, where, local_ports))
         )
         write_private(addressed_secrets(where, local_ports))
-        write_private(discovered_targets(project, where, local_ports, names))
+        write_discovered(discovered_targets(project, where, local_ports, names), who)
         if "grafana" in names:
             grafana_provisioning(project, where, local_ports, seen.text)
         private_run_root(where, who)  # the files just written
         return _start(env, where, state, project, local_ports, parts, who, seen)
+
+
+def check_replicas(state: dict[str, Any], wanted: set[str], env: str) -> None:
+    """More replicas may be added to a running stack, never fewer: `up` only starts."""
+    alive = alive_components(state)
+    extra = sorted(n for n in alive - wanted if state["components"][n].get("service", n) != n)
+    if extra:
+        raise StackError(
+            f"the {env} stack runs {', '.join(extra)} too: for fewer replicas, stop it first "
+            f"(make down ENV={env})"
+        )
 
 
 def _start(
@@ -267,6 +280,19 @@ def write_private(files: dict[Path, str]) -> None:
         path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         path.parent.chmod(0o700)
         write_new(path, text, 0o644)
+
+
+def write_discovered(files: dict[Path, str], who: Account) -> None:
+    """The files a running Prometheus discovers targets in, each only when it changed, and
+    then at once, readable by ``who``'s group before it takes the file's place (Prometheus
+    reads it again on every change)."""
+    for path, text in files.items():
+        if path.exists() and path.read_text() == text:
+            continue
+        new = path.with_name(path.name + ".new")
+        write_new(new, text, 0o640)
+        share(new, who, 0o640)
+        new.replace(path)
 
 
 def _launch(

@@ -181,7 +181,10 @@ def ports(project: Project, environ: Mapping[str, str] = os.environ) -> dict[str
         for number in range(2, count + 1) if name in found else ():
             port = found[name] + REPLICA_STRIDE * (number - 1)
             if port >= 65536:
-                raise StackError(f"{records()[name].port}: {name} replica {number} on {port}")
+                variable = records()[name].port
+                raise StackError(
+                    f"{name} replica {number} would listen on {port}: lower {variable}"
+                )
             found[replica_name(name, number)] = port
     clashes = {p for p in found.values() if list(found.values()).count(p) > 1}
     if clashes:
@@ -498,9 +501,11 @@ def prometheus_config(
         services = {"prometheus" if h == "localhost" else h for h in job_hosts(job)}
         if not services <= running:
             continue
-        if job.pop("dns_sd_configs", None):
-            files = [str(layout.targets_dir / f"{job['job_name']}.yml")]
-            job["file_sd_configs"] = [*job.get("file_sd_configs", []), {"files": files}]
+        dns = job.pop("dns_sd_configs", [])
+        if dns:  # one file of every name's replicas, read as often as DNS would be asked
+            found = {"files": [str(layout.targets_dir / f"{job['job_name']}.yml")]}
+            found |= {k: v for k, v in dns[0].items() if k == "refresh_interval"}
+            job["file_sd_configs"] = [*job.get("file_sd_configs", []), found]
         text = yaml.safe_dump(job).replace("/run/secrets/", secrets)
         text = text.replace(TARGETS_MOUNT, f"{root / 'prometheus' / 'targets'}/")
         jobs.append(yaml.safe_load(local(text)))

@@ -3,6 +3,7 @@ each its own scrape target; other hosts' node exporters come from files in a fol
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -10,6 +11,7 @@ import yaml
 
 from stack import ENVIRONMENTS, ROOT
 from stack.lint import stand_in_run_dir
+from stack.native import check_replicas
 from stack.native_config import (
     REPLICA_STRIDE,
     Layout,
@@ -18,6 +20,7 @@ from stack.native_config import (
     ports,
     prometheus_config,
 )
+from stack.processes import start_time
 from stack.project import MAX_REPLICAS, Project
 from stack.render import prometheus_file
 from stack.settings import StackError
@@ -94,7 +97,7 @@ def test_natively_prometheus_reads_the_replicas_from_a_file(
     jobs = {j["job_name"]: j for j in config["scrape_configs"]}
     api = jobs["personal_assistant_api"]
     assert "dns_sd_configs" not in api
-    assert api["file_sd_configs"] == [{"files": [str(path)]}]
+    assert api["file_sd_configs"] == [{"files": [str(path)], "refresh_interval": "5s"}]
     assert api["relabel_configs"][0]["target_label"] == "component"  # Compose's relabelling
     node = jobs["node"]["file_sd_configs"]
     assert node == [{"files": [str(ROOT / "prometheus" / "targets" / "node" / "*.yml")]}]
@@ -133,3 +136,11 @@ def test_the_example_host_file_is_valid_and_not_loaded() -> None:
     groups = yaml.safe_load((folder / "example.yml.example").read_text())
     assert all(set(g) <= {"targets", "labels"} and g["targets"] for g in groups)
     assert all(":" in t for g in groups for t in g["targets"])
+
+
+def test_natively_replicas_are_added_to_a_running_stack_never_taken_away() -> None:
+    me = {"pid": os.getpid(), "start_time": start_time(os.getpid()), "log": "-"}
+    state = {"components": {"api": me, "api-2": me | {"service": "api"}, "worker": me}}
+    check_replicas(state, {"api", "api-2", "api-3", "worker"}, "dev")  # one more: started
+    with pytest.raises(StackError, match=r"runs api-2 too: for fewer replicas, stop it first"):
+        check_replicas(state, {"api", "worker"}, "dev")
