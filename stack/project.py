@@ -80,13 +80,14 @@ class Project:
         return found
 
     def variables(self) -> dict[str, str]:
-        counts = {str(records()[n].replicas): str(c) for n, c in self.replicas().items()}
+        replicas = self.replicas()
+        counts = {str(records()[n].replicas): str(c) for n, c in replicas.items()}
         return {
             **images(self.root),
             **(local_images() if self.local else {}),
             **environment_settings(self.env, self.root),
             **counts,
-            **published_ranges(self.replicas()),
+            **published_ranges(replicas),
             "TOPOLOGY": str(self.topology),
             "STACK_ENV": self.env,
             "STACK_RUN_DIR": str(self.run_dir),

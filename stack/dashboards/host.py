@@ -12,7 +12,7 @@ PATH = "infrastructure/host.json"
 
 
 def build() -> dict[str, Any]:
-    host = 'instance="$instance"'
+    host = 'instance=~"$instance"'  # one value; a regular expression, as Grafana fills it
     cores = f'scalar(count(node_cpu_seconds_total{{mode="idle", {host}}}))'
     panels = [
         stat(
