@@ -78,11 +78,12 @@ def test_natively_each_replica_is_a_process_on_its_own_port(
     assert len(set(local.values())) == len(local)  # no replica meets another port
 
 
+@pytest.mark.parametrize("topology", ["single", "ha"])
 def test_natively_prometheus_reads_the_replicas_from_a_file(
-    layout: Layout, monkeypatch: pytest.MonkeyPatch
+    layout: Layout, monkeypatch: pytest.MonkeyPatch, topology: str
 ) -> None:
     monkeypatch.setenv("API_REPLICAS", "3")
-    project = Project("dev", layout.run_dir)
+    project = Project("dev", layout.run_dir, topology=topology)
     local = ports(project, {"API_PORT": "18000", "API_REPLICAS": "3"})
     running = {c.name for c in components(project, layout, local, "url_file")}
     [(path, text)] = discovered_targets(project, layout, local, running).items()
