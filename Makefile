@@ -116,7 +116,7 @@ engine-down: venv ## Stop the local engine (and any container still on it), by P
 secrets: check-env venv ## Random values for the stack's own secrets into .env (mode 0600); ROTATE=NAME,...|all replaces set ones
 	$(STACK) secrets --env $(ENV) --rotate "$(ROTATE)"
 
-up: check-env packages-up venv ## Install what it needs, start the stack (ENV=dev|stage|prod, RUNTIME=auto|native|compose, TOPOLOGY=single|ha)
+up: check-env packages-up venv ## Install what it needs, start the stack (ENV=dev|stage|prod, RUNTIME=auto|native|compose, TOPOLOGY=single|ha, API_REPLICAS=1..9)
 	$(STACK) up --env $(ENV) --runtime $(RUNTIME) $(if $(TOPOLOGY),--topology $(TOPOLOGY))
 
 down: check-env venv ## Stop the stack; its data is kept

@@ -18,6 +18,7 @@ from starlette.types import ASGIApp
 import app_metrics
 
 from . import errors, oauth, redis_client
+from .addresses import own_addresses
 from .auth import holds_api_token
 from .config import Settings
 from .db import Database, is_unavailable
@@ -171,7 +172,8 @@ def create_app(
         tasks=tasks,
         worker=worker,
     )
-    _check_host(app, settings.allowed_host_names)
+    own = own_addresses() if settings.allow_own_addresses else ()
+    _check_host(app, (*settings.allowed_host_names, *own))
     return app
 
 

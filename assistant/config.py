@@ -35,6 +35,9 @@ class Settings:
     # 400, so a DNS-rebound name cannot reach the API from a browser. Compose adds its
     # service names (api, worker: how Prometheus and the traffic generator reach it).
     allowed_hosts: str = "localhost,127.0.0.1"
+    # and this machine's own IPv4 addresses (addresses.py): a replica Prometheus scrapes by
+    # the address DNS discovery gives it (Compose sets it; an IP is no DNS-rebound name)
+    allow_own_addresses: bool = False
     api_docs: bool = False  # /docs, /redoc and /openapi.json (the dev stack turns them on)
     # Requests (gate.py): a body is read only for a caller with the API token, up to
     # max_body_bytes (413 beyond, unread), within body_timeout_seconds (408). The server

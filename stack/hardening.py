@@ -24,7 +24,7 @@ from typing import Any
 import yaml
 
 from . import webauth
-from .project import Project
+from .project import Project, job_hosts
 from .services import records
 
 EXCEPTION = "x-hardening-exception"
@@ -139,8 +139,7 @@ def auth_problems(project: Project, prometheus_config: str) -> list[str]:
             found.append(f"{name}: its healthcheck reads {secret}, which it does not mount")
     config = yaml.safe_load(prometheus_config)
     for job in config["scrape_configs"]:
-        hosts = {t.split(":")[0] for c in job.get("static_configs", []) for t in c["targets"]}
-        scraped = {"prometheus" if h == "localhost" else h for h in hosts} & authenticated
+        scraped = {"prometheus" if h == "localhost" else h for h in job_hosts(job)} & authenticated
         if scraped and not webauth.sends_user(job):
             found.append(f"job {job['job_name']}: scrapes {', '.join(sorted(scraped))} "
                          f"without the {webauth.USER} user (basic_auth)")  # fmt: skip

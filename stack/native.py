@@ -20,6 +20,7 @@ from .native_config import (
     addressed_secrets,
     alertmanager_config,
     components,
+    discovered_targets,
     grafana_provisioning,
     port_variables,
     ports,
@@ -119,11 +120,13 @@ def private_run_root(where: Layout, who: Account) -> None:
         log.chmod(0o600)
     where.config_dir.mkdir(parents=True, exist_ok=True)
     where.secrets_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    where.targets_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
     for directory in (
         where.run_dir,
         where.run_dir / "secrets",
         where.config_dir,
         where.secrets_dir,
+        where.targets_dir,
     ):
         share(directory, who, 0o750)
         for path in directory.iterdir():
@@ -158,6 +161,8 @@ def up(env: str, topology: str | None = None) -> int:
     database = database_url_file(where, local_ports["postgres"])
     private_run_root(where, who)  # before postgres_dir looks at what PostgreSQL can reach
     parts = components(project, where, local_ports, str(database))
+    if state["env"] == env:
+        check_replicas(state, {c.name for c in parts}, env)
     for part in parts:
         part.user = part.user or (who.name if who.switches else None)
         if part.user:
@@ -184,10 +189,22 @@ def up(env: str, topology: str | None = None) -> int:
             seen.text(alertmanager_config(project, where, local_ports))
         )
         write_private(addressed_secrets(where, local_ports))
+        write_discovered(discovered_targets(project, where, local_ports, names), who)
         if "grafana" in names:
             grafana_provisioning(project, where, local_ports, seen.text)
         private_run_root(where, who)  # the files just written
         return _start(env, where, state, project, local_ports, parts, who, seen)
+
+
+def check_replicas(state: dict[str, Any], wanted: set[str], env: str) -> None:
+    """More replicas may be added to a running stack, never fewer: `up` only starts."""
+    alive = alive_components(state)
+    extra = sorted(n for n in alive - wanted if state["components"][n].get("service", n) != n)
+    if extra:
+        raise StackError(
+            f"the {env} stack runs {', '.join(extra)} too: for fewer replicas, stop it first "
+            f"(make down ENV={env})"
+        )
 
 
 def _start(
@@ -213,7 +230,7 @@ def _start(
         f"port {port} ({c.name}) is in use by {port_holder(port)}: stop it, or choose "
         f"another port with {port_variables()[key]}=<port>"
         for c in to_start
-        for port, key in ((c.port, c.name), (c.gossip, c.name + CLUSTER))
+        for port, key in ((c.port, c.service), (c.gossip, c.service + CLUSTER))
         if port is not None and not port_free(port)
     ]
     if busy:
@@ -224,7 +241,7 @@ def _start(
         for wave in project.start_waves():
             # Prometheus' clock starts first; PostgreSQL's initdb (~1 s) blocks, so it goes last
             batch = sorted(
-                (c for c in to_start if c.name in wave),
+                (c for c in to_start if c.service in wave),
                 key=lambda c: (c.name != "prometheus", c.name == "postgres"),
             )
             begin = time.monotonic()
@@ -266,6 +283,19 @@ def write_private(files: dict[Path, str]) -> None:
         write_new(path, text, 0o644)
 
 
+def write_discovered(files: dict[Path, str], who: Account) -> None:
+    """The files a running Prometheus discovers targets in, each only when it changed, and
+    then at once, readable by ``who``'s group before it takes the file's place (Prometheus
+    reads it again on every change)."""
+    for path, text in files.items():
+        if path.exists() and path.read_text() == text:
+            continue
+        new = path.with_name(path.name + ".new")
+        write_new(new, text, 0o640)
+        share(new, who, 0o640)
+        new.replace(path)
+
+
 def _launch(
     component: Component, where: Layout, state: dict[str, Any], who: Account, seen: Reach
 ) -> None:
@@ -291,7 +321,7 @@ def _launch(
     running = launch(argv, log, environ, component.user, cwd=ROOT, pass_fds=fds)
     state["components"][component.name] = running.as_dict() | {
         "port": component.port, "url": component.url, "job": component.job,
-        "stop_signal": int(component.stop_signal),
+        "service": component.service, "stop_signal": int(component.stop_signal),
     }  # fmt: skip
     save_state(where, state)
 

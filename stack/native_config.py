@@ -7,6 +7,10 @@ directories), ``service:port`` addresses become ``127.0.0.1:<native port>``. Wha
 needs outside a container comes from its record: Debian's binary, the flag that sets its
 listen address, its port variable and Prometheus job. The start order is Compose's
 ``depends_on``; readiness is the service's own HTTP healthcheck where it has one.
+
+A replicated service (API_REPLICAS, ...; stack/project.py) runs as that many processes,
+``api``, ``api-2``, ``api-3``, each on its own port (REPLICA_STRIDE apart), and Prometheus
+finds them in a file (``file_sd_configs``) where Compose's DNS discovery finds containers.
 """
 
 from __future__ import annotations
@@ -29,7 +33,7 @@ import yaml
 
 from . import ROOT, redis_acl, rules
 from .processes import http_ok, http_probe, redis_ping
-from .project import Project
+from .project import Project, job_hosts
 from .render import prometheus_file
 from .services import Service, records
 from .settings import StackError
@@ -42,11 +46,16 @@ REWRITTEN = {"prometheus": "prometheus.yml", "prometheus-alertmanager": "alertma
 # PostgreSQL's data when its user cannot reach the run root (Layout.postgres_dir); Debian's
 # postgresql package makes /var/lib/postgresql the postgres user's home
 POSTGRES_HOME_DATA = Path("/var/lib/postgresql/personal-assistant-monitoring")
+# replica k of a service listens on its port + REPLICA_STRIDE * (k - 1): the API's 8000,
+# 8010, 8020 beside the worker's 8001, 8011, 8021 (MAX_REPLICAS of each, 9, never meet)
+REPLICA_STRIDE = 10
+# Prometheus' folder of other hosts' targets (compose.yaml mounts prometheus/targets there)
+TARGETS_MOUNT = "/etc/prometheus/targets/"
 
 
 @dataclass
 class Component:
-    name: str
+    name: str  # its service's, or a replica's (replica_name)
     argv: list[str]
     env: dict[str, str]
     port: int | None
@@ -57,6 +66,15 @@ class Component:
     job: str | None = None  # the Prometheus job that scrapes it
     data: list[Path] = field(default_factory=list)
     gossip: int | None = None  # its cluster's port (an Alertmanager peer of the HA topology)
+    service: str = ""  # the Compose service it runs (a replica's: api for api-2)
+
+    def __post_init__(self) -> None:
+        self.service = self.service or self.name
+
+
+def replica_name(service: str, number: int) -> str:
+    """The first replica is the service's name, the others are numbered: api, api-2, api-3."""
+    return service if number == 1 else f"{service}-{number}"
 
 
 def unreachable_by_others(directory: Path) -> Path | None:
@@ -110,6 +128,11 @@ class Layout:
     def state_file(self) -> Path:
         return self.runs / "native-state.json"
 
+    @property
+    def targets_dir(self) -> Path:
+        """The files Prometheus discovers the replicas' targets in (discovered_targets)."""
+        return self.config_dir / "targets"
+
 
 GOSSIP_LISTEN = "--cluster.listen-address"  # Alertmanager's cluster; empty: no cluster
 GOSSIP_ADVERTISE = "--cluster.advertise-address"
@@ -135,7 +158,8 @@ def gossip_port(service: Mapping[str, Any]) -> int | None:
 
 def ports(project: Project, environ: Mapping[str, str] = os.environ) -> dict[str, int]:
     """Each service's port on 127.0.0.1: its variable, else its record's local port, else the
-    port it exposes. A gossip port under ``"<service>:<its port in Compose>"``."""
+    port it exposes; its other replicas' under their names (``api-2``), REPLICA_STRIDE
+    apart. A gossip port under ``"<service>:<its port in Compose>"``."""
     found = {}
     services = project.services()
     for key, variable in port_variables().items():
@@ -154,6 +178,15 @@ def ports(project: Project, environ: Mapping[str, str] = os.environ) -> dict[str
         if not raw.isdigit() or not 0 < int(raw) < 65536:
             raise StackError(f"{variable}={raw!r} is not a port number")
         found[key] = int(raw)
+    for name, count in project.replicas(environ).items():
+        for number in range(2, count + 1) if name in found else ():
+            port = found[name] + REPLICA_STRIDE * (number - 1)
+            if port >= 65536:
+                variable = records()[name].port
+                raise StackError(
+                    f"{name} replica {number} would listen on {port}: lower {variable}"
+                )
+            found[replica_name(name, number)] = port
     clashes = {p for p in found.values() if list(found.values()).count(p) > 1}
     if clashes:
         raise StackError(f"two services on one port: {sorted(clashes)} (see *_PORT variables)")
@@ -166,7 +199,8 @@ def ports(project: Project, environ: Mapping[str, str] = os.environ) -> dict[str
 def localize(text: str, project: Project, local_ports: Mapping[str, int]) -> str:
     """``service:exposed_port`` (and Prometheus' ``localhost:9090``) as ``127.0.0.1:port``;
     ``service:gossip_port`` as its local gossip port."""
-    exposed = {n: project.exposed_port(n) for n in local_ports if ":" not in n}
+    services = project.services()
+    exposed = {n: project.exposed_port(n) for n in local_ports if n in services}
     names = "|".join(sorted(map(re.escape, exposed), key=len, reverse=True))
 
     def one(match: re.Match[str]) -> str:
@@ -243,44 +277,59 @@ def components(
     project: Project, layout: Layout, local_ports: Mapping[str, int], database_url_file: str
 ) -> list[Component]:
     """Every service of the environment as a local process, in start order (Grafana only
-    when a binary is installed). ``database_url_file``: the API's database URL with its local
-    address (a secret, so a file, never an environment value)."""
-    services = project.services()
+    when a binary is installed), each replica of a replicated one. ``database_url_file``:
+    the API's database URL with its local address (a secret, so a file, never an
+    environment value)."""
+    replicas = project.replicas()
     made = []
     for name in (n for wave in project.start_waves() for n in wave):
         if name == "grafana" and grafana_binary() is None:
             continue
-        service = services[name]
-        mapping = path_map(service, layout)
-
-        def local(text: str) -> str:
-            return localize(text, project, local_ports)
-
-        env_vars = {k: str(v) for k, v in (service.get("environment") or {}).items()}
-        env_vars = {k: translate(v, mapping, local) for k, v in env_vars.items()}
-        command = [translate(str(a), mapping, local) for a in service.get("command") or []]
-        health = project.healthcheck_url(name)
-        port = local_ports.get(name)
-        probe_url = (
-            re.sub(r"^http://127\.0\.0\.1:\d+", f"http://127.0.0.1:{port}", health)
-            if health and port else None
-        )  # fmt: skip
-        volumes = [layout.data_dir / v.split(":")[0] for v in service.get("volumes") or []
-                   if not v.startswith("/")]  # fmt: skip
-        secret = project.healthcheck_secret(name)  # its Authorization header's file
-        probe = http_probe(probe_url, mapping[secret] if secret else None)
-        part = _local(records()[name], command, env_vars, layout, port, probe,
-                      database_url_file, volumes)  # fmt: skip
-        if records()[name].runs == "binary":
-            part.argv = [*entry_script(service, mapping), *part.argv]
-        gossip = gossip_port(service)
-        if gossip is not None:  # the cluster on its own loopback port, advertised as such
-            part.gossip = local_ports[f"{name}:{gossip}"]
-            address = f"127.0.0.1:{part.gossip}"
-            part.argv = set_flag(set_flag(part.argv, GOSSIP_LISTEN, address), GOSSIP_ADVERTISE,
-                                 address)  # fmt: skip
-        made.append(part)
+        for number in range(1, replicas.get(name, 1) + 1):
+            made.append(_component(project, layout, local_ports, database_url_file, name, number))
     return made
+
+
+def _component(
+    project: Project,
+    layout: Layout,
+    local_ports: Mapping[str, int],
+    database_url_file: str,
+    name: str,
+    number: int = 1,
+) -> Component:
+    """The Compose service ``name`` (its replica ``number``) as a local process."""
+    service = project.services()[name]
+    mapping = path_map(service, layout)
+
+    def local(text: str) -> str:
+        return localize(text, project, local_ports)
+
+    env_vars = {k: str(v) for k, v in (service.get("environment") or {}).items()}
+    env_vars = {k: translate(v, mapping, local) for k, v in env_vars.items()}
+    command = [translate(str(a), mapping, local) for a in service.get("command") or []]
+    health = project.healthcheck_url(name)
+    port = local_ports.get(replica_name(name, number))
+    probe_url = (
+        re.sub(r"^http://127\.0\.0\.1:\d+", f"http://127.0.0.1:{port}", health)
+        if health and port else None
+    )  # fmt: skip
+    volumes = [layout.data_dir / v.split(":")[0] for v in service.get("volumes") or []
+               if not v.startswith("/")]  # fmt: skip
+    secret = project.healthcheck_secret(name)  # its Authorization header's file
+    probe = http_probe(probe_url, mapping[secret] if secret else None)
+    part = _local(records()[name], command, env_vars, layout, port, probe,
+                  database_url_file, volumes)  # fmt: skip
+    if records()[name].runs == "binary":
+        part.argv = [*entry_script(service, mapping), *part.argv]
+    gossip = gossip_port(service)
+    if gossip is not None:  # the cluster on its own loopback port, advertised as such
+        part.gossip = local_ports[f"{name}:{gossip}"]
+        address = f"127.0.0.1:{part.gossip}"
+        part.argv = set_flag(set_flag(part.argv, GOSSIP_LISTEN, address), GOSSIP_ADVERTISE,
+                             address)  # fmt: skip
+    part.name = replica_name(name, number)
+    return part
 
 
 def entry_script(service: Mapping[str, Any], mapping: Mapping[str, str]) -> list[str]:
@@ -445,7 +494,9 @@ def prometheus_config(
     project: Project, layout: Layout, local_ports: Mapping[str, int], running: set[str]
 ) -> str:
     """The environment's generated configuration (its topology's) with local addresses and
-    paths; jobs of services that do not run natively (Grafana without a binary) left out."""
+    paths; jobs of services that do not run natively (Grafana without a binary) left out.
+    A job's DNS discovery becomes the file of its replicas' targets (discovered_targets);
+    the folder of other hosts' targets is the checkout's prometheus/targets/."""
     root = project.root
     source = root / "prometheus" / "generated" / prometheus_file(project.env, project.ha)
     config = yaml.safe_load(source.read_text())
@@ -464,14 +515,44 @@ def prometheus_config(
         config["remote_write"] = made_local(config["remote_write"])
     jobs = []
     for job in config["scrape_configs"]:
-        hosts = {t.split(":")[0] for c in job.get("static_configs", []) for t in c["targets"]}
-        services = {"prometheus" if h == "localhost" else h for h in hosts}
-        if services <= running:
-            jobs.append(made_local(job))
+        services = {"prometheus" if h == "localhost" else h for h in job_hosts(job)}
+        if not services <= running:
+            continue
+        dns = job.pop("dns_sd_configs", [])
+        if dns:  # one file of every name's replicas, read as often as DNS would be asked
+            found = {"files": [str(layout.targets_dir / f"{job['job_name']}.yml")]}
+            found |= {k: v for k, v in dns[0].items() if k == "refresh_interval"}
+            job["file_sd_configs"] = [*job.get("file_sd_configs", []), found]
+        job = made_local(job)
+        text = yaml.safe_dump(job).replace(TARGETS_MOUNT, f"{root / 'prometheus' / 'targets'}/")
+        jobs.append(yaml.safe_load(text))
     config["scrape_configs"] = jobs
     return "# The native runtime's copy: do not edit (stack/native_config.py).\n" + yaml.safe_dump(
         config, sort_keys=False
     )
+
+
+def discovered_targets(
+    project: Project, layout: Layout, local_ports: Mapping[str, int], running: set[str]
+) -> dict[Path, str]:
+    """Per job that discovers its targets by DNS, the file (file_sd_configs) the native
+    Prometheus reads them from instead: each running replica of each name it resolves, at
+    its local address, as DNS would have found it (``__meta_dns_name``: the job's own
+    relabelling turns it into ``component``)."""
+    source = project.root / "prometheus" / "generated" / prometheus_file(project.env, project.ha)
+    files = {}
+    for job in yaml.safe_load(source.read_text())["scrape_configs"]:
+        groups = [
+            {"targets": [f"127.0.0.1:{local_ports[replica]}"], "labels": {"__meta_dns_name": name}}
+            for dns in job.get("dns_sd_configs") or []
+            for name in dns["names"]
+            for number in range(1, project.replicas().get(name, 1) + 1)
+            if (replica := replica_name(name, number)) in running
+        ]  # fmt: skip
+        if job.get("dns_sd_configs") and set(job_hosts(job)) <= running:
+            text = "# The native runtime's targets: do not edit (stack/native_config.py).\n"
+            files[layout.targets_dir / f"{job['job_name']}.yml"] = text + yaml.safe_dump(groups)
+    return files
 
 
 def alertmanager_config(project: Project, layout: Layout, local_ports: Mapping[str, int]) -> str:

@@ -1,6 +1,7 @@
 """A container's port has one home, its Compose service's `expose`; every place that repeats it
 must agree: the URL its healthcheck fetches, the container side of what it publishes (`ports:`),
-Prometheus's static targets (``service:port`` in prometheus/prometheus.yml), and every other
+Prometheus's static targets (``service:port`` in prometheus/prometheus.yml) and the port its DNS
+discovery scrapes each replica of a service on (``dns_sd_configs``), and every other
 ``service:port`` address: in the services' commands and environments, and in the configuration
 files the containers read (ADDRESS_FILES)."""
 
@@ -65,14 +66,17 @@ def published_problems(services: Services, where: Where) -> list[str]:
 
 
 def targets(scrape_config: Mapping[str, Any]) -> Iterator[tuple[str, str]]:
-    """``(what reaches it, "host:port")`` of every static target: the Alertmanagers' and each
-    job's."""
+    """``(what reaches it, "host:port")`` of every static target (the Alertmanagers' and each
+    job's), and of every name a job's DNS discovery resolves, with the port it scrapes there."""
     for manager in (scrape_config.get("alerting") or {}).get("alertmanagers") or []:
         for static in manager.get("static_configs") or []:
             yield from (("alerting sends to", t) for t in static.get("targets") or [])
     for job in scrape_config.get("scrape_configs") or []:
         for static in job.get("static_configs") or []:
             yield from ((f"job {job['job_name']} scrapes", t) for t in static.get("targets") or [])
+        for dns in job.get("dns_sd_configs") or []:
+            found = f"job {job['job_name']} discovers"
+            yield from ((found, f"{name}:{dns.get('port')}") for name in dns.get("names") or [])
 
 
 def scrape_problems(scrape_config: Mapping[str, Any], services: Services, file: str) -> list[str]:

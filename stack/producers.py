@@ -26,6 +26,7 @@ from typing import NamedTuple
 import yaml
 
 from . import ROOT, rules
+from .project import job_hosts
 
 
 class Produced(NamedTuple):
@@ -80,14 +81,10 @@ def produced(root: Path = ROOT) -> dict[str, Produced]:
 
 
 def scrape_targets(root: Path = ROOT) -> dict[str, list[str]]:
-    """``{job: the hosts of its targets}`` from prometheus/prometheus.yml."""
+    """``{job: the hosts of its targets, or the names it discovers}`` from
+    prometheus/prometheus.yml."""
     config = yaml.safe_load((root / "prometheus" / "prometheus.yml").read_text())
-    return {
-        job["job_name"]: sorted(
-            {t.rsplit(":", 1)[0] for c in job.get("static_configs", []) for t in c["targets"]}
-        )
-        for job in config["scrape_configs"]
-    }
+    return {job["job_name"]: sorted(job_hosts(job)) for job in config["scrape_configs"]}
 
 
 def _exposed_by(job: str, targets: dict[str, list[str]]) -> str:

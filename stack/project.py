@@ -16,6 +16,7 @@ import functools
 import os
 import re
 import subprocess
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -27,6 +28,7 @@ from .services import Service, local_images, records
 from .settings import StackError, environment_settings, images, topology
 
 COMPOSE = "docker-compose"  # Debian's Compose v1: `config` merges and interpolates
+MAX_REPLICAS = 9  # of one service (API_REPLICAS, ...): natively each takes a port of its own
 
 
 @dataclass(frozen=True)
@@ -61,11 +63,31 @@ class Project:
         """``--project-name`` and every ``-f``, for any Compose command."""
         return ["--project-name", self.name, *(a for f in self.files() for a in ("-f", str(f)))]
 
+    def replicas(self, environ: Mapping[str, str] = os.environ) -> dict[str, int]:
+        """How many of each replicated service run (its record's ``replicas`` variable):
+        ``environ``'s value (make up API_REPLICAS=3), else the environment's setting, else 1."""
+        settings = environment_settings(self.env, self.root)
+        found = {}
+        for name, record in self.records().items():
+            if record.replicas:
+                raw = environ.get(record.replicas) or settings.get(record.replicas) or "1"
+                if not raw.isdigit() or not 1 <= int(raw) <= MAX_REPLICAS:
+                    raise StackError(
+                        f"{record.replicas}={raw!r}: the number of {name} replicas is a whole "
+                        f"number from 1 to {MAX_REPLICAS}"
+                    )
+                found[name] = int(raw)
+        return found
+
     def variables(self) -> dict[str, str]:
+        replicas = self.replicas()
+        counts = {str(records()[n].replicas): str(c) for n, c in replicas.items()}
         return {
             **images(self.root),
             **(local_images() if self.local else {}),
             **environment_settings(self.env, self.root),
+            **counts,
+            **published_ranges(replicas),
             "TOPOLOGY": str(self.topology),
             "STACK_ENV": self.env,
             "STACK_RUN_DIR": str(self.run_dir),
@@ -127,6 +149,34 @@ class Project:
         test = (self.services()[service].get("healthcheck") or {}).get("test") or []
         found = re.search(r"Authorization: \$+\(cat (/run/secrets/[\w.-]+)\)", " ".join(test))
         return found[1] if found else None
+
+
+# the port the API publishes in dev when API_PORT does not move it (compose.dev.yaml)
+PUBLISHED_DEFAULT = 8000
+
+
+def published_ranges(
+    replicas: Mapping[str, int], environ: Mapping[str, str] = os.environ
+) -> dict[str, str]:
+    """``<port variable>_RANGE_END``, what the dev overlay appends to a replicated service's
+    published port: nothing for one replica (``${API_PORT}`` as ever), ``-<last port>`` for
+    N, one host port per replica (``${API_PORT}-<API_PORT + N - 1>``)."""
+    found = {}
+    for name, count in replicas.items():
+        variable = records()[name].port
+        if variable:
+            first = environ.get(variable) or str(PUBLISHED_DEFAULT)
+            last = int(first) + count - 1 if first.isdigit() else first
+            found[f"{variable}_RANGE_END"] = f"-{last}" if count > 1 else ""
+    return found
+
+
+def job_hosts(job: Mapping[str, Any]) -> set[str]:
+    """The hosts a scrape job names: its static targets' (``localhost`` as written) and the
+    names its DNS discovery resolves (every replica of a Compose service)."""
+    static = {str(t).rpartition(":")[0] for c in job.get("static_configs") or []
+              for t in c.get("targets") or []}  # fmt: skip
+    return static | {str(n) for c in job.get("dns_sd_configs") or [] for n in c.get("names") or []}
 
 
 @functools.cache

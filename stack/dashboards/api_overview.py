@@ -20,7 +20,8 @@ def build() -> dict[str, Any]:
             "Request rate",
             f"sum({req})",
             "reqps",
-            "Requests per second answered by the API and the worker (all endpoints, all statuses).",
+            "Requests per second answered by the API and the worker (all endpoints, all statuses; "
+            "every replica once: a sum over the instances).",
         ),
         stat(
             "Error ratio (5xx)",

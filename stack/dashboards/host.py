@@ -1,44 +1,47 @@
-"""Host: the machine under the stack, from node_exporter (through the system_* rules)."""
+"""Host: one machine at a time (the ``instance`` variable: this host's node exporter, or one
+of the other hosts' from prometheus/targets/node/), from node_exporter (through the system_*
+rules)."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from .shared import dashboard, graph, stat
+from .shared import dashboard, graph, label_variable, stat
 
 PATH = "infrastructure/host.json"
 
 
 def build() -> dict[str, Any]:
-    cores = 'scalar(count(node_cpu_seconds_total{mode="idle"}))'
+    host = 'instance=~"$instance"'  # one value; a regular expression, as Grafana fills it
+    cores = f'scalar(count(node_cpu_seconds_total{{mode="idle", {host}}}))'
     panels = [
         stat(
             "CPU busy",
-            "max(system_cpu_usage_percent)",
+            f"max(system_cpu_usage_percent{{{host}}})",
             "percent",
             "Average busy share of every core (system_cpu_usage_percent). Alert: HostCpuHigh.",
         ),
         stat(
             "Memory used",
-            "max(system_memory_usage_bytes)",
+            f"max(system_memory_usage_bytes{{{host}}})",
             "bytes",
             "Total minus available memory (system_memory_usage_bytes). Alert: HostMemoryPressure.",
         ),
         stat(
             "Fullest file system",
-            "max(system_disk_usage_percent)",
+            f"max(system_disk_usage_percent{{{host}}})",
             "percent",
             "Usage of the fullest real file system. Alerts: HostDiskAlmostFull, "
             "HostDiskWillFillIn24h.",
         ),
-        stat("Uptime", "max(system_uptime_seconds)", "s", "Time since the host booted."),
+        stat("Uptime", f"max(system_uptime_seconds{{{host}}})", "s", "Time since the host booted."),
         graph(
             "CPU by mode",
             "percentunit",
             "Share of CPU time per mode, all cores together (iowait: waiting for the disk).",
             (
-                'sum by (mode) (rate(node_cpu_seconds_total{mode!="idle"}[$__rate_interval]))'
-                f" / {cores}",
+                f'sum by (mode) (rate(node_cpu_seconds_total{{mode!="idle", {host}}}'
+                f"[$__rate_interval])) / {cores}",
                 "{{mode}}",
             ),
         ),
@@ -46,22 +49,31 @@ def build() -> dict[str, Any]:
             "Load per core",
             "short",
             "1- and 5-minute load divided by the number of cores. Alert: HostLoadHigh above 2.",
-            (f"max(node_load1) / {cores}", "load1"),
-            (f"max(node_load5) / {cores}", "load5"),
+            (f"max(node_load1{{{host}}}) / {cores}", "load1"),
+            (f"max(node_load5{{{host}}}) / {cores}", "load5"),
         ),
         graph(
             "File systems",
             "percent",
             "Usage of each real file system (system_disk_usage_percent).",
-            ("system_disk_usage_percent", "{{mountpoint}}"),
+            (f"system_disk_usage_percent{{{host}}}", "{{mountpoint}}"),
         ),
         graph(
             "Network",
             "Bps",
             "Bytes per second over every interface but loopback (system_network_io_bytes).",
-            ("system_network_io_bytes", "{{direction}}"),
+            (f"system_network_io_bytes{{{host}}}", "{{direction}}"),
         ),
     ]
+    instance = label_variable(
+        "instance", "Host", 'node_uname_info{job="node"}', "instance", one=True
+    )
     return dashboard(
-        "assistant-host", "Host", "The host under the stack, from node_exporter.", "host", panels
+        "assistant-host",
+        "Host",
+        "One host at a time (this one, or another from prometheus/targets/node/), from "
+        "node_exporter.",
+        "host",
+        panels,
+        (instance,),
     )

@@ -74,14 +74,15 @@ def build() -> dict[str, Any]:
         graph(
             "Service's pool",
             "percentunit",
-            "Checked-out share of the service's SQLAlchemy pool, per process.",
-            ("database_connection_pool_utilization", "{{component}}"),
+            "Checked-out share of the service's SQLAlchemy pool, per process (each replica).",
+            ("database_connection_pool_utilization", "{{component}} {{instance}}"),
         ),
         graph(
             "Service's database check",
             "s",
-            "Time of the service's own database check (SELECT 1 through its pool).",
-            ("database_response_time_seconds", "{{component}}"),
+            "Time of the service's own database check (SELECT 1 through its pool), per "
+            "process (each replica).",
+            ("database_response_time_seconds", "{{component}} {{instance}}"),
         ),
     ]
     return dashboard(

@@ -106,21 +106,26 @@ def _describe(panel: PanelT, title: str, unit: str, description: str) -> PanelT:
 
 
 def label_variable(
-    name: str, label: str, metric: str, label_name: str
+    name: str, label: str, metric: str, label_name: str, *, one: bool = False
 ) -> dashboard_builders.QueryVariable:
-    """A multi-value variable over one label's values, "All" by default."""
+    """A multi-value variable over one label's values, "All" by default; ``one``: a single
+    value, the first (what must not be summed across its values: one host's cores)."""
     values = f"label_values({metric}, {label_name})"
-    return (
+    variable = (
         dashboard_builders.QueryVariable(name)
         .label(label)
         .datasource(DATASOURCE)
         .query({"query": values, "refId": name})
         .definition(values)
-        .include_all(True)
-        .multi(True)
-        .all_value(".*")
         .refresh(model.VariableRefresh.ON_TIME_RANGE_CHANGED)
         .sort(model.VariableSort.ALPHABETICAL_ASC)
+    )
+    if one:
+        return variable.include_all(False).multi(False)
+    return (
+        variable.include_all(True)
+        .multi(True)
+        .all_value(".*")
         .current(model.VariableOption(text="All", value="$__all"))
     )
 

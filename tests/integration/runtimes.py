@@ -17,8 +17,8 @@ from typing import Any
 from stack import ROOT
 from stack.compose import engine_error
 from stack.native import running_of
-from stack.native_config import port_variables
-from stack.processes import stop, wait_for_targets
+from stack.native_config import REPLICA_STRIDE, port_variables
+from stack.processes import port_free, stop, wait_for_targets
 from stack.project import Project
 from tests.service.backends import free_port
 
@@ -31,7 +31,8 @@ class Stack:
     prometheus: str
     alertmanager: str
     receiver: str
-    api: str
+    api: str  # the first replica's
+    api_replicas: list[str]  # each API replica's URL, the first one's first
     api_token_file: Path
 
     def stop(self, component: str) -> None:
@@ -60,19 +61,21 @@ class Stack:
 
 
 class NativeStack(Stack):
-    """`python -m stack up --runtime native` into a throwaway run root, every port free."""
+    """`python -m stack up --runtime native` into a throwaway run root, every port free;
+    ``api_replicas`` API processes (API_REPLICAS), each on a free port of its own."""
 
     runtime = "native"
 
-    def __init__(self, topology: str = "single") -> None:
+    def __init__(self, topology: str = "single", api_replicas: int = 1) -> None:
         self.topology = topology
         self.root = Path(tempfile.mkdtemp(prefix="stack-it-"))
         self.root.chmod(0o755)  # PostgreSQL (user postgres) keeps its data below
-        self.ports = {service: free_port() for service in port_variables()}
+        self.ports = free_ports(api_replicas)
         self.environ = {
             **os.environ,
             "STACK_RUN_ROOT": str(self.root),
             "STACK_DOTENV": str(self.root / "no.env"),  # dev: the example values
+            "API_REPLICAS": str(api_replicas),
             **{port_variables()[s]: str(p) for s, p in self.ports.items()},
         }
         self.prometheus = f"http://127.0.0.1:{self.ports['prometheus']}"
@@ -82,6 +85,9 @@ class NativeStack(Stack):
         self.api_token_file = self.root / ENV / "secrets" / "assistant_api_token"
         self.output = ""
         self._run("up")
+        # each API replica's URL as the native state names it (api, api-2, ...)
+        components = self._state()["components"]
+        self.api_replicas = [e["url"] for e in components.values() if e.get("service") == "api"]
 
     def _run(self, command: str) -> None:
         done = subprocess.run(
@@ -123,6 +129,17 @@ class NativeStack(Stack):
                 for entry in json.loads(state.read_text())["components"].values():
                     stop(running_of(entry), entry["stop_signal"])
             subprocess.run(["rm", "-rf", str(self.root)], check=False)
+
+
+def free_ports(api_replicas: int, tries: int = 50) -> dict[str, int]:
+    """A free port per port variable, the API's chosen so that its other replicas' ports
+    (REPLICA_STRIDE apart) are free too and meet no other one."""
+    for _ in range(tries):
+        chosen = {service: free_port() for service in port_variables()}
+        replicas = {chosen["api"] + REPLICA_STRIDE * n for n in range(1, api_replicas)}
+        if all(port_free(p) for p in replicas) and not replicas & set(chosen.values()):
+            return chosen
+    raise RuntimeError(f"no free ports for {api_replicas} API replicas in {tries} tries")
 
 
 class ComposeStack(Stack):
@@ -173,6 +190,7 @@ class ComposeStack(Stack):
             self.alertmanager = self._url("alertmanager", 9093)
             self.receiver = self._url("receiver", 9095)
             self.api = self._url("api", 8000)
+            self.api_replicas = [self.api]  # Compose's replicas: API_REPLICAS, one here
             wait_for_targets(self.prometheus, say=lambda _: None)
         except BaseException:
             self.close()
@@ -222,12 +240,14 @@ class ComposeStack(Stack):
             subprocess.run(["rm", "-rf", str(self.root)], check=False)
 
 
-def start_stack() -> Stack:
+def start_stack(api_replicas: int = 1) -> Stack:
     """STACK_TEST_RUNTIME (make test-integration RUNTIME=...): native, compose, or auto
-    (Compose when a Docker engine answers, else native)."""
+    (Compose when a Docker engine answers, else native). ``api_replicas``: natively only."""
     runtime = os.environ.get("STACK_TEST_RUNTIME", "auto")
     if runtime == "auto":
         runtime = "compose" if engine_error() is None else "native"
     if runtime not in ("native", "compose"):
         raise ValueError(f"STACK_TEST_RUNTIME={runtime!r}: use auto, native or compose")
-    return ComposeStack() if runtime == "compose" else NativeStack()
+    if runtime == "compose" and api_replicas != 1:
+        raise ValueError("the Compose harness runs one API replica (ComposeStack)")
+    return ComposeStack() if runtime == "compose" else NativeStack(api_replicas=api_replicas)

@@ -40,7 +40,10 @@ def fill(stack: Stack, expr: str, board: dict) -> str:
             values = get(f"{stack.prometheus}/api/v1/label/{match[2]}/values",
                          **{"match[]": match[1]})["data"]  # fmt: skip
             assert values, f"variable {variable['name']}: no values"
-            expr = expr.replace(f"${variable['name']}", "|".join(map(re.escape, values)))
+            # as Grafana fills a regular expression: each value escaped, and every backslash
+            # doubled inside PromQL's double-quoted string (an instance's dots: 127\\.0...)
+            escaped = (re.escape(v).replace("\\", "\\\\") for v in values)
+            expr = expr.replace(f"${variable['name']}", "|".join(escaped))
     for name, value in BUILTIN.items():
         expr = expr.replace(name, value)
     return expr

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from assistant.addresses import own_addresses
 from tests.security.conftest import Attack
 from tests.security.processes import TOKEN, Running, assistant, exchange, request
 
@@ -63,4 +64,24 @@ def test_the_configured_names_are_served(tmp_path: Path) -> None:
             reply = exchange(running.port, request("GET", "/metrics", {"Host": host}))
             assert reply.status == 200, host
         reply = exchange(running.port, request("GET", "/metrics", {"Host": "api.evil:8000"}))
+        assert reply.status == 400
+
+
+def test_a_replica_answers_its_own_addresses_only_when_told(tmp_path: Path) -> None:
+    """Compose's replicas are scraped by the address DNS discovery finds (the Host header
+    is that IP): ASSISTANT_ALLOW_OWN_ADDRESSES adds the machine's own, no other address."""
+    own = own_addresses()
+    assert "127.0.0.1" in own
+    names = "localhost,api,worker"
+    (tmp_path / "own").mkdir()
+    (tmp_path / "names").mkdir()
+    with assistant(tmp_path / "own", ASSISTANT_ALLOWED_HOSTS=names,
+                   ASSISTANT_ALLOW_OWN_ADDRESSES="true") as running:  # fmt: skip
+        for host in own:
+            reply = exchange(running.port, request("GET", "/metrics", {"Host": f"{host}:8000"}))
+            assert reply.status == 200, host
+        reply = exchange(running.port, request("GET", "/metrics", {"Host": "192.0.2.254:8000"}))
+        assert reply.status == 400  # not this machine's
+    with assistant(tmp_path / "names", ASSISTANT_ALLOWED_HOSTS=names) as running:
+        reply = exchange(running.port, request("GET", "/metrics", {"Host": "127.0.0.1:8000"}))
         assert reply.status == 400

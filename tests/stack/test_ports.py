@@ -71,15 +71,15 @@ def test_a_port_published_by_a_service_that_exposes_none(changed: dict[str, Any]
 
 def test_a_scrape_target_on_another_port(services: dict[str, Any], scrape: dict) -> None:
     text = (ROOT / ports.SCRAPE_CONFIG).read_text()
-    text = text.replace('"worker:8000"', '"worker:8001"').replace(
-        '"localhost:9090"', '"localhost:9091"'
-    )
+    text = text.replace("port: 8000", "port: 8001").replace('"localhost:9090"', '"localhost:9091"')
     text = text.replace('targets: ["alertmanager:9093"]', 'targets: ["alertmanager:9094"]', 1)
     problems = ports.scrape_problems(yaml.safe_load(text), services, "prometheus.yml")
     assert problems == [
         "prometheus.yml: alertmanager: alerting sends to alertmanager on port 9094, "
         "but alertmanager exposes 9093",
-        "prometheus.yml: worker: job personal_assistant_api scrapes worker on port 8001, "
+        "prometheus.yml: api: job personal_assistant_api discovers api on port 8001, "
+        "but api exposes 8000",  # DNS discovery: every replica of each name on that port
+        "prometheus.yml: worker: job personal_assistant_api discovers worker on port 8001, "
         "but worker exposes 8000",
         "prometheus.yml: prometheus: job prometheus scrapes localhost on port 9091, "
         "but prometheus exposes 9090",  # localhost: Prometheus itself

@@ -28,12 +28,15 @@ def free_port() -> int:
 
 class VictoriaMetrics:
     """One single-node process on ``data``; with ``password``, basic auth for the monitoring
-    user, the password passed in its environment (``-envflag.enable``), never in argv."""
+    user, the password passed in its environment (``-envflag.enable``), never in argv;
+    ``flags``: more of its flags (the stack's -dedup.minScrapeInterval)."""
 
-    def __init__(self, data: Path, log: Path, password: str | None = None) -> None:
+    def __init__(
+        self, data: Path, log: Path, password: str | None = None, flags: tuple[str, ...] = ()
+    ) -> None:
         port = free_port()
         argv = [BINARY, f"-storageDataPath={data}", f"-httpListenAddr=127.0.0.1:{port}",
-                "-search.disableCache", "-search.latencyOffset=1s"]  # fmt: skip
+                "-search.disableCache", "-search.latencyOffset=1s", *flags]  # fmt: skip
         environ = None
         self.headers: dict[str, str] = {}
         if password is not None:
@@ -48,6 +51,14 @@ class VictoriaMetrics:
                 self.stop()
                 raise RuntimeError(f"{BINARY} did not start:\n{log_tail(log)}")
             time.sleep(0.05)
+
+    @classmethod
+    def running_at(cls, url: str) -> VictoriaMetrics:
+        """One started elsewhere (the stack's, without auth), for the same calls."""
+        found = cls.__new__(cls)
+        found.headers = {}
+        found.store = Store(url, Path(), found.headers)
+        return found
 
     @property
     def pid(self) -> int:

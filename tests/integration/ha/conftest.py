@@ -1,5 +1,6 @@
 """The HA topology's stack for this package's tests (`make test-integration` runs it before the
-single topology's suite): dev with TOPOLOGY=ha natively, every port free. Started once for the
+single topology's suite): dev with TOPOLOGY=ha natively, the API as three replicas, every
+port free. Started once for the
 package, stopped by PID at its end, whatever happens."""
 
 from __future__ import annotations
@@ -13,13 +14,15 @@ import pytest
 from ..conftest import FIGURES, warm_up
 from ..runtimes import NativeStack
 
+API_REPLICAS = 3
+
 
 @pytest.fixture(scope="package")
 def ha() -> Iterator[NativeStack]:
     if os.environ.get("STACK_TEST_RUNTIME", "auto") == "compose":
         pytest.skip("the HA module runs natively (on the local engine: not yet)")
     begin = time.monotonic()
-    stack = NativeStack(topology="ha")
+    stack = NativeStack(topology="ha", api_replicas=API_REPLICAS)
     FIGURES.append(f"HA (native): stack up, every target up: {time.monotonic() - begin:.1f} s")
     try:
         warm_up(stack)
