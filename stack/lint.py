@@ -108,7 +108,8 @@ def ha_retention(root: Path, work: Path) -> Iterator[Check]:
         if not enough:
             problems.append(
                 f"compose/env/{env}.env: HA_RETENTION_TIME={kept} does not cover {where}, "
-                f"which reads {longest / 86400:g} d back"
+                f"which reads {longest / 86400:g} d back (raise it, or evaluate that rule on "
+                "the global view with vmalert, docs/stack.md)"
             )
     yield Check(
         f"HA retention longer than the longest rule range ({longest / 86400:g} d)", problems
