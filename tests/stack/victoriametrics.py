@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import json
-import socket
 import time
 import urllib.parse
 import urllib.request
@@ -14,16 +13,11 @@ from pathlib import Path
 from stack.backup import Store
 from stack.processes import http_ok, launch, log_tail, stop
 from stack.webauth import USER, authorization
+from tests.service.backends import free_port
 
 BINARY = "victoria-metrics"
 START_TIMEOUT = 15.0
 MERGE_TIMEOUT = 120.0
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 class VictoriaMetrics:
