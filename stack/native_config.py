@@ -507,8 +507,11 @@ def prometheus_config(
 
     secrets = f"{layout.run_dir / 'secrets'}/"
 
-    def made_local(section: Any) -> Any:  # local addresses, the secrets' local paths
-        return yaml.safe_load(local(yaml.safe_dump(section).replace("/run/secrets/", secrets)))
+    targets = f"{root / 'prometheus' / 'targets'}/"
+
+    def made_local(section: Any) -> Any:  # local addresses, the secrets' and targets' paths
+        text = yaml.safe_dump(section).replace("/run/secrets/", secrets)
+        return yaml.safe_load(local(text.replace(TARGETS_MOUNT, targets)))
 
     config["alerting"] = made_local(config["alerting"])
     if "remote_write" in config:  # the HA topology's long-term store
@@ -523,9 +526,7 @@ def prometheus_config(
             found = {"files": [str(layout.targets_dir / f"{job['job_name']}.yml")]}
             found |= {k: v for k, v in dns[0].items() if k == "refresh_interval"}
             job["file_sd_configs"] = [*job.get("file_sd_configs", []), found]
-        job = made_local(job)
-        text = yaml.safe_dump(job).replace(TARGETS_MOUNT, f"{root / 'prometheus' / 'targets'}/")
-        jobs.append(yaml.safe_load(text))
+        jobs.append(made_local(job))
     config["scrape_configs"] = jobs
     return "# The native runtime's copy: do not edit (stack/native_config.py).\n" + yaml.safe_dump(
         config, sort_keys=False
