@@ -3,11 +3,11 @@ the checks (lint, preflight), both runtimes and the integration tests.
 
 An environment is its Compose files (compose.yaml, compose.<env>.yaml; in the HA topology
 compose.ha.yaml and, where it exists, compose.<env>.ha.yaml; on the local engine
-compose.local-images.yaml), the variables they interpolate (compose/versions.env, the local
-images, compose/env/<env>.env, ENV, TOPOLOGY, where `make up` put the secrets) and its run
-directory. Its topology is the one asked for, else the environment's TOPOLOGY setting. The
-merged, interpolated services come from Compose itself (`docker-compose config`, Debian's
-Compose v1), never from a re-implementation.
+compose.local-images.yaml, and in HA compose.local-images.ha.yaml), the variables they
+interpolate (compose/versions.env, the local images, compose/env/<env>.env, ENV, TOPOLOGY,
+where `make up` put the secrets) and its run directory. Its topology is the one asked for,
+else the environment's TOPOLOGY setting. The merged, interpolated services come from Compose
+itself (`docker-compose config`, Debian's Compose v1), never from a re-implementation.
 """
 
 from __future__ import annotations
@@ -54,7 +54,8 @@ class Project:
         names = ["compose.yaml", f"compose.{self.env}.yaml"]
         if self.ha:
             names += ["compose.ha.yaml", f"compose.{self.env}.ha.yaml"]
-        names += ["compose.local-images.yaml"] if self.local else []
+        if self.local:  # the local engine's overlay, then its HA topology's
+            names += ["compose.local-images.yaml", *["compose.local-images.ha.yaml"] * self.ha]
         optional = f"compose.{self.env}.ha.yaml"  # the environment's HA settings, if any
         found = [self.root / "compose" / name for name in names]
         return [f for f in found if f.name != optional or f.exists()]

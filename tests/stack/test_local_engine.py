@@ -13,11 +13,14 @@ import yaml
 
 from stack import ENVIRONMENTS, ROOT, engine, images
 from stack.compose import local_prometheus_config
-from stack.settings import StackError
+from stack.lint import stand_in_run_dir
+from stack.project import Project, job_hosts
+from stack.settings import TOPOLOGIES, StackError
 
 from .test_compose_files import merged
 
 LOCAL_NAMES = ("localhost/", "assistant:", "redis-exporter:", "victoriametrics:")
+CONFIG_MOUNT = "/etc/prometheus/generated/prometheus.yml"
 
 
 def runs_anywhere(services: dict) -> dict:
@@ -67,7 +70,7 @@ def test_the_overlay_changes_only_images_grafana_and_prometheus_config(env: str)
         else:
             assert service["image"].startswith(LOCAL_NAMES), (name, service["image"])
         service.pop("image"), before.pop("image")
-        if name == "prometheus":
+        if name in ("prometheus", "prometheus-2"):  # the replicas read the same copy
             mounts = {v.split(":")[1]: v.split(":")[0] for v in service.pop("volumes")}
             assert mounts.pop("/etc/prometheus/generated/prometheus.yml").endswith(
                 f"/{env}/prometheus.yml"
@@ -88,6 +91,27 @@ def test_the_local_prometheus_config_drops_only_the_grafana_job(env: str, tmp_pa
     jobs = [j for j in source["scrape_configs"] if j["job_name"] != "grafana"]
     assert len(jobs) == len(source["scrape_configs"]) - 1
     assert local == source | {"scrape_configs": jobs}
+
+
+@pytest.mark.parametrize("topology", TOPOLOGIES)
+@pytest.mark.parametrize("env", ENVIRONMENTS)
+def test_every_prometheus_replica_scrapes_only_services_that_run_there(
+    env: str, topology: str, tmp_path: Path
+) -> None:
+    """No replica reads a configuration with the grafana job, which the local engine lacks (a
+    target down for good on that replica)."""
+    model = Project(env, stand_in_run_dir(env, tmp_path), True, topology=topology)
+    local_prometheus_config(env, model.run_dir, model.ha)
+    services = model.services()
+    running = {n for n, s in services.items() if not s.get("profiles")}
+    replicas = [n for n, r in model.records().items() if r.job == "prometheus" and n in services]
+    assert len(replicas) == (2 if model.ha else 1)
+    for name in replicas:
+        mounts = {v.split(":")[1]: v.split(":")[0] for v in services[name]["volumes"]}
+        config = yaml.safe_load(Path(mounts[CONFIG_MOUNT]).read_text())
+        for job in config["scrape_configs"]:
+            hosts = {"prometheus" if h == "localhost" else h for h in job_hosts(job)}
+            assert hosts <= running, f"{name}: job {job['job_name']} scrapes {hosts - running}"
 
 
 def test_the_engine_client_environment_points_at_its_socket() -> None:

@@ -58,8 +58,10 @@ def test_the_ha_overlays_come_after_the_environments_and_only_in_ha(
     ha = [f.name for f in project(env, tmp_path, "ha").files()]
     assert single == ["compose.yaml", f"compose.{env}.yaml"]
     assert ha == [*single, "compose.ha.yaml", f"compose.{env}.ha.yaml"]
-    local = Project(env, tmp_path / env, True, topology="ha").files()
-    assert local[-1].name == "compose.local-images.yaml"
+    local = [f.name for f in Project(env, tmp_path / env, True, topology="ha").files()]
+    assert local == [*ha, "compose.local-images.yaml", "compose.local-images.ha.yaml"]
+    local = [f.name for f in Project(env, tmp_path / env, True, topology="single").files()]
+    assert local == [*single, "compose.local-images.yaml"]
 
 
 @pytest.mark.parametrize("env", ENVIRONMENTS)
