@@ -23,7 +23,7 @@ from stack.native_config import (
 from stack.processes import start_time
 from stack.project import MAX_REPLICAS, Project
 from stack.render import prometheus_file
-from stack.settings import StackError
+from stack.settings import TOPOLOGIES, StackError
 
 NODE_FILES = "/etc/prometheus/targets/node/*.yml"
 
@@ -145,3 +145,27 @@ def test_natively_replicas_are_added_to_a_running_stack_never_taken_away() -> No
     check_replicas(state, {"api", "api-2", "api-3", "worker"}, "dev")  # one more: started
     with pytest.raises(StackError, match=r"runs api-2 too: for fewer replicas, stop it first"):
         check_replicas(state, {"api", "worker"}, "dev")
+
+
+@pytest.mark.parametrize("topology", TOPOLOGIES)
+@pytest.mark.parametrize("env", ENVIRONMENTS)
+def test_every_prometheus_replica_finds_each_discovered_replica_at_one_address(
+    env: str, topology: str, tmp_path: Path
+) -> None:
+    """DNS answers a service's name with its address on the network asked; a Prometheus sharing
+    two networks with it asks either (Podman orders a container's resolvers anew at every
+    start), so the pair could label one replica with two instances: two series in the global
+    view, the replica counted twice (seen in dev's HA topology on the local engine)."""
+    model = Project(env, stand_in_run_dir(env, tmp_path), topology=topology)
+    services = model.services()
+    config = yaml.safe_load(
+        (ROOT / "prometheus" / "generated" / prometheus_file(env, model.ha)).read_text()
+    )
+    discovered = {n for job in config["scrape_configs"] for dns in job.get("dns_sd_configs") or []
+                  for n in dns["names"]}  # fmt: skip
+    scrapers = [n for n, r in model.records().items() if r.job == "prometheus" and n in services]
+    assert discovered and scrapers
+    for scraper in scrapers:
+        for name in discovered:
+            shared = set(services[name]["networks"]) & set(services[scraper]["networks"])
+            assert len(shared) == 1, f"{env}, {topology}: {scraper} reaches {name} on {shared}"
