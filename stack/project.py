@@ -88,7 +88,7 @@ class Project:
             **(local_images() if self.local else {}),
             **environment_settings(self.env, self.root),
             **counts,
-            **published_ranges(replicas),
+            **published_ports(replicas, local=self.local),
             "TOPOLOGY": str(self.topology),
             "STACK_ENV": self.env,
             "STACK_RUN_DIR": str(self.run_dir),
@@ -156,19 +156,22 @@ class Project:
 PUBLISHED_DEFAULT = 8000
 
 
-def published_ranges(
-    replicas: Mapping[str, int], environ: Mapping[str, str] = os.environ
+def published_ports(
+    replicas: Mapping[str, int], environ: Mapping[str, str] = os.environ, local: bool = False
 ) -> dict[str, str]:
-    """``<port variable>_RANGE_END``, what the dev overlay appends to a replicated service's
-    published port: nothing for one replica (``${API_PORT}`` as ever), ``-<last port>`` for
-    N, one host port per replica (``${API_PORT}-<API_PORT + N - 1>``)."""
+    """``<port variable>_PUBLISHED``, the host side of a replicated service's published port in
+    the dev overlay: ``API_PORT`` for one replica, as ever; for N, one host port each, the
+    range ``API_PORT-<API_PORT + N - 1>``, or on the local engine none (Podman's Docker API
+    refuses a range: the engine picks a free port per replica, `compose port --index`)."""
     found = {}
     for name, count in replicas.items():
         variable = records()[name].port
         if variable:
             first = environ.get(variable) or str(PUBLISHED_DEFAULT)
             last = int(first) + count - 1 if first.isdigit() else first
-            found[f"{variable}_RANGE_END"] = f"-{last}" if count > 1 else ""
+            found[f"{variable}_PUBLISHED"] = (
+                first if count == 1 else "" if local else f"{first}-{last}"
+            )
     return found
 
 

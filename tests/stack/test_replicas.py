@@ -59,6 +59,9 @@ def test_compose_runs_the_replicas_and_dev_publishes_a_port_each(
     assert services["api"]["deploy"]["replicas"] == 3
     assert services["worker"]["deploy"]["replicas"] == 2
     assert services["api"]["ports"] == ["127.0.0.1:18000-18002:8000/tcp"]
+    # Podman's Docker API refuses a range (strconv.Atoi: parsing "8000-8002"): a free port each
+    local = Project("dev", layout.run_dir, local=True).services()
+    assert local["api"]["ports"] == ["127.0.0.1::8000/tcp"]
 
 
 def test_natively_each_replica_is_a_process_on_its_own_port(
