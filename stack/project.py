@@ -44,7 +44,9 @@ class Project:
 
     @property
     def name(self) -> str:
-        return f"assistant-{self.env}"
+        """Its Compose project: COMPOSE_PROJECT_NAME where set, as Compose reads it (the
+        integration suite's own), else assistant-<env>."""
+        return os.environ.get("COMPOSE_PROJECT_NAME") or f"assistant-{self.env}"
 
     @property
     def ha(self) -> bool:

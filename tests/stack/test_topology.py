@@ -50,6 +50,15 @@ def test_dev_runs_single_stage_and_prod_ha_unless_asked(tmp_path: Path) -> None:
         project("dev", tmp_path, "triple")
 
 
+def test_the_compose_project_is_the_environments_unless_compose_project_name_says(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("COMPOSE_PROJECT_NAME", raising=False)
+    assert project("prod", tmp_path).compose_args()[:2] == ["--project-name", "assistant-prod"]
+    monkeypatch.setenv("COMPOSE_PROJECT_NAME", "assistant-it-42")  # the integration suite's
+    assert project("prod", tmp_path).compose_args()[:2] == ["--project-name", "assistant-it-42"]
+
+
 @pytest.mark.parametrize("env", ENVIRONMENTS)
 def test_the_ha_overlays_come_after_the_environments_and_only_in_ha(
     env: str, tmp_path: Path
