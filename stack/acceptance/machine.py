@@ -17,6 +17,7 @@ from .sources import Sources
 
 CONTAINER = f"stack-acceptance-{os.getpid()}"
 DEFAULT_TIMEOUT = 600.0
+PASSED = ("CI",)  # CI's own variable: make test there runs the HA module's shorter form
 
 
 def _podman(*args: str, stdin: bytes | None = None, timeout: float = 120.0) -> str:
@@ -62,7 +63,8 @@ class Machine:
         timeout: float = DEFAULT_TIMEOUT,
     ) -> Run:  # fmt: skip
         """The shell line in the container, its output streamed (indented) as it comes."""
-        env = [a for k, v in self.sources.env.items() for a in ("--env", f"{k}={v}")]
+        passed = {**self.sources.env, **{k: v for k, v in os.environ.items() if k in PASSED}}
+        env = [a for k, v in passed.items() for a in ("--env", f"{k}={v}")]
         argv = ["podman", "exec", "--user", user, "--workdir", workdir, *env, CONTAINER,
                 "sh", "-c", command]  # fmt: skip
         begun = time.monotonic()

@@ -35,6 +35,14 @@ class Stack:
     api_replicas: list[str]  # each API replica's URL, the first one's first
     api_token_file: Path
 
+    environ: dict[str, str]  # what `python -m stack` needs to reach this stack
+    runtime_flag: str  # its --runtime
+
+    def url(self, component: str) -> str:
+        """``http://127.0.0.1:<port>`` where the component (a replica, peer, the global view)
+        is published."""
+        raise NotImplementedError
+
     def stop(self, component: str) -> None:
         raise NotImplementedError
 
@@ -65,6 +73,7 @@ class NativeStack(Stack):
     ``api_replicas`` API processes (API_REPLICAS), each on a free port of its own."""
 
     runtime = "native"
+    runtime_flag = "native"
 
     def __init__(self, topology: str = "single", api_replicas: int = 1) -> None:
         self.topology = topology
@@ -99,6 +108,9 @@ class NativeStack(Stack):
         self.output += done.stdout + done.stderr
         if done.returncode != 0:
             raise RuntimeError(f"stack {command} failed:\n{done.stdout}{done.stderr}")
+
+    def url(self, component: str) -> str:
+        return f"http://127.0.0.1:{self.ports[component]}"
 
     def _state(self) -> dict:
         return json.loads((self.root / "native-state.json").read_text())  # type: ignore[no-any-return]
@@ -144,36 +156,38 @@ def free_ports(api_replicas: int, tries: int = 50) -> dict[str, int]:
 
 class ComposeStack(Stack):
     """The dev Compose files through testcontainers' DockerCompose (``wait=True``: up to
-    healthy), on a Docker engine or else the local engine with the local images. Its own
-    project, run root and published ports, so a `make up` stack is left alone; ``down -v``
-    at the end."""
+    healthy), on a Docker engine or else the local engine with the local images, in
+    ``topology`` with ``api_replicas`` API replicas. Its own project, run root and published
+    ports, so a `make up` stack is left alone; ``down -v`` at the end, and the process
+    environment as it found it."""
 
     runtime = "compose"
+    runtime_flag = "compose"
 
-    def __init__(self) -> None:
+    def __init__(self, topology: str = "single", api_replicas: int = 1) -> None:
         from stack.compose import local_prometheus_config, target
         from stack.lint import preflight
 
+        self.saved = dict(os.environ)  # restored by close(): the next stack starts from it
         self.root = Path(tempfile.mkdtemp(prefix="stack-it-"))
         where = target(start=True, say=lambda line, **_: print(line, file=sys.stderr))
         self.runtime = "compose (local engine)" if where.local else "compose"
         os.environ.update(
-            where.environ, STACK_RUN_ROOT=str(self.root), STACK_DOTENV=str(self.root / "no.env")
-        )
-        run_dir = preflight(ENV, say=lambda _: None)
+            where.environ, STACK_RUN_ROOT=str(self.root), STACK_DOTENV=str(self.root / "no.env"),
+            API_REPLICAS=str(api_replicas), COMPOSE_PROJECT_NAME=f"assistant-it-{os.getpid()}",
+        )  # fmt: skip
+        run_dir = preflight(ENV, topology, say=lambda _: None)
+        project = Project(ENV, run_dir, where.local, topology=topology)
         if where.local:
-            local_prometheus_config(ENV, run_dir)
+            local_prometheus_config(ENV, run_dir, project.ha)
         self.api_token_file = run_dir / "secrets" / "assistant_api_token"
-        project = Project(ENV, run_dir, where.local)
-        # the services dev publishes on the host, each on a free port of its own
+        # the services dev publishes on the host, each on a free port of its own (set before
+        # the project's variables, which derive the API's published ports from it)
         published = [n for n, s in project.services().items() if s.get("ports")]
-        os.environ.update(
-            {
-                **project.variables(),
-                **{port_variables()[name]: str(free_port()) for name in published},
-                "COMPOSE_PROJECT_NAME": f"assistant-it-{os.getpid()}",
-            }
-        )
+        os.environ.update({port_variables()[name]: str(free_port()) for name in published})
+        self.exposed = {name: project.exposed_port(name) for name in published}
+        os.environ.update(project.variables())
+        self.environ = dict(os.environ)
         self.args = [a for f in project.files() for a in ("-f", str(f))]  # project: env
         self.local = where.local
         from testcontainers.compose import DockerCompose  # reads TESTCONTAINERS_* at import
@@ -186,19 +200,24 @@ class ComposeStack(Stack):
         try:
             self.compose.start()
             self.healthy_after = time.monotonic() - begin
-            self.prometheus = self._url("prometheus", 9090)
-            self.alertmanager = self._url("alertmanager", 9093)
-            self.receiver = self._url("receiver", 9095)
-            self.api = self._url("api", 8000)
-            self.api_replicas = [self.api]  # Compose's replicas: API_REPLICAS, one here
+            self.prometheus = self.url("prometheus")
+            self.alertmanager = self.url("alertmanager")
+            self.receiver = self.url("receiver")
+            self.api_replicas = [self.url("api", n) for n in range(1, api_replicas + 1)]
+            self.api = self.api_replicas[0]
             wait_for_targets(self.prometheus, say=lambda _: None)
         except BaseException:
             self.close()
             raise
 
-    def _url(self, service: str, port: int) -> str:
-        host, published = self.compose.get_service_host_and_port(service, port)
-        return f"http://{host or '127.0.0.1'}:{published}"
+    def url(self, component: str, index: int = 1) -> str:
+        """Its published port (``index``: which of its replicas), as `compose port` says."""
+        done = subprocess.run(
+            ["docker", "compose", *self.args, "port", "--index", str(index), component,
+             str(self.exposed[component])],
+            cwd=ROOT, capture_output=True, text=True, check=True, timeout=60,
+        )  # fmt: skip
+        return f"http://127.0.0.1:{done.stdout.strip().rpartition(':')[2]}"
 
     def _compose(self, *args: str) -> None:
         subprocess.run(["docker", "compose", *self.args, *args], cwd=ROOT, check=True)
@@ -215,7 +234,13 @@ class ComposeStack(Stack):
         self._compose("pause", component)
 
     def unpause(self, component: str) -> None:
-        self._compose("unpause", component)
+        # not `compose unpause`: on Podman it finds no container to thaw (it asks for the
+        # running ones, and a paused one is not), so the engine's own, by container
+        listed = subprocess.run(
+            ["docker", "compose", *self.args, "ps", "--quiet", "--all", component], cwd=ROOT,
+            capture_output=True, text=True, check=True, timeout=60,
+        ).stdout.split()  # fmt: skip
+        subprocess.run(["docker", "unpause", *listed], check=True, timeout=60)
 
     def containers(self) -> dict[str, dict[str, Any]]:
         listed = subprocess.run(
@@ -238,16 +263,17 @@ class ComposeStack(Stack):
             self.compose.stop(down=True)  # down -v: the project's volumes go too
         finally:
             subprocess.run(["rm", "-rf", str(self.root)], check=False)
+            os.environ.clear()
+            os.environ.update(self.saved)
 
 
-def start_stack(api_replicas: int = 1) -> Stack:
+def start_stack(topology: str = "single", api_replicas: int = 1) -> Stack:
     """STACK_TEST_RUNTIME (make test-integration RUNTIME=...): native, compose, or auto
-    (Compose when a Docker engine answers, else native). ``api_replicas``: natively only."""
+    (Compose when a Docker engine answers, else native)."""
     runtime = os.environ.get("STACK_TEST_RUNTIME", "auto")
     if runtime == "auto":
         runtime = "compose" if engine_error() is None else "native"
     if runtime not in ("native", "compose"):
         raise ValueError(f"STACK_TEST_RUNTIME={runtime!r}: use auto, native or compose")
-    if runtime == "compose" and api_replicas != 1:
-        raise ValueError("the Compose harness runs one API replica (ComposeStack)")
-    return ComposeStack() if runtime == "compose" else NativeStack(api_replicas=api_replicas)
+    kind = ComposeStack if runtime == "compose" else NativeStack
+    return kind(topology=topology, api_replicas=api_replicas)

@@ -13,7 +13,7 @@ import pytest
 
 from ..conftest import FIGURES, get, until
 from ..faults import FAULTS, Fault, wait_for
-from ..runtimes import NativeStack
+from ..runtimes import Stack
 from .conftest import url_of
 
 pytestmark = pytest.mark.integration
@@ -25,7 +25,7 @@ FAULT = FAULTS["node_exporter stopped"]
 DUPLICATE_WINDOW = 2 * 15.0 + 10.0
 
 
-def deliveries(stack: NativeStack, fault: Fault, status: str, since: float) -> list[str]:
+def deliveries(stack: Stack, fault: Fault, status: str, since: float) -> list[str]:
     """Each notification carrying ``fault``'s alert with ``status`` that reached the receiver
     after ``since`` (one per notification, whichever peer sent it): when, and from which."""
     items = get(f"{stack.receiver}/notifications", receiver="oncall")
@@ -49,14 +49,15 @@ def cluster_size(url: str) -> int:
         return 0
 
 
-def every_peer_joined(stack: NativeStack) -> None:
+def every_peer_joined(stack: Stack) -> None:
     until(lambda: all(cluster_size(url_of(stack, p)) == len(PEERS) for p in PEERS), 60.0, 1.0,
           f"every peer sees {len(PEERS)} members")  # fmt: skip
 
 
-def exactly_once(stack: NativeStack, status: str, since: float) -> float:
+def exactly_once(stack: Stack, status: str, since: float) -> float:
     """Waits for the notification, then for the window a duplicate could come in; returns the
-    seconds from ``since`` to the delivery."""
+    seconds from ``since`` to the delivery. The alert keeps its state meanwhile: a peer whose
+    turn comes after a change would send its stale notification (its log entry differs)."""
     first = wait_for(stack, FAULT, status, since)["received_at"]
     time.sleep(DUPLICATE_WINDOW)
     sent = deliveries(stack, FAULT, status, since)
@@ -64,7 +65,7 @@ def exactly_once(stack: NativeStack, status: str, since: float) -> float:
     return first - since  # type: ignore[no-any-return]
 
 
-def hang_and_recover(stack: NativeStack) -> tuple[float, float]:
+def hang_and_recover(stack: Stack) -> tuple[float, float]:
     """The node exporter frozen until its alert is delivered, then thawed: each notification
     exactly once. Returns the seconds to each."""
     begin = time.time()
@@ -78,7 +79,7 @@ def hang_and_recover(stack: NativeStack) -> tuple[float, float]:
 
 
 def test_a_fault_is_delivered_once_with_a_peer_down_and_once_after_it_returns(
-    ha: NativeStack,
+    ha: Stack,
 ) -> None:
     every_peer_joined(ha)
     ha.stop("alertmanager")  # the first peer: the one that sends without waiting
@@ -120,7 +121,7 @@ def expire(url: str, silence: str) -> None:
     urllib.request.urlopen(request, timeout=10).close()
 
 
-def suppressed_everywhere(stack: NativeStack, fault: Fault) -> bool:
+def suppressed_everywhere(stack: Stack, fault: Fault) -> bool:
     def states(url: str) -> list[dict[str, Any]]:
         return [a["status"] for a in get(f"{url}/api/v2/alerts")
                 if a["labels"]["alertname"] == fault.alertname
@@ -130,7 +131,7 @@ def suppressed_everywhere(stack: NativeStack, fault: Fault) -> bool:
     return all(found) and all(s["state"] == "suppressed" for peer in found for s in peer)
 
 
-def test_a_silence_made_on_one_peer_holds_on_every_peer(ha: NativeStack) -> None:
+def test_a_silence_made_on_one_peer_holds_on_every_peer(ha: Stack) -> None:
     every_peer_joined(ha)
     silence = post_silence(url_of(ha, "alertmanager-3"), FAULT)
     try:

@@ -19,7 +19,7 @@ from stack.backup import restore_store
 from tests.stack.victoriametrics import VictoriaMetrics
 
 from ..conftest import FIGURES, until
-from ..runtimes import ENV, NativeStack
+from ..runtimes import ENV, Stack
 from .conftest import url_of
 
 pytestmark = pytest.mark.integration
@@ -46,7 +46,7 @@ def flat(data: object) -> dict[tuple[str, float], float]:
     }
 
 
-def test_a_backup_restored_into_an_empty_store_answers_the_same(ha: NativeStack) -> None:
+def test_a_backup_restored_into_an_empty_store_answers_the_same(ha: Stack) -> None:
     live = VictoriaMetrics.running_at(url_of(ha, "victoriametrics"))
     with tempfile.TemporaryDirectory(prefix="ha-backup-") as scratch:
         folder = Path(scratch) / "backup"
@@ -56,7 +56,7 @@ def test_a_backup_restored_into_an_empty_store_answers_the_same(ha: NativeStack)
               f"the store holds samples {SETTLED} s past the window")  # fmt: skip
         begin = time.monotonic()
         subprocess.run(
-            [sys.executable, "-m", "stack", "backup", "--env", ENV, "--runtime", "native",
+            [sys.executable, "-m", "stack", "backup", "--env", ENV, "--runtime", ha.runtime_flag,
              "--topology", "ha", "--dir", str(folder)],
             cwd=ROOT, env=ha.environ, capture_output=True, text=True, timeout=300, check=True,
         )  # fmt: skip

@@ -20,21 +20,21 @@ import pytest
 from stack import ROOT
 
 from ..conftest import FIGURES, query, until
-from ..runtimes import ENV, NativeStack
+from ..runtimes import ENV, Stack
 from ..test_dashboards import cases, fill
-from .conftest import url_of
+from .conftest import IN_CI, url_of
 
 pytestmark = pytest.mark.integration
 
 STORE = "victoriametrics"
 SERIES = 'process_cpu_seconds_total{job="node"}'  # a counter, scraped every second in dev
 INTERVAL = 1.0  # dev's SCRAPE_INTERVAL, the store's -dedup.minScrapeInterval
-REPLICA_OUTAGE = 60.0
-STORE_OUTAGE = 120.0
+REPLICA_OUTAGE = 20.0 if IN_CI else 60.0
+STORE_OUTAGE = 40.0 if IN_CI else 120.0
 CATCH_UP = 120.0
 
 
-def samples(stack: NativeStack, start: float, end: float) -> list[float]:
+def samples(stack: Stack, start: float, end: float) -> list[float]:
     """The store's samples of SERIES between ``start`` and ``end`` (epoch seconds): their
     timestamps, sorted (one series: the replica label never reaches the store)."""
     params = urllib.parse.urlencode({"match[]": SERIES, "start": f"{start:.3f}",
@@ -53,7 +53,7 @@ def gaps_and_doubles(stamps: list[float]) -> tuple[float, int]:
     return gap, sum(1 for n in per_interval.values() if n > 1)
 
 
-def test_one_replica_stopped_leaves_no_gap_and_no_double(ha: NativeStack) -> None:
+def test_one_replica_stopped_leaves_no_gap_and_no_double(ha: Stack) -> None:
     begin = time.time()
     ha.stop("prometheus")
     time.sleep(REPLICA_OUTAGE)
@@ -72,7 +72,7 @@ def test_one_replica_stopped_leaves_no_gap_and_no_double(ha: NativeStack) -> Non
     )
 
 
-def test_the_store_stopped_loses_nothing_once_remote_write_catches_up(ha: NativeStack) -> None:
+def test_the_store_stopped_loses_nothing_once_remote_write_catches_up(ha: Stack) -> None:
     begin = time.time()
     ha.stop(STORE)
     time.sleep(STORE_OUTAGE)
@@ -98,7 +98,7 @@ def test_the_store_stopped_loses_nothing_once_remote_write_catches_up(ha: Native
 
 @pytest.mark.parametrize(("where", "expr", "board"), cases(), ids=[c[0] for c in cases()])
 def test_every_panel_query_answers_from_the_global_view(
-    ha: NativeStack, where: str, expr: str, board: dict
+    ha: Stack, where: str, expr: str, board: dict
 ) -> None:
     store = SimpleNamespace(prometheus=url_of(ha, STORE))
     filled = fill(store, expr, board)  # type: ignore[arg-type]
@@ -106,9 +106,9 @@ def test_every_panel_query_answers_from_the_global_view(
           f"{where}: no data from the global view for {filled}")  # fmt: skip
 
 
-def test_status_lists_every_replica_peer_and_the_global_view(ha: NativeStack) -> None:
+def test_status_lists_every_replica_peer_and_the_global_view(ha: Stack) -> None:
     done = subprocess.run(
-        [sys.executable, "-m", "stack", "status", "--env", ENV, "--runtime", "native",
+        [sys.executable, "-m", "stack", "status", "--env", ENV, "--runtime", ha.runtime_flag,
          "--topology", "ha"],
         cwd=ROOT, env=ha.environ, capture_output=True, text=True, timeout=60, check=True,
     )  # fmt: skip
