@@ -18,7 +18,7 @@ from stack import ROOT
 from ..conftest import FIGURES, get, query, until
 from ..runtimes import Stack
 from ..test_dashboards import fill
-from .conftest import API_REPLICAS, IN_CI, url_of
+from .conftest import API_REPLICAS, url_of
 
 pytestmark = pytest.mark.integration
 
@@ -28,7 +28,7 @@ PANEL = "Request rate"
 RATE = 5  # requests/s sent to each replica
 # seconds: the panel's 1 m window then lies in the drive, after each replica's series began
 # (MetricsQL's rate() of a series that begins inside the window divides by its own span)
-DRIVEN = 75.0 if IN_CI else 90.0
+DRIVEN = 90.0
 
 
 def api_targets(prometheus: str) -> list[dict]:
