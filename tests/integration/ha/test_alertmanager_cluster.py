@@ -81,6 +81,11 @@ def hang_and_recover(stack: Stack) -> tuple[float, float]:
 def test_a_fault_is_delivered_once_with_a_peer_down_and_once_after_it_returns(
     ha: Stack,
 ) -> None:
+    if ha.runtime_flag == "compose":
+        # the module's costliest test (four 40 s windows, about four minutes): the peers'
+        # deduplication is Alertmanager's own on both runtimes, and the silence test proves
+        # their gossip on Compose (this one passed there too, docs/testing.md)
+        pytest.skip("natively only, for CI time: the silence test covers the gossip on Compose")
     every_peer_joined(ha)
     ha.stop("alertmanager")  # the first peer: the one that sends without waiting
     try:
