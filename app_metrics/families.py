@@ -19,7 +19,7 @@ from .textformat import escape_value, line_prefix, number
 
 _MAX_PREFIXES = 200_000
 # names written as they are in both formats (OpenMetrics escapes a colon in a sample name)
-_PLAIN = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*")
+PLAIN = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*")
 _TEXT_TYPES = {
     "counter": "counter",
     "gauge": "gauge",
@@ -61,7 +61,7 @@ class FamilyWriter:
         return "".join(out)
 
     def _family(self, metric: Metric, openmetrics: bool) -> str:
-        if metric.unit or metric.type not in _TEXT_TYPES or not _PLAIN.fullmatch(metric.name):
+        if metric.unit or metric.type not in _TEXT_TYPES or not PLAIN.fullmatch(metric.name):
             raise _Unsupported
         out = [headers(metric.name, metric.documentation, metric.type, openmetrics)]
         prefixes = self._prefixes
@@ -79,7 +79,7 @@ class FamilyWriter:
 
     def _prefix(self, key: tuple[str, tuple[tuple[str, str], ...]]) -> str:
         name, labels = key
-        if not _PLAIN.fullmatch(name) or not all(_PLAIN.fullmatch(k) for k, _ in labels):
+        if not PLAIN.fullmatch(name) or not all(PLAIN.fullmatch(k) for k, _ in labels):
             raise _Unsupported
         if len(self._prefixes) >= _MAX_PREFIXES:
             self._prefixes = {}

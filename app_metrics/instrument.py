@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Collection, Mapping, Sequence
 from pathlib import Path
@@ -29,6 +30,8 @@ from .routes import TemplateResolver
 from .safe import SafeView, registry_collectors
 from .scrape import ScrapeTimeValues
 from .users import UserMetrics
+
+log = logging.getLogger("app_metrics")
 
 
 class Metrics:
@@ -84,8 +87,10 @@ class Metrics:
             history_size=health_history,
             options=source_options,
         )
+        self._merged: multiprocess.Merged | None = None
         if multiprocess_dir:
-            self._collectors = multiprocess.Merged(multiprocess_dir, [self.values]).collectors
+            self._merged = multiprocess.Merged(multiprocess_dir, [self.values])
+            self._collectors = self._merged.collectors
         else:
             registry.register(self.values)
             self._collectors = registry_collectors(registry)
@@ -121,14 +126,18 @@ class Metrics:
         if names or "escaping=dots" in content_type:
             return encoder(self.view(names)), content_type  # type: ignore[arg-type]
         openmetrics = content_type.startswith("application/openmetrics-text")
-        local = self.http.local_store
+        merged, local = self._merged, self.http.local_store
+        skip = merged.files if merged is not None else local  # the collector written here
         parts = []
-        if local is not None:
+        if skip is not None:
             try:
-                parts.append(local.render_text(openmetrics))
+                fast = merged.text if merged is not None else local.render_text  # type: ignore[union-attr]
+                parts.append(fast(openmetrics))
             except Exception:
-                self._collector_failed(type(local).__name__)
-        parts.append(self._writer.write(self.view(skip=local).collect(), openmetrics))
+                name = type(skip).__name__
+                log.exception("collector %s failed; its metrics are left out of this scrape", name)
+                self._collector_failed(name)
+        parts.append(self._writer.write(self.view(skip=skip).collect(), openmetrics))
         if openmetrics:
             parts.append("# EOF\n")
         return "".join(parts).encode(), content_type
