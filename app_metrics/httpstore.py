@@ -93,6 +93,8 @@ class LocalStore:
         self._lock = threading.Lock()  # guards the list of shards only
         self._shards: dict[int, _Shard] = {}
         self._lines = _Lines(factory.const_labels, self._les)
+        # per format: the label sets (counters, histograms) the cached whole template is for
+        self._templates: dict[bool, tuple[tuple[Any, ...], tuple[Any, ...], str]] = {}
         factory.registry.register(self)
 
     def series(self, method: str, endpoint: str, status: str) -> tuple[str, str, str]:
@@ -175,29 +177,67 @@ class LocalStore:
     def render_text(self, openmetrics: bool = False) -> str:
         """The three families as prometheus_client's text (or OpenMetrics) encoder writes them.
 
-        Each label set's lines are a cached ``str.format`` template: a scrape formats the
-        whole counts of a histogram in one call (an exponent is due from 1e6: then line by line).
+        While the label sets stay the same, the whole text is one cached printf-style
+        template and a scrape formats all the counts in one call; from 1e6 on (an exponent is
+        due), line by line.
         """
         cells, levels = self._snapshot()
-        lines = self._lines
-        out = [header(REQUESTS[0] + "_total", REQUESTS[1], "counter", openmetrics)]
-        for key, (buckets, _) in cells.items():
-            n = sum(buckets)
-            out.append(lines.counter(key).format(n) if n < EXPONENT else lines.counter_line(key, n))
-        out.append(header(*DURATION, "histogram", openmetrics))
-        for key, (buckets, total) in self._histograms(cells).items():
+        histograms = self._histograms(cells)
+        args: list[Any] = [sum(buckets) for buckets, _ in cells.values()]
+        largest = 0
+        for buckets, total in histograms.values():
             cumulative = list(accumulate(buckets))
-            if cumulative[-1] < EXPONENT:
-                out.append(lines.histogram(key).format(*cumulative, cumulative[-1], number(total)))
-            else:
-                out.append(lines.histogram_lines(key, cumulative, total))
+            largest = max(largest, cumulative[-1])  # no count is larger than its histogram's
+            args += cumulative
+            args += (cumulative[-1], number(total))
+        if largest >= EXPONENT:
+            return self._lines_one_by_one(cells, histograms, levels, openmetrics)
+        args += [number(n) for n in levels.values()]
+        return self._template(tuple(cells), tuple(histograms), openmetrics) % tuple(args)
+
+    def _template(
+        self,
+        cells: tuple[tuple[str, str, str], ...],
+        histograms: tuple[tuple[str, str], ...],
+        openmetrics: bool,
+    ) -> str:
+        known = self._templates.get(openmetrics)
+        if known is not None and known[0] == cells and known[1] == histograms:
+            return known[2]
+        lines = self._lines
+        text = "".join(
+            [
+                template(header(_TOTAL, REQUESTS[1], "counter", openmetrics)),
+                *(lines.counter(key) for key in cells),
+                template(header(*DURATION, "histogram", openmetrics)),
+                *(lines.histogram(key) for key in histograms),
+                template(header(*IN_PROGRESS, "gauge", openmetrics)),
+                *(template(lines.level(method)) + "%s\n" for method in self._methods),
+            ]
+        )
+        self._templates[openmetrics] = (cells, histograms, text)
+        return text
+
+    def _lines_one_by_one(
+        self,
+        cells: dict[tuple[str, str, str], tuple[Bucket, float]],
+        histograms: dict[tuple[str, str], tuple[Bucket, float]],
+        levels: dict[str, int],
+        openmetrics: bool,
+    ) -> str:
+        lines = self._lines
+        out = [header(_TOTAL, REQUESTS[1], "counter", openmetrics)]
+        out += [lines.counter_line(key, sum(buckets)) for key, (buckets, _) in cells.items()]
+        out.append(header(*DURATION, "histogram", openmetrics))
+        for key, (buckets, total) in histograms.items():
+            out.append(lines.histogram_lines(key, list(accumulate(buckets)), total))
         out.append(header(*IN_PROGRESS, "gauge", openmetrics))
-        out += [lines.level(m, n) for m, n in levels.items()]
+        out += [lines.level(m) + number(n) + "\n" for m, n in levels.items()]
         return "".join(out)
 
 
 class _Lines:
-    """Each label set's lines, cached: prefixes, and ``str.format`` templates for whole
+    """Each label set's lines, cached: prefixes, and printf-style templates for whole
     counts below 1e6 (``n.0``: no exponent yet)."""
 
     def __init__(self, const: dict[str, str], les: Sequence[str]) -> None:
@@ -209,7 +249,7 @@ class _Lines:
     def counter(self, key: tuple[str, str, str]) -> str:
         line = self._counters.get(key)
         if line is None:
-            line = template(self._prefix(_TOTAL, _REQUEST_LABELS, key)) + "{}.0\n"
+            line = template(self._prefix(_TOTAL, _REQUEST_LABELS, key)) + "%d.0\n"
             self._counters = _bounded(self._counters)
             self._counters[key] = line
         return line
@@ -222,8 +262,8 @@ class _Lines:
         lines = self._histograms.get(key)
         if lines is None:
             prefixes = [*self._bucket_prefixes(key), *self._count_sum_prefixes(key)]
-            lines = "".join(template(p) + "{}.0\n" for p in prefixes[:-1])
-            lines += template(prefixes[-1]) + "{}\n"
+            lines = "".join(template(p) + "%d.0\n" for p in prefixes[:-1])
+            lines += template(prefixes[-1]) + "%s\n"
             self._histograms = _bounded(self._histograms)
             self._histograms[key] = lines
         return lines
@@ -233,8 +273,8 @@ class _Lines:
         prefixes = [*self._bucket_prefixes(key), *self._count_sum_prefixes(key)]
         return "".join(p + number(v) + "\n" for p, v in zip(prefixes, values, strict=True))
 
-    def level(self, method: str, n: int) -> str:
-        return self._prefix(IN_PROGRESS[0], ("method",), (method,)) + number(n) + "\n"
+    def level(self, method: str) -> str:
+        return self._prefix(IN_PROGRESS[0], ("method",), (method,))
 
     def _bucket_prefixes(self, key: tuple[str, str]) -> list[str]:
         return [self._prefix(_BUCKET, _BUCKET_LABELS, (*key, le)) for le in self._les]

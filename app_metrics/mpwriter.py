@@ -8,7 +8,7 @@ merges them in nested dictionaries and encodes each line from scratch. Here a fi
 (values change in place; new keys are appended), so a scrape reads all of a file's values with
 one ``struct`` call. The merge itself depends only on the layouts: it is planned once (which
 values add up to which line, prometheus_client's order of families and samples, its rules per
-gauge mode) into a ``str.format`` template, and a scrape sums the values file by file in C
+gauge mode) into a printf-style template, and a scrape sums the values file by file in C
 (``map``), cumulates the histograms' buckets and formats the template. When no value changed,
 the last exposition is served again.
 
@@ -245,7 +245,7 @@ class _Plan:
             self._last = (values, texts)
         text = texts.get(openmetrics)
         if text is None:
-            text = texts[openmetrics] = self._template(openmetrics).format(*self._numbers(values))
+            text = texts[openmetrics] = self._template(openmetrics) % tuple(self._numbers(values))
         return text
 
     def _numbers(self, values: list[tuple[float, ...]]) -> Any:
@@ -276,7 +276,7 @@ class _Plan:
             parts = [
                 template(headers(*segment, openmetrics))
                 if len(segment) == 3
-                else template(segment[0]) + "{}\n"
+                else template(segment[0]) + "%s\n"
                 for segment in self._segments
             ]
             text = self._templates[openmetrics] = "".join(parts)

@@ -65,6 +65,6 @@ def number(value: float) -> str:
     return floatToGoString(value)
 
 
-def template(prefix: str) -> str:
-    """``prefix`` as literal text of a ``str.format`` template."""
-    return prefix.replace("{", "{{").replace("}", "}}")
+def template(text: str) -> str:
+    """``text`` as literal text of a printf-style template (``%`` is faster than ``format``)."""
+    return text.replace("%", "%%")

@@ -22,7 +22,7 @@ from app_metrics.families import FamilyWriter
 from .test_endpoint import instrumented
 
 INF, NAN = float("inf"), float("nan")
-ODD = 'a "quoted" \\ back\nslash {brace} ü'
+ODD = 'a "quoted" \\ back\nslash {brace} 100% %s ü'
 
 
 def family(kind: str) -> Metric:
