@@ -139,6 +139,8 @@ def test_counts_from_several_threads_and_past_a_million_are_written_exactly() ->
     worker.join()
     observe()  # a second shard, the same label sets
     assert local.render_text() == generate_latest(local).decode()  # type: ignore[arg-type]
+    metrics.http.observe("POST", "/y", 201, 0.2)  # a new label set: a new template
+    assert local.render_text() == generate_latest(local).decode()  # type: ignore[arg-type]
     for shard in local._shards.values():  # past 1e6 the counts are written with an exponent
         for cell in shard.cells.values():
             cell.buckets[0] += 1_234_567
