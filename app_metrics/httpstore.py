@@ -13,6 +13,8 @@ from __future__ import annotations
 import threading
 from bisect import bisect_left
 from collections.abc import Iterator, Sequence
+from itertools import accumulate
+from operator import add
 from threading import get_ident
 from typing import Any, Protocol
 
@@ -25,7 +27,7 @@ from prometheus_client.metrics_core import (
 from prometheus_client.utils import floatToGoString
 
 from .factory import MetricFactory
-from .textformat import Prefixes, header, number
+from .textformat import EXPONENT, Prefixes, header, number, template
 
 REQUESTS = ("http_requests", "HTTP requests answered, by method, route template and status code.")
 DURATION = (
@@ -33,6 +35,10 @@ DURATION = (
     "Time from request arrival to the last response byte sent, by route template.",
 )
 IN_PROGRESS = ("http_requests_in_progress", "HTTP requests whose response is not complete yet.")
+_TOTAL, _REQUEST_LABELS = REQUESTS[0] + "_total", ("method", "endpoint", "status")
+_BUCKET, _BUCKET_LABELS = DURATION[0] + "_bucket", ("method", "endpoint", "le")
+_MAX_LINES = 100_000  # cached label sets per family
+Bucket = tuple[int, ...]  # per-bucket counts (not cumulative), the last for +Inf
 
 
 class Store(Protocol):
@@ -86,7 +92,9 @@ class LocalStore:
         self._const_values = tuple(factory.const_labels.values())
         self._lock = threading.Lock()  # guards the list of shards only
         self._shards: dict[int, _Shard] = {}
-        self._prefixes = Prefixes(factory.const_labels)
+        self._lines = _Lines(factory.const_labels, self._les)
+        # per format: the label sets (counters, histograms) the cached whole template is for
+        self._templates: dict[bool, tuple[tuple[Any, ...], tuple[Any, ...], str]] = {}
         factory.registry.register(self)
 
     def series(self, method: str, endpoint: str, status: str) -> tuple[str, str, str]:
@@ -116,18 +124,11 @@ class LocalStore:
         yield HistogramMetricFamily(*DURATION, labels=())
         yield GaugeMetricFamily(*IN_PROGRESS, labels=())
 
-    def _snapshot(
-        self,
-    ) -> tuple[
-        dict[tuple[str, str, str], int],
-        dict[tuple[str, str], tuple[list[int], list[float]]],
-        dict[str, int],
-    ]:
-        """Counts, histograms (per-bucket counts and sum) and levels summed over the shards."""
+    def _snapshot(self) -> tuple[dict[tuple[str, str, str], tuple[Bucket, float]], dict[str, int]]:
+        """Per-bucket counts and sum of each label set, and the levels, summed over the shards."""
         with self._lock:
             shards = list(self._shards.values())
-        counts: dict[tuple[str, str, str], int] = {}
-        histograms: dict[tuple[str, str], tuple[list[int], list[float]]] = {}
+        cells: dict[tuple[str, str, str], tuple[Bucket, float]] = {}
         levels = dict.fromkeys(self._methods, 0)
         for shard in shards:
             # finished before started: a request finishing meanwhile can only make
@@ -138,55 +139,154 @@ class LocalStore:
             for method, n in finished:
                 levels[method] -= n
             for key, cell in list(shard.cells.items()):
-                cell_buckets = list(cell.buckets)
-                counts[key] = counts.get(key, 0) + sum(cell_buckets)
-                buckets, total = histograms.setdefault(key[:2], ([0] * len(self._les), [0.0]))
-                for i, n in enumerate(cell_buckets):
-                    buckets[i] += n
-                total[0] += cell.sum
-        return counts, histograms, levels
+                buckets, total = tuple(cell.buckets), cell.sum
+                known = cells.get(key)
+                if known is not None:
+                    buckets, total = tuple(map(add, known[0], buckets)), known[1] + total
+                cells[key] = (buckets, total)
+        return cells, levels
 
-    def _cumulative(self, buckets: list[int]) -> list[tuple[str, int]]:
-        out, running = [], 0
-        for le, n in zip(self._les, buckets, strict=True):
-            running += n
-            out.append((le, running))
+    @staticmethod
+    def _histograms(
+        cells: dict[tuple[str, str, str], tuple[Bucket, float]],
+    ) -> dict[tuple[str, str], tuple[Bucket, float]]:
+        """The cells summed per (method, endpoint): the histogram has no status label."""
+        out: dict[tuple[str, str], tuple[Bucket, float]] = {}
+        for key, (buckets, total) in cells.items():
+            known = out.get(key[:2])
+            if known is not None:
+                buckets, total = tuple(map(add, known[0], buckets)), known[1] + total
+            out[key[:2]] = (buckets, total)
         return out
 
     def collect(self) -> Iterator[Metric]:
-        counts, histograms, levels = self._snapshot()
+        cells, levels = self._snapshot()
         names, values = self._const_names, self._const_values
         requests = CounterMetricFamily(*REQUESTS, labels=("method", "endpoint", "status", *names))
-        for key, count in counts.items():
-            requests.add_metric([*key, *values], count)
+        for key, (buckets, _) in cells.items():
+            requests.add_metric([*key, *values], sum(buckets))
         duration = HistogramMetricFamily(*DURATION, labels=("method", "endpoint", *names))
-        for key, (buckets, total) in histograms.items():
-            duration.add_metric([*key, *values], self._cumulative(buckets), total[0])
+        for key, (buckets, total) in self._histograms(cells).items():
+            cumulative = list(zip(self._les, accumulate(buckets), strict=True))
+            duration.add_metric([*key, *values], cumulative, total)
         in_progress = GaugeMetricFamily(*IN_PROGRESS, labels=("method", *names))
         for method, level in levels.items():
             in_progress.add_metric([method, *values], level)
         yield from (requests, duration, in_progress)
 
     def render_text(self, openmetrics: bool = False) -> str:
-        """The three families as prometheus_client's text (or OpenMetrics) encoder writes them."""
-        counts, histograms, levels = self._snapshot()
-        prefix = self._prefixes.get
-        out = [header(REQUESTS[0] + "_total", REQUESTS[1], "counter", openmetrics)]
-        name, labels = REQUESTS[0] + "_total", ("method", "endpoint", "status")
-        out += [prefix(name, labels, key) + number(n) + "\n" for key, n in counts.items()]
+        """The three families as prometheus_client's text (or OpenMetrics) encoder writes them.
+
+        While the label sets stay the same, the whole text is one cached printf-style
+        template and a scrape formats all the counts in one call; from 1e6 on (an exponent is
+        due), line by line.
+        """
+        cells, levels = self._snapshot()
+        histograms = self._histograms(cells)
+        args: list[Any] = [sum(buckets) for buckets, _ in cells.values()]
+        largest = 0
+        for buckets, total in histograms.values():
+            cumulative = list(accumulate(buckets))
+            largest = max(largest, cumulative[-1])  # no count is larger than its histogram's
+            args += cumulative
+            args += (cumulative[-1], number(total))
+        if largest >= EXPONENT:
+            return self._lines_one_by_one(cells, histograms, levels, openmetrics)
+        args += [number(n) for n in levels.values()]
+        return self._template(tuple(cells), tuple(histograms), openmetrics) % tuple(args)
+
+    def _template(
+        self,
+        cells: tuple[tuple[str, str, str], ...],
+        histograms: tuple[tuple[str, str], ...],
+        openmetrics: bool,
+    ) -> str:
+        known = self._templates.get(openmetrics)
+        if known is not None and known[0] == cells and known[1] == histograms:
+            return known[2]
+        lines = self._lines
+        text = "".join(
+            [
+                template(header(_TOTAL, REQUESTS[1], "counter", openmetrics)),
+                *(lines.counter(key) for key in cells),
+                template(header(*DURATION, "histogram", openmetrics)),
+                *(lines.histogram(key) for key in histograms),
+                template(header(*IN_PROGRESS, "gauge", openmetrics)),
+                *(template(lines.level(method)) + "%s\n" for method in self._methods),
+            ]
+        )
+        self._templates[openmetrics] = (cells, histograms, text)
+        return text
+
+    def _lines_one_by_one(
+        self,
+        cells: dict[tuple[str, str, str], tuple[Bucket, float]],
+        histograms: dict[tuple[str, str], tuple[Bucket, float]],
+        levels: dict[str, int],
+        openmetrics: bool,
+    ) -> str:
+        lines = self._lines
+        out = [header(_TOTAL, REQUESTS[1], "counter", openmetrics)]
+        out += [lines.counter_line(key, sum(buckets)) for key, (buckets, _) in cells.items()]
         out.append(header(*DURATION, "histogram", openmetrics))
-        bucket, labels = DURATION[0] + "_bucket", ("method", "endpoint", "le")
         for key, (buckets, total) in histograms.items():
-            cumulative = self._cumulative(buckets)
-            out += [prefix(bucket, labels, (*key, le)) + number(n) + "\n" for le, n in cumulative]
-            count = prefix(DURATION[0] + "_count", labels[:2], key) + number(cumulative[-1][1])
-            out.append(count + "\n" + prefix(DURATION[0] + "_sum", labels[:2], key))
-            out.append(number(total[0]) + "\n")
+            out.append(lines.histogram_lines(key, list(accumulate(buckets)), total))
         out.append(header(*IN_PROGRESS, "gauge", openmetrics))
-        out += [
-            prefix(IN_PROGRESS[0], ("method",), (m,)) + number(n) + "\n" for m, n in levels.items()
-        ]
+        out += [lines.level(m) + number(n) + "\n" for m, n in levels.items()]
         return "".join(out)
+
+
+class _Lines:
+    """Each label set's lines, cached: prefixes, and printf-style templates for whole
+    counts below 1e6 (``n.0``: no exponent yet)."""
+
+    def __init__(self, const: dict[str, str], les: Sequence[str]) -> None:
+        self._prefix = Prefixes(const).get
+        self._les = tuple(les)
+        self._counters: dict[tuple[str, str, str], str] = {}
+        self._histograms: dict[tuple[str, str], str] = {}
+
+    def counter(self, key: tuple[str, str, str]) -> str:
+        line = self._counters.get(key)
+        if line is None:
+            line = template(self._prefix(_TOTAL, _REQUEST_LABELS, key)) + "%d.0\n"
+            self._counters = _bounded(self._counters)
+            self._counters[key] = line
+        return line
+
+    def counter_line(self, key: tuple[str, str, str], n: float) -> str:
+        return self._prefix(_TOTAL, _REQUEST_LABELS, key) + number(n) + "\n"
+
+    def histogram(self, key: tuple[str, str]) -> str:
+        """Buckets, then ``_count``, then ``_sum`` (formatted by the caller)."""
+        lines = self._histograms.get(key)
+        if lines is None:
+            prefixes = [*self._bucket_prefixes(key), *self._count_sum_prefixes(key)]
+            lines = "".join(template(p) + "%d.0\n" for p in prefixes[:-1])
+            lines += template(prefixes[-1]) + "%s\n"
+            self._histograms = _bounded(self._histograms)
+            self._histograms[key] = lines
+        return lines
+
+    def histogram_lines(self, key: tuple[str, str], cumulative: list[int], total: float) -> str:
+        values = [*cumulative, cumulative[-1], total]
+        prefixes = [*self._bucket_prefixes(key), *self._count_sum_prefixes(key)]
+        return "".join(p + number(v) + "\n" for p, v in zip(prefixes, values, strict=True))
+
+    def level(self, method: str) -> str:
+        return self._prefix(IN_PROGRESS[0], ("method",), (method,))
+
+    def _bucket_prefixes(self, key: tuple[str, str]) -> list[str]:
+        return [self._prefix(_BUCKET, _BUCKET_LABELS, (*key, le)) for le in self._les]
+
+    def _count_sum_prefixes(self, key: tuple[str, str]) -> list[str]:
+        labels = _BUCKET_LABELS[:2]
+        return [self._prefix(DURATION[0] + suffix, labels, key) for suffix in ("_count", "_sum")]
+
+
+def _bounded(cache: dict[Any, str]) -> dict[Any, str]:
+    """The cache, or a fresh one when it has grown past its bound (label sets churned)."""
+    return {} if len(cache) >= _MAX_LINES else cache
 
 
 class _ClientSeries:

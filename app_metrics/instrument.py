@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Collection, Mapping, Sequence
 from pathlib import Path
@@ -21,6 +22,7 @@ from .domain import (
 )
 from .exposition import MetricsEndpoint
 from .factory import MetricFactory
+from .families import FamilyWriter
 from .health import HealthChecks
 from .http import HTTP_BUCKETS, HTTPMetrics, MetricsMiddleware
 from .labels import DEFAULT_LABEL_CAP
@@ -28,6 +30,8 @@ from .routes import TemplateResolver
 from .safe import SafeView, registry_collectors
 from .scrape import ScrapeTimeValues
 from .users import UserMetrics
+
+log = logging.getLogger("app_metrics")
 
 
 class Metrics:
@@ -50,6 +54,7 @@ class Metrics:
         self.registry = registry
         self.multiprocess_dir = multiprocess_dir
         self.endpoint: MetricsEndpoint | None = None  # set by instrument()
+        self._writer = FamilyWriter()
         self._collector_errors = factory.counter(
             "app_metrics_collector_errors_total",
             "Collectors that raised during a scrape; their metrics were left out.",
@@ -82,8 +87,10 @@ class Metrics:
             history_size=health_history,
             options=source_options,
         )
+        self._merged: multiprocess.Merged | None = None
         if multiprocess_dir:
-            self._collectors = multiprocess.Merged(multiprocess_dir, [self.values]).collectors
+            self._merged = multiprocess.Merged(multiprocess_dir, [self.values])
+            self._collectors = self._merged.collectors
         else:
             registry.register(self.values)
             self._collectors = registry_collectors(registry)
@@ -109,23 +116,31 @@ class Metrics:
     def render(self, accept: str = "", names: Sequence[str] | None = None) -> tuple[bytes, str]:
         """The exposition as ``/metrics`` would serve it (without refreshing).
 
-        In the common case (no ``name[]``, one process) the HTTP families come from
-        the local store's cached-prefix renderer, in either format.
+        Written by app_metrics' own writers (the same text, faster); prometheus_client's
+        encoder writes a ``name[]`` selection and the ``dots`` escaping.
         """
         try:
             encoder, content_type = choose_encoder(accept)
         except Exception:  # prometheus_client trips on some malformed Accept headers
             encoder, content_type = choose_encoder("")
-        local = self.http.local_store
-        if local is None or names:
+        if names or "escaping=dots" in content_type:
             return encoder(self.view(names)), content_type  # type: ignore[arg-type]
         openmetrics = content_type.startswith("application/openmetrics-text")
-        try:
-            head = local.render_text(openmetrics).encode()
-        except Exception:
-            self._collector_failed(type(local).__name__)
-            head = b""
-        return head + encoder(self.view(skip=local)), content_type  # type: ignore[arg-type]
+        merged, local = self._merged, self.http.local_store
+        skip = merged.files if merged is not None else local  # the collector written here
+        parts = []
+        if skip is not None:
+            try:
+                fast = merged.text if merged is not None else local.render_text  # type: ignore[union-attr]
+                parts.append(fast(openmetrics))
+            except Exception:
+                name = type(skip).__name__
+                log.exception("collector %s failed; its metrics are left out of this scrape", name)
+                self._collector_failed(name)
+        parts.append(self._writer.write(self.view(skip=skip).collect(), openmetrics))
+        if openmetrics:
+            parts.append("# EOF\n")
+        return "".join(parts).encode(), content_type
 
 
 def instrument(

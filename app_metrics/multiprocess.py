@@ -26,6 +26,7 @@ from prometheus_client import values
 from prometheus_client.multiprocess import MultiProcessCollector, mark_process_dead
 
 from . import mpfiles
+from .mpwriter import MultiprocessWriter
 
 ENV = "PROMETHEUS_MULTIPROC_DIR"
 
@@ -209,11 +210,26 @@ class _WorkerFiles(MultiProcessCollector):
 
 class Merged:
     """The collectors one worker serves in multiprocess mode: every worker's files,
-    plus this process's scrape-time collectors (which prometheus_client would drop)."""
+    plus this process's scrape-time collectors (which prometheus_client would drop).
+
+    ``text`` writes the files' families as ``files`` would give them, faster (``mpwriter``).
+    """
 
     def __init__(self, path: str, local: Iterable[Any]) -> None:
-        self._files = _WorkerFiles(None, path)
+        self.files = _WorkerFiles(None, path)
         self._local = list(local)
+        self._path = path
+        self._writer = MultiprocessWriter()
 
     def collectors(self) -> list[Any]:
-        return [self._files, *self._local]
+        return [self.files, *self._local]
+
+    def text(self, openmetrics: bool) -> str:
+        with _locked(self._path, fcntl.LOCK_SH):
+            for attempt in (1, 2):
+                try:
+                    return self._writer.write(mpfiles.readable_files(self._path), openmetrics)
+                except FileNotFoundError:
+                    if attempt == 2:
+                        raise
+        return ""  # pragma: no cover
