@@ -46,7 +46,7 @@ EXPOSED = {
         "redis_up", "redis_memory_used_bytes", "redis_memory_max_bytes",
         "redis_connected_clients", "redis_rejected_connections_total",
         "redis_evicted_keys_total", "redis_commands_processed_total", "redis_db_keys",
-        "redis_keyspace_hits_total", "redis_keyspace_misses_total",
+        "redis_keyspace_hits_total", "redis_keyspace_misses_total", "redis_errors_total",
     ),
     "node": (
         "node_boot_time_seconds", "node_cpu_seconds_total", "node_load1", "node_load5",

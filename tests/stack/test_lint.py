@@ -39,12 +39,13 @@ MISTAKES = {
         "rules", "parse error",
     ),
     "a rule test that expects the wrong value": Mistake(
-        "prometheus/rules/tests/down.test.yml", "(pg_up = 0) on", "(pg_up = 1) on",
+        "prometheus/rules/tests/down.test.yml", "(pg_up = 0) for", "(pg_up = 1) for",
         "rules", "FAILED",
     ),
     "an alert without its runbook": Mistake(
-        "prometheus/rules/database.rules.yml", "alert: RedisEvictions", "alert: RedisKeyEvictions",
-        "rules", f"RedisKeyEvictions: runbook {BASE_URL}RedisKeyEvictions.md does not exist",
+        "prometheus/rules/database.rules.yml",
+        "alert: RedisRejectedWrites", "alert: RedisOomWrites",
+        "rules", f"RedisOomWrites: runbook {BASE_URL}RedisOomWrites.md does not exist",
     ),
     "an alert whose runbook is not under the runbook address": Mistake(
         "prometheus/generated/rules/database.rules.yml",
