@@ -10,9 +10,9 @@ from typing import Any, NamedTuple
 
 from .runtimes import Stack
 
-# a down alert waits its `for:` (1 min: longer than a blip) before it is sent; this only
-# bounds a broken run
-DELIVERY_TIMEOUT = 120.0
+# a down alert waits its `for:` before it is sent (1 min for the pages, 2 min for a ticket
+# such as node_exporter's TargetDown); this only bounds a broken run
+DELIVERY_TIMEOUT = 180.0
 
 
 class Fault(NamedTuple):
