@@ -15,7 +15,17 @@ from pathlib import Path
 
 import yaml
 
-from . import ENVIRONMENTS, ROOT, catalog, hardening, longterm, ports, runbooks, webauth
+from . import (
+    ENVIRONMENTS,
+    ROOT,
+    alert_checks,
+    catalog,
+    hardening,
+    longterm,
+    ports,
+    runbooks,
+    webauth,
+)
 from .project import COMPOSE, Project
 from .promql import lookback, seconds
 from .render import drift, prometheus_file
@@ -125,6 +135,15 @@ def rules(root: Path, work: Path) -> Iterator[Check]:
     tests = rule_test_files(root, LOADED)
     out = run([tool(root, "promtool"), "test", "rules", *map(str, tests)], cwd=tests[0].parent)
     yield Check(f"promtool test rules ({len(tests)} files)", [out] if out else [])
+
+
+def alert_windows(root: Path, work: Path) -> Iterator[Check]:
+    """Each ``for:`` against its job's scrapes; histogram thresholds against their buckets."""
+    yield Check(
+        f"alerts: every for: spans {alert_checks.MIN_SCRAPES} scrapes of its job in every env",
+        alert_checks.too_short(root),
+    )
+    yield Check("rules: histogram thresholds are bucket boundaries", alert_checks.off_bucket(root))
 
 
 def alertmanager_configs(root: Path, work: Path) -> Iterator[Check]:
@@ -354,6 +373,7 @@ CHECKS: list[Callable[[Path, Path], Iterator[Check]]] = [
     prometheus_configs,
     ha_retention,
     rules,
+    alert_windows,
     alertmanager_configs,
     compose_files,
     containers,

@@ -69,6 +69,13 @@ SECRETS = (
         "ALERTMANAGER_WEBHOOK_TOKEN", "alertmanager_webhook_token", STAGE, "the webhook's owner"
     ),
     Secret("ALERTMANAGER_SMTP_PASSWORD", "alertmanager_smtp_password", PROD, "the mail provider"),
+    # the pager: the PagerDuty Events v2 integration key of the on-call service
+    Secret(
+        "ALERTMANAGER_PAGERDUTY_ROUTING_KEY",
+        "alertmanager_pagerduty_routing_key",
+        PROD,
+        "PagerDuty",
+    ),
     # the monitoring user's (stack/webauth.py): Prometheus, Alertmanager, the exporters
     Secret(webauth.PASSWORD_VARIABLE, "monitoring_password"),
     # Redis's users (stack/redis_acl.py): the app's (API, worker), the exporter's
