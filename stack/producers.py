@@ -70,6 +70,7 @@ EXPOSED = {
         # every Go exporter, Alertmanager and the service expose these too; listed once
         "process_open_fds", "process_max_fds",
     ),
+    "blackbox": ("probe_success",),
     "alertmanager": (
         "alertmanager_alerts", "alertmanager_config_last_reload_successful",
         "alertmanager_notifications_total", "alertmanager_notifications_failed_total",
