@@ -78,7 +78,8 @@ def generated_files(root: Path, work: Path) -> Iterator[Check]:
 
 
 def yaml_files(root: Path, work: Path) -> Iterator[Check]:
-    folders = ["compose", "prometheus", "alertmanager", "grafana", "exporters", ".env.example"]
+    folders = ["compose", "prometheus", "alertmanager", "grafana", "exporters", "blackbox",
+               ".env.example"]  # fmt: skip
     args = [str(Path(sys.executable).parent / "yamllint"), "-c", str(root / ".yamllint.yaml")]
     out = run([*args, *[f for f in folders if f != ".env.example"]], cwd=root)
     yield Check("yamllint", [out] if out else [])

@@ -41,19 +41,24 @@ EXPOSED = {
         "pg_up", "pg_settings_max_connections", "pg_stat_activity_count",
         "pg_stat_activity_max_tx_duration", "pg_stat_database_deadlocks",
         "pg_stat_database_xact_commit", "pg_stat_database_xact_rollback",
-        "pg_database_size_bytes",
+        "pg_database_size_bytes", "pg_exporter_last_scrape_error",
+        "pg_exporter_user_queries_load_error",
     ),
     "redis": (
         "redis_up", "redis_memory_used_bytes", "redis_memory_max_bytes",
         "redis_connected_clients", "redis_rejected_connections_total",
         "redis_evicted_keys_total", "redis_commands_processed_total", "redis_db_keys",
         "redis_keyspace_hits_total", "redis_keyspace_misses_total", "redis_errors_total",
+        "redis_exporter_last_scrape_error", "redis_rdb_last_bgsave_status",
+        "redis_aof_last_write_status",
     ),
     "node": (
         "node_boot_time_seconds", "node_cpu_seconds_total", "node_load1", "node_load5",
         "node_memory_MemAvailable_bytes", "node_memory_MemTotal_bytes",
         "node_filesystem_avail_bytes", "node_filesystem_size_bytes",
         "node_network_receive_bytes_total", "node_network_transmit_bytes_total",
+        "node_filesystem_files", "node_filesystem_files_free", "node_filesystem_readonly",
+        "node_timex_sync_status", "node_timex_offset_seconds", "node_vmstat_oom_kill",
     ),
     "prometheus": (
         "prometheus_config_last_reload_successful", "prometheus_rule_evaluation_failures_total",
@@ -61,7 +66,12 @@ EXPOSED = {
         "prometheus_notifications_sent_total", "prometheus_tsdb_head_series",
         "prometheus_tsdb_head_samples_appended_total", "prometheus_tsdb_compactions_failed_total",
         "prometheus_tsdb_head_truncations_failed_total", "prometheus_tsdb_reloads_failures_total",
+        "prometheus_rule_group_iterations_missed_total", "prometheus_tsdb_wal_corruptions_total",
+        "prometheus_notifications_alertmanagers_discovered",
+        # every Go exporter, Alertmanager and the service expose these too; listed once
+        "process_open_fds", "process_max_fds",
     ),
+    "blackbox": ("probe_success",),
     "alertmanager": (
         "alertmanager_alerts", "alertmanager_config_last_reload_successful",
         "alertmanager_notifications_total", "alertmanager_notifications_failed_total",
