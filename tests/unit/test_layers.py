@@ -15,7 +15,7 @@ LAYERS = {
               "stack.rules", "stack.webauth", "stack.redis_acl"],
     "generated": ["stack.dashboards", "stack.catalog", "stack.producers", "stack.render",
                   "stack.secrets", "stack.strength", "stack.postgres_roles"],
-    "checks": ["stack.lint", "stack.hardening", "stack.ports", "stack.longterm"],
+    "checks": ["stack.lint", "stack.hardening", "stack.ports", "stack.longterm", "stack.mutation"],
     "runtimes": ["stack.native_config", "stack.native", "stack.native_postgres",
                  "stack.native_grafana", "stack.native_user", "stack.compose", "stack.engine",
                  "stack.images", "stack.healthcheck_pump", "stack.backup"],
