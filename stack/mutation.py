@@ -302,9 +302,10 @@ def mutants(root: Path) -> list[Mutant]:
 #
 # An alert feeds no other rule (no expression here reads ALERTS; `mutants` refuses one that
 # does), so a mutant of alert A can change nothing but A's own test cases. Each mutant's copy
-# of the rules therefore keeps the recording rules and A alone, and each test file loading
-# A's file keeps only its alert_rule_test cases of A: the same verdict as the whole suite,
-# at a fraction of promtool's evaluations (the SmsCostSpike case evaluates 28 hours).
+# of the rules therefore keeps A and the recording rules it reads (and theirs), no other
+# rule, and each test file loading A's file keeps only its alert_rule_test cases of A: the
+# same verdict as the whole suite, at a fraction of promtool's evaluations (the SmsCostSpike
+# case evaluates 28 hours).
 
 
 def _unchanged(root: Path) -> list[Mutant]:
@@ -330,10 +331,14 @@ def _write_copy(root: Path, work: Path, mutant: Mutant) -> list[str]:
     the mutant has it) and its cases the only tests: the test files to run, or [] when no
     case tests that alert."""
     (work / "tests").mkdir(parents=True)
+    needed = _recorded_for(root, mutant.expr)
     for path in rule_files(root, LOADED):
         document = read(path)
         for group in document["groups"]:
-            group["rules"] = [r for r in group["rules"] if r.get("alert") in (None, mutant.alert)]
+            keep = [r for r in group["rules"] if r.get("record") in needed]
+            group["rules"] = [
+                r for r in group["rules"] if r in keep or r.get("alert") == mutant.alert
+            ]
             for rule in group["rules"]:
                 if rule.get("alert") == mutant.alert and path.name == mutant.file:
                     rule["expr"] = mutant.expr
@@ -352,6 +357,23 @@ def _write_copy(root: Path, work: Path, mutant: Mutant) -> list[str]:
             _dump({**document, "tests": tests}, work / "tests" / path.name)
             written.append(path.name)
     return written
+
+
+def _recorded_for(root: Path, expr: str) -> set[str]:
+    """The recording rules an expression reads, and those they read, and so on."""
+    records: dict[str, set[str]] = {}
+    for path in rule_files(root, LOADED):
+        for group in read(path)["groups"]:
+            for rule in group["rules"]:
+                if "record" in rule:
+                    records.setdefault(rule["record"], set()).update(metric_names(rule["expr"]))
+    needed: set[str] = set()
+    reading = metric_names(expr)
+    while reading - needed:
+        name = (reading - needed).pop()
+        needed.add(name)
+        reading |= records.get(name, set())
+    return needed & records.keys()
 
 
 def _dump(document: Any, path: Path) -> None:
