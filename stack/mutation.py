@@ -38,6 +38,8 @@ SET_OPERATORS = ("and", "or", "unless")
 AGGREGATIONS = {"sum": ("avg", "max"), "avg": ("sum", "max"), "max": ("sum", "min"),
                 "min": ("max", "avg"), "count": ("sum",)}  # fmt: skip
 FUNCTIONS = {"rate": ("irate", "increase"), "irate": ("rate",), "increase": ("rate", "irate")}
+# over values that are never negative, these are above 0 together (min is not: all above 0)
+SOME = {"sum", "avg", "max"}
 # rate and increase differ by a constant factor: the same sign
 SAME_SIGN = {frozenset({"rate", "increase"})}
 
@@ -166,6 +168,19 @@ def _sign_only(item: _Node) -> bool:
     return False
 
 
+def _not_negative(node: Any) -> bool:
+    """Rates and increases, their sums, averages, maxima and minima."""
+    if isinstance(node, pp.ParenExpr):
+        return _not_negative(node.expr)
+    if isinstance(node, pp.Call):
+        return node.func.name in FUNCTIONS
+    if isinstance(node, pp.AggregateExpr):
+        return _op(node) in AGGREGATIONS and _op(node) != "count" and _not_negative(node.expr)
+    if isinstance(node, pp.BinaryExpr):
+        return _op(node) == "+" and _not_negative(node.lhs) and _not_negative(node.rhs)
+    return False
+
+
 def _number_mutants(item: _Node) -> Iterator[tuple[str, str]]:
     node, parent = item.node, item.parent
     value = node.val
@@ -231,6 +246,8 @@ def _node_mutants(item: _Node) -> Iterator[tuple[str, Any]]:
     elif isinstance(node, pp.AggregateExpr) and _op(node) in AGGREGATIONS:
         op, text = _op(node), str(node)
         for other in AGGREGATIONS[op]:
+            if {op, other} <= SOME and _sign_only(item) and _not_negative(node.expr):
+                continue  # sum(increase(x)) > 0 and max(increase(x)) > 0 agree everywhere
             yield f"{op} → {other}", other + text[len(op) :]
         modifier = node.modifier
         if modifier is not None and modifier.labels and node.param is None:

@@ -33,6 +33,7 @@ NOT_MUTANTS = [
     ("1 - x > 0.1", "number 1 →"),  # the complement
     ("predict_linear(x[6h], 24 * 3600) < 0", "number 3600"),  # 24 moves the product already
     ("sum(increase(x[5m])) > 0", "increase → rate"),  # the same sign
+    ("sum(increase(x[5m])) > 0", "sum → max"),  # the same sign
     ("x > 0.05", "> 0.05 → >= 0.05"),  # a ratio never equals a threshold in between
 ]
 
