@@ -158,7 +158,9 @@ def _sign_only(item: _Node) -> bool:
         if isinstance(ancestor, pp.AggregateExpr) and _op(ancestor) in AGGREGATIONS:
             child = ancestor
             continue
-        if isinstance(ancestor, pp.ParenExpr):
+        if isinstance(ancestor, pp.ParenExpr) or (
+            isinstance(ancestor, pp.BinaryExpr) and _op(ancestor) == "+" and _not_negative(ancestor)
+        ):
             child = ancestor
             continue
         if _comparison_with_number(ancestor):

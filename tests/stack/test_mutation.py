@@ -34,6 +34,7 @@ NOT_MUTANTS = [
     ("predict_linear(x[6h], 24 * 3600) < 0", "number 3600"),  # 24 moves the product already
     ("sum(increase(x[5m])) > 0", "increase → rate"),  # the same sign
     ("sum(increase(x[5m])) > 0", "sum → max"),  # the same sign
+    ("sum(increase(x[1h]) + increase(y[1h])) > 0", "increase → rate"),  # the same sign
     ("x > 0.05", "> 0.05 → >= 0.05"),  # a ratio never equals a threshold in between
 ]
 
