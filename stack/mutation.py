@@ -197,7 +197,9 @@ def _number_mutants(item: _Node) -> Iterator[tuple[str, str]]:
         if _op(parent) in ("==", "!="):
             return  # a state (up == 0) has no other side to move to
     if value == 0:
-        if isinstance(parent, pp.BinaryExpr) and _op(parent) in (">", ">="):
+        # the first event: an increase of 1 must fire (a gauge above 0 has no first event)
+        counted = isinstance(parent, pp.BinaryExpr) and _not_negative(parent.lhs)
+        if counted and _op(parent) in (">", ">="):
             yield "number 0 → 1", "1"
         return
     for factor in (0.5, 2):

@@ -36,6 +36,7 @@ NOT_MUTANTS = [
     ("sum(increase(x[5m])) > 0", "sum → max"),  # the same sign
     ("sum(increase(x[1h]) + increase(y[1h])) > 0", "increase → rate"),  # the same sign
     ("x > 0.05", "> 0.05 → >= 0.05"),  # a ratio never equals a threshold in between
+    ("x / (y > 0) > 0.9", "number 0 →"),  # a gauge above 0 has no first event
 ]
 
 
