@@ -183,6 +183,16 @@ def _not_negative(node: Any) -> bool:
     return False
 
 
+def _counted(node: Any) -> bool:
+    """A value that can sit exactly on an integer threshold: a gauge or its aggregation, a
+    count of events (not a ratio, a prediction or other arithmetic)."""
+    if isinstance(node, pp.ParenExpr):
+        return _counted(node.expr)
+    if isinstance(node, pp.AggregateExpr):
+        return _op(node) in AGGREGATIONS and _counted(node.expr)
+    return isinstance(node, pp.VectorSelector) or _not_negative(node)
+
+
 def _number_mutants(item: _Node) -> Iterator[tuple[str, str]]:
     node, parent = item.node, item.parent
     value = node.val
@@ -207,11 +217,12 @@ def _number_mutants(item: _Node) -> Iterator[tuple[str, str]]:
 
 
 def _flip(node: Any) -> Iterator[tuple[str, str]]:
-    """``> 3`` → ``>= 3``: only where the compared value can equal an integer threshold."""
+    """``> 3`` → ``>= 3``: only where the compared value can equal an integer threshold (a
+    gauge, a count of events)."""
     if not _comparison_with_number(node):
         return
-    number = node.rhs if _is_number(node.rhs) else node.lhs
-    if number.val != math.floor(number.val):
+    number, other = (node.rhs, node.lhs) if _is_number(node.rhs) else (node.lhs, node.rhs)
+    if number.val != math.floor(number.val) or not _counted(other):
         return
     text, left = str(node), str(node.lhs)
     op = _op(node)

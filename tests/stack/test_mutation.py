@@ -37,6 +37,8 @@ NOT_MUTANTS = [
     ("sum(increase(x[1h]) + increase(y[1h])) > 0", "increase → rate"),  # the same sign
     ("x > 0.05", "> 0.05 → >= 0.05"),  # a ratio never equals a threshold in between
     ("x / (y > 0) > 0.9", "number 0 →"),  # a gauge above 0 has no first event
+    ("predict_linear(x[6h], 3600) < 0", "< 0 →"),  # a prediction is never exactly 0
+    ("x / y > 2", "> 2 →"),  # nor a ratio exactly 2
 ]
 
 
