@@ -183,6 +183,11 @@ def _not_negative(node: Any) -> bool:
     return False
 
 
+def _quantile_of(item: _Node) -> bool:
+    parent = item.parent
+    return isinstance(parent, pp.Call) and parent.func.name == "histogram_quantile"
+
+
 def _counted(node: Any) -> bool:
     """A value that can sit exactly on an integer threshold: a gauge or its aggregation, a
     count of events (not a ratio, a prediction or other arithmetic)."""
@@ -263,6 +268,8 @@ def _node_mutants(item: _Node) -> Iterator[tuple[str, Any]]:
         for other in AGGREGATIONS[op]:
             if {op, other} <= SOME and _sign_only(item) and _not_negative(node.expr):
                 continue  # sum(increase(x)) > 0 and max(increase(x)) > 0 agree everywhere
+            if {op, other} == {"sum", "avg"} and _quantile_of(item):
+                continue  # every bucket divided by the same count: the same quantile
             yield f"{op} → {other}", other + text[len(op) :]
         modifier = node.modifier
         if modifier is not None and modifier.labels and node.param is None:
