@@ -38,7 +38,7 @@ SAME_SIGN = {frozenset({"rate", "increase"})}
 class Mutant:
     file: str  # the rule file's name, e.g. api.rules.yml
     alert: str
-    change: str  # what was changed, for a person: "threshold 0.05 → 0.1"
+    change: str  # what was changed, for a person: "number 0.05 → 0.1"
     expr: str
     for_: str | None  # None: no for:
 
@@ -113,19 +113,16 @@ def _comparison_with_number(node: Any) -> bool:
 def _sign_only(item: _Node) -> bool:
     """Only the sign of this node's value reaches the result: it is summed, maxed, ... and
     then compared with 0 (``sum(increase(x[5m])) > 0``)."""
-    child = item.node
     for ancestor in item.ancestors:
         if isinstance(ancestor, pp.AggregateExpr) and _op(ancestor) in AGGREGATIONS:
-            child = ancestor
             continue
         if isinstance(ancestor, pp.ParenExpr) or (
             isinstance(ancestor, pp.BinaryExpr) and _op(ancestor) == "+" and _not_negative(ancestor)
         ):
-            child = ancestor
             continue
         if _comparison_with_number(ancestor):
-            other = ancestor.rhs if _is_number(ancestor.rhs) else ancestor.lhs
-            return other is not child and other.val == 0
+            number = ancestor.rhs if _is_number(ancestor.rhs) else ancestor.lhs
+            return bool(number.val == 0)
         return False
     return False
 
