@@ -7,8 +7,8 @@ import pytest
 
 from stack import ROOT, mutants, mutation
 
-# the issue's target is 90 %; until the rule tests reach it, the score they reach (rounded
-# down) is the floor, so that the score never falls
+# issue 17's target: at least 90 % of the mutants killed (the rule tests kill all 337 of the
+# alerts as they are; new alerts bring new mutants, and their tests must keep to it)
 FLOOR = 90.0
 
 MUTANTS = [
