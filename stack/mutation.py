@@ -8,6 +8,8 @@ docs/testing.md says what is changed and how to read the score.
 
 from __future__ import annotations
 
+import copy
+import functools
 import shutil
 import tempfile
 import time
@@ -95,7 +97,7 @@ def _write_copy(root: Path, work: Path, mutant: Mutant) -> list[str]:
     (work / "tests").mkdir(parents=True)
     needed = _recorded_for(root, mutant.expr)
     for path in rule_files(root, LOADED):
-        document = read(path)
+        document = _read(path)
         for group in document["groups"]:
             keep = [r for r in group["rules"] if r.get("record") in needed]
             group["rules"] = [
@@ -111,7 +113,7 @@ def _write_copy(root: Path, work: Path, mutant: Mutant) -> list[str]:
         _dump(document, work / path.name)
     written = []
     for path in rule_test_files(root, LOADED):
-        document = read(path)
+        document = _read(path)
         if mutant.file not in {Path(f).name for f in document.get("rule_files", [])}:
             continue
         tests = [t for t in (_cases_of(t, mutant.alert) for t in document["tests"]) if t]
@@ -125,7 +127,7 @@ def _recorded_for(root: Path, expr: str) -> set[str]:
     """The recording rules an expression reads, and those they read, and so on."""
     records: dict[str, set[str]] = {}
     for path in rule_files(root, LOADED):
-        for group in read(path)["groups"]:
+        for group in _read(path)["groups"]:
             for rule in group["rules"]:
                 if "record" in rule:
                     records.setdefault(rule["record"], set()).update(metric_names(rule["expr"]))
@@ -138,8 +140,21 @@ def _recorded_for(root: Path, expr: str) -> set[str]:
     return needed & records.keys()
 
 
+@functools.cache
+def _parsed(path: Path, mtime: float) -> Any:
+    return read(path)
+
+
+def _read(path: Path) -> Any:
+    """A fresh copy of a file's document, parsed once per run (YAML in Python is slow)."""
+    return copy.deepcopy(_parsed(path, path.stat().st_mtime))
+
+
+_DUMPER = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
+
+
 def _dump(document: Any, path: Path) -> None:
-    path.write_text(yaml.safe_dump(document, sort_keys=False, allow_unicode=True))
+    path.write_text(yaml.dump(document, Dumper=_DUMPER, sort_keys=False, allow_unicode=True))
 
 
 def _verdict(root: Path, work: Path, mutant: Mutant) -> tuple[bool, str]:
