@@ -41,6 +41,24 @@ class Mutant:
     change: str  # what was changed, for a person: "number 0.05 → 0.1"
     expr: str
     for_: str | None  # None: no for:
+    # which of the file's alerts of this name (TargetDown has three rules): 1, 2, ...; 0 when
+    # the name is the rule's alone
+    nth: int = 0
+
+    @property
+    def name(self) -> str:
+        return f"{self.alert} #{self.nth}" if self.nth else self.alert
+
+
+def numbered_alerts(document: Any) -> list[tuple[int, dict[str, Any]]]:
+    """``(nth, rule)`` for a rule file's alerts: nth as Mutant.nth has it."""
+    rules = list(alerts(document))
+    names = [r["alert"] for r in rules]
+    numbered = []
+    for i, rule in enumerate(rules):
+        several = names.count(rule["alert"]) > 1
+        numbered.append((names[: i + 1].count(rule["alert"]) if several else 0, rule))
+    return numbered
 
 
 # ---- the mutants of one expression -------------------------------------------------------
@@ -278,7 +296,7 @@ def mutants(root: Path) -> list[Mutant]:
         raise StackError(f"the mutation check assumes no rule reads ALERTS; {readers} do")
     found = []
     for path in rule_files(root, LOADED):
-        for rule in alerts(read(path)):
+        for nth, rule in numbered_alerts(read(path)):
             expr, duration = rule["expr"], rule.get("for")
             changes = list(expression_mutants(expr))
             repeated = {c for c, _ in changes if [d for d, _ in changes].count(c) > 1}
@@ -287,8 +305,8 @@ def mutants(root: Path) -> list[Mutant]:
                 if change in repeated:  # the same change at another place: its number
                     counted[change] = counted.get(change, 0) + 1
                     change = f"{change} (#{counted[change]})"
-                found.append(Mutant(path.name, rule["alert"], change, mutated, duration))
+                found.append(Mutant(path.name, rule["alert"], change, mutated, duration, nth))
             canonical = str(pp.parse(expr))
             for change, new in for_mutants(duration):
-                found.append(Mutant(path.name, rule["alert"], change, canonical, new))
+                found.append(Mutant(path.name, rule["alert"], change, canonical, new, nth))
     return found

@@ -22,9 +22,9 @@ from typing import Any
 import promql_parser as pp
 import yaml
 
-from .mutants import Mutant, mutants
+from .mutants import Mutant, mutants, numbered_alerts
 from .promql import metric_names
-from .rules import LOADED, alerts, read, rule_files, rule_test_files
+from .rules import LOADED, read, rule_files, rule_test_files
 from .settings import StackError
 from .tools import run, tool
 
@@ -58,7 +58,7 @@ class Score:
         ]
         if self.not_run:
             lines.append(f"mutation: {len(self.not_run)} mutants not run: time bound reached")
-        lines += [f"  survived: {m.file} {m.alert}: {m.change}" for m in self.survived]
+        lines += [f"  survived: {m.file} {m.name}: {m.change}" for m in self.survived]
         return "\n".join(lines)
 
 
@@ -76,10 +76,11 @@ def _unchanged(root: Path) -> list[Mutant]:
     """Each alert as the parser prints it back, unchanged: its trimmed tests must pass, or a
     killed mutant would prove nothing."""
     return [
-        Mutant(path.name, rule["alert"], "unchanged", str(pp.parse(rule["expr"])), rule.get("for"))
+        Mutant(path.name, rule["alert"], "unchanged", str(pp.parse(rule["expr"])), rule.get("for"),
+               nth)
         for path in rule_files(root, LOADED)
-        for rule in alerts(read(path))
-    ]
+        for nth, rule in numbered_alerts(read(path))
+    ]  # fmt: skip
 
 
 def _cases_of(test: dict[str, Any], alert: str) -> dict[str, Any] | None:
@@ -91,9 +92,9 @@ def _cases_of(test: dict[str, Any], alert: str) -> dict[str, Any] | None:
 
 
 def _write_copy(root: Path, work: Path, mutant: Mutant) -> list[str]:
-    """The loaded rules and tests copied into ``work``, ``mutant.alert`` the only alert (as
-    the mutant has it) and its cases the only tests: the test files to run, or [] when no
-    case tests that alert."""
+    """The loaded rules and tests copied into ``work``, ``mutant.alert`` the only alert (the
+    mutated rule as the mutant has it, any other rule of that name unchanged) and its cases
+    the only tests: the test files to run, or [] when no case tests that alert."""
     (work / "tests").mkdir(parents=True)
     needed = _recorded_for(root, mutant.expr)
     for path in rule_files(root, LOADED):
@@ -103,12 +104,13 @@ def _write_copy(root: Path, work: Path, mutant: Mutant) -> list[str]:
             group["rules"] = [
                 r for r in group["rules"] if r in keep or r.get("alert") == mutant.alert
             ]
-            for rule in group["rules"]:
-                if rule.get("alert") == mutant.alert and path.name == mutant.file:
-                    rule["expr"] = mutant.expr
-                    rule.pop("for", None)
-                    if mutant.for_ is not None:
-                        rule["for"] = mutant.for_
+        if path.name == mutant.file:
+            rule = next(r for n, r in numbered_alerts(document)
+                        if r["alert"] == mutant.alert and n == mutant.nth)  # fmt: skip
+            rule["expr"] = mutant.expr
+            rule.pop("for", None)
+            if mutant.for_ is not None:
+                rule["for"] = mutant.for_
         document["groups"] = [g for g in document["groups"] if g["rules"]]
         _dump(document, work / path.name)
     written = []
@@ -191,7 +193,7 @@ def check(
             return mutant, *_verdict(root, Path(scratch) / str(number), mutant)
 
         with ThreadPoolExecutor(max_workers=workers) as pool:
-            broken = [f"{m.file} {m.alert}, printed back by the parser unchanged, fails its "
+            broken = [f"{m.file} {m.name}, printed back by the parser unchanged, fails its "
                       f"tests:\n{out}" for m, killed, out in pool.map(one, enumerate(unchanged))
                       if killed]  # fmt: skip
             if broken:

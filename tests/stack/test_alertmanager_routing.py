@@ -76,8 +76,13 @@ SCENARIOS = {
                 **API,
             ),
             # the outside probe of the API's overall health, failing with its database
-            alert("ApiProbeFailing", "critical", team="backend", job="blackbox",
-                  instance="http://api:8000/health/overall"),
+            alert(
+                "ApiProbeFailing",
+                "critical",
+                team="backend",
+                job="blackbox",
+                instance="http://api:8000/health/overall",
+            ),
             # the same target Prometheus cannot scrape
             alert("HostDiskFilling", "warning", team="platform", job="node", instance="ne:9100"),
             # elsewhere

@@ -65,7 +65,7 @@ def test_every_alert_has_mutants_and_each_names_its_change() -> None:
     found = mutants.mutants(ROOT)
     names = {m.alert for m in found}
     assert "ApiAvailabilityBudgetBurnFast" in names
-    assert len({(m.alert, m.change) for m in found}) == len(found)
+    assert len({(m.alert, m.nth, m.change) for m in found}) == len(found)
 
 
 def test_the_rule_tests_kill_the_mutants(capsys: pytest.CaptureFixture[str]) -> None:
