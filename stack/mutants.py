@@ -28,8 +28,14 @@ SET_OPERATORS = ("and", "or", "unless")
 AGGREGATIONS = {"sum": ("avg", "max"), "avg": ("sum", "max"), "max": ("sum", "min"),
                 "min": ("max", "avg"), "count": ("sum",)}  # fmt: skip
 FUNCTIONS = {"rate": ("irate", "increase"), "irate": ("rate",), "increase": ("rate", "irate")}
-# over values that are never negative, these are above 0 together (min is not: all above 0)
+# over values that are never negative, these are above 0 together, and 0 together (min is
+# not: all above 0)
 SOME = {"sum", "avg", "max"}
+# never negative: counters (`_total`) and states (`up`, `pg_up`, `redis_rdb_last_bgsave_status`:
+# 0 or 1), as the exporters and app_metrics name them
+NOT_NEGATIVE_SUFFIXES = ("_total", "_up", "_status")
+# gauges that count things, never between two integers: `< 1` and `< 0.5` agree on them
+WHOLE_SUFFIXES = ("_discovered",)
 # rate and increase differ by a constant factor: the same sign
 SAME_SIGN = {frozenset({"rate", "increase"})}
 
@@ -138,24 +144,48 @@ def _sign_only(item: _Node) -> bool:
             isinstance(ancestor, pp.BinaryExpr) and _op(ancestor) == "+" and _not_negative(ancestor)
         ):
             continue
-        if _comparison_with_number(ancestor):
+        if _comparison_with_number(ancestor) or _state_of_number(ancestor):
             number = ancestor.rhs if _is_number(ancestor.rhs) else ancestor.lhs
             return bool(number.val == 0)
         return False
     return False
 
 
+def _state_of_number(node: Any) -> bool:
+    """``x == 0``: over values never negative, all of them 0."""
+    return (
+        isinstance(node, pp.BinaryExpr)
+        and _op(node) in ("==", "!=")
+        and (_is_number(node.lhs) or _is_number(node.rhs))
+    )
+
+
 def _not_negative(node: Any) -> bool:
-    """Rates and increases, their sums, averages, maxima and minima."""
+    """Counters, states, rates and increases; their sums, averages, maxima and minima; the
+    values an ``or``, ``and`` or ``unless`` keeps of them, relabelled or not."""
     if isinstance(node, pp.ParenExpr):
         return _not_negative(node.expr)
+    if isinstance(node, pp.VectorSelector):
+        return bool(node.name) and (node.name == "up" or node.name.endswith(NOT_NEGATIVE_SUFFIXES))
     if isinstance(node, pp.Call):
+        if node.func.name in ("label_replace", "label_join"):
+            return _not_negative(node.args[0])
         return node.func.name in FUNCTIONS
     if isinstance(node, pp.AggregateExpr):
         return _op(node) in AGGREGATIONS and _op(node) != "count" and _not_negative(node.expr)
     if isinstance(node, pp.BinaryExpr):
-        return _op(node) == "+" and _not_negative(node.lhs) and _not_negative(node.rhs)
+        if _op(node) in ("and", "unless"):
+            return _not_negative(node.lhs)
+        return _op(node) in ("+", "or") and _not_negative(node.lhs) and _not_negative(node.rhs)
     return False
+
+
+def _whole(node: Any) -> bool:
+    if isinstance(node, pp.ParenExpr):
+        return _whole(node.expr)
+    if isinstance(node, pp.AggregateExpr):
+        return _op(node) in ("sum", "max", "min") and _whole(node.expr)
+    return isinstance(node, pp.VectorSelector) and str(node.name).endswith(WHOLE_SUFFIXES)
 
 
 def _quantile_of(item: _Node) -> bool:
@@ -186,6 +216,11 @@ def _number_mutants(item: _Node) -> Iterator[tuple[str, str]]:
             return  # 24 * 3600: the left factor moves the product already
         if _op(parent) in ("==", "!="):
             return  # a state (up == 0) has no other side to move to
+    if value == 1 and isinstance(parent, pp.BinaryExpr) and _op(parent) in ("<", ">="):
+        other = parent.lhs if _is_number(parent.rhs) else parent.rhs
+        if _whole(other):  # `< 1` is `< 0.5` on a count of things; doubled, it moves
+            yield "number 1 → 2", "2"
+            return
     if value == 0:
         # the first event: an increase of 1 must fire (a gauge above 0 has no first event)
         counted = isinstance(parent, pp.BinaryExpr) and _not_negative(parent.lhs)
