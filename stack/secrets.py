@@ -21,6 +21,7 @@ from __future__ import annotations
 import hashlib
 import os
 import re
+import stat
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -199,7 +200,9 @@ def prepare(
     secrets_dir = run_dir / "secrets"
     for directory in (run_dir, secrets_dir):
         directory.mkdir(mode=0o700, exist_ok=True)
-        directory.chmod(0o700)
+        # closed to others; a group the native runtime gave it keeps its access, since
+        # a running Prometheus reads its password file anew on every request
+        directory.chmod(stat.S_IMODE(directory.stat().st_mode) & 0o750 | 0o700)
     contents = {s.file: values[s.variable] for s in SECRETS if env in s.environments}
     contents["assistant_database_url"] = database_url(values[ROLES[APP_ROLE]])
     monitoring = values[webauth.PASSWORD_VARIABLE]
