@@ -18,6 +18,8 @@ RUNTIME ?= auto
 TOPOLOGY ?=
 ROTATE ?=
 REF ?= HEAD
+# make mutation: only the mutants of the rule files or alerts whose name contains it
+ONLY ?=
 # make backup: a new folder (default .run/backups/<env>/<UTC time>); make restore: a backup's
 DIR ?=
 STACK := $(PY) -m stack
@@ -27,7 +29,7 @@ PACKAGES := $(PYTHON) -m stack.packages
 
 # prerequisites run in the order written: packages, then .venv, then the work
 .NOTPARALLEL:
-.PHONY: help venv packages-up packages-test acceptance lint format generate test test-unit test-server test-service test-stack test-integration bench \
+.PHONY: help venv packages-up packages-test acceptance lint mutation format generate test test-unit test-server test-service test-stack test-integration bench \
 	lock check-env secrets up down status logs clean distclean engine engine-down images backup restore
 
 help: ## List every target
@@ -57,6 +59,9 @@ lint: packages-test venv ## ruff, then every stack configuration (promtool, amto
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(STACK) lint
+
+mutation: venv ## Break each alert one way at a time and count what the rule tests catch (ONLY=a file or alert)
+	$(STACK) mutation $(if $(ONLY),--only $(ONLY))
 
 generate: venv ## Rewrite the generated files (per-env Prometheus/Alertmanager configs, rules with runbook links, dashboards, compose/versions.env and docs/stack.md versions, docs/metrics.md)
 	$(STACK) generate

@@ -34,9 +34,12 @@ log = logging.getLogger("app_metrics")
 SMS_STATUSES = ("success", "failure")
 REFRESH_STATUSES = ("success", "failure")
 TASK_OUTCOMES = ("success", "failure", "timeout")
+# why a queue entry was given up: unreadable, or taken more times than allowed
+DEAD_LETTER_REASONS = ("bad_entry", "retries_exhausted")
 
 SMSStatus = Literal["success", "failure"]
 TaskOutcome = Literal["success", "failure", "timeout"]
+DeadLetterReason = Literal["bad_entry", "retries_exhausted"]
 
 # Provider APIs answer in tens of milliseconds to seconds; 30 s is a timeout.
 SMS_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
@@ -155,7 +158,18 @@ class SMSMetrics(_Domain):
             "Money spent on SMS, in the providers' billing currency.",
             ("provider",),
         )
+        self.dead_letters: Family = factory.counter(
+            "sms_dead_letters_total",
+            "SMS queue entries given up (never delivered), by reason.",
+            ("reason",),
+        )
         values.gauge("sms_queue_length", "SMS messages waiting in the queue.")
+        values.gauge(
+            "sms_queue_oldest_age_seconds",
+            "Seconds the SMS taken next has waited in the queue (0 when none waits).",
+        )
+        for reason in DEAD_LETTER_REASONS:
+            self.dead_letters.labels(reason)
         for provider in providers:
             for status in SMS_STATUSES:
                 self.messages.labels(status, provider)
@@ -177,9 +191,17 @@ class SMSMetrics(_Domain):
         if duration_seconds is not None:
             _observe(self.duration.labels(provider), "SMS duration", duration_seconds)
 
+    def dead_letter(self, reason: DeadLetterReason) -> None:
+        """Count one queue entry given up: unreadable, or its retries exhausted."""
+        self.dead_letters.labels(_closed(reason, DEAD_LETTER_REASONS)).inc()
+
     def queue_length_from(self, reader: Reader) -> None:
         """``reader()`` (sync or async) returns the number of queued messages."""
         self._from("sms_queue", ["sms_queue_length"], reader)
+
+    def queue_age_from(self, reader: Reader) -> None:
+        """``reader()`` returns the seconds the message taken next has waited."""
+        self._from("sms_queue_age", ["sms_queue_oldest_age_seconds"], reader)
 
 
 class OAuthMetrics(_Domain):
@@ -267,8 +289,21 @@ class TaskMetrics(_Domain):
             "Background task runs, by task type and outcome.",
             ("task_type", "outcome"),
         )
+        self.dead_letters: Family = factory.counter(
+            "task_dead_letters_total",
+            "Task queue entries given up (never run to an outcome), by queue and reason.",
+            ("queue", "reason"),
+        )
         values.gauge("task_queue_length", "Tasks waiting, by queue.", ("queue",))
+        values.gauge(
+            "task_queue_oldest_age_seconds",
+            "Seconds the task taken next has waited, by queue (0 when none waits).",
+            ("queue",),
+        )
         self._queues = tuple(queues)
+        for queue in queues:
+            for reason in DEAD_LETTER_REASONS:
+                self.dead_letters.labels(queue, reason)
         for task_type in task_types:
             self.duration.labels(task_type)
             for outcome in TASK_OUTCOMES:
@@ -292,12 +327,21 @@ class TaskMetrics(_Domain):
 
         return _Timer(done)
 
+    def dead_letter(self, queue: str, reason: DeadLetterReason) -> None:
+        """Count one entry of ``queue`` given up: unreadable, or its retries exhausted."""
+        self.dead_letters.labels(queue, _closed(reason, DEAD_LETTER_REASONS)).inc()
+
     def queue_lengths_from(self, reader: Reader) -> None:
         """``reader()`` returns ``{queue: waiting tasks}``; known queues default to 0."""
-        gauge = "task_queue_length"
-        self._from(
-            "task_queues", [gauge], reader, lambda raw: {gauge: _with_known(self._queues, raw)}
-        )
+        self._per_queue("task_queues", "task_queue_length", reader)
+
+    def queue_ages_from(self, reader: Reader) -> None:
+        """``reader()`` returns ``{queue: seconds the task taken next has waited}``; known
+        queues default to 0."""
+        self._per_queue("task_queue_ages", "task_queue_oldest_age_seconds", reader)
+
+    def _per_queue(self, source: str, gauge: str, reader: Reader) -> None:
+        self._from(source, [gauge], reader, lambda raw: {gauge: _with_known(self._queues, raw)})
 
 
 class DatabaseMetrics(_Domain):

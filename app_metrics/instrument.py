@@ -28,7 +28,7 @@ from .http import HTTP_BUCKETS, HTTPMetrics, MetricsMiddleware
 from .labels import DEFAULT_LABEL_CAP
 from .routes import TemplateResolver
 from .safe import SafeView, registry_collectors
-from .scrape import ScrapeTimeValues
+from .scrape import ERROR_REASONS, ScrapeTimeValues
 from .users import UserMetrics
 
 log = logging.getLogger("app_metrics")
@@ -70,6 +70,8 @@ class Metrics:
             factory.label_cap,
             factory.reject,
             lambda source, reason: self._source_errors.labels(source, reason).inc(),
+            # at 0 from the start: an alert's increase() sees the first failure too
+            lambda source: [self._source_errors.labels(source, r) for r in ERROR_REASONS],
         )
         self.http = HTTPMetrics(factory, buckets, shared=bool(multiprocess_dir))
         self.sms = SMSMetrics(factory, self.values, source_options, sms_providers)

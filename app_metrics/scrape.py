@@ -77,8 +77,14 @@ class _Source:
     fetched_at: float = float("-inf")
 
 
+# why a source's values were left out of a scrape (the ``reason`` label of its errors)
+ERROR_REASONS = ("error", "timeout")
+
+
 class ScrapeTimeValues:
-    """Registry of scrape-time gauges and their sources; a prometheus_client collector."""
+    """Registry of scrape-time gauges and their sources; a prometheus_client collector.
+    ``on_error(source, reason)`` is called for each failure, ``on_source(name)`` once for
+    each source registered (to expose its error counts at 0 before the first one)."""
 
     def __init__(
         self,
@@ -86,12 +92,14 @@ class ScrapeTimeValues:
         label_cap: int,
         on_reject: Callable[[str, str, str], None],
         on_error: Callable[[str, str], None],
+        on_source: Callable[[str], None] = lambda name: None,
     ) -> None:
         self._const_names = tuple(const_labels)
         self._const_values = tuple(const_labels.values())
         self._label_cap = label_cap
         self._on_reject = on_reject
         self._on_error = on_error
+        self._on_source = on_source
         self._gauges: dict[str, _Gauge] = {}
         self._sources: dict[str, _Source] = {}
         self._lock: asyncio.Lock | None = None
@@ -127,6 +135,7 @@ class ScrapeTimeValues:
         if timeout <= 0 or ttl < 0:
             raise ValueError(f"source {name}: timeout must be > 0 and ttl >= 0")
         self._sources[name] = _Source(name, fn, tuple(gauges), timeout, ttl)
+        self._on_source(name)
 
     async def refresh(self) -> None:
         """Run every source whose cached values are older than its ttl."""
@@ -187,11 +196,11 @@ class ScrapeTimeValues:
             reason = str(exc) or f"timed out after {source.timeout:g}s"
             log.warning("scrape-time source %s: %s", source.name, reason)
             source.values = {}
-            self._on_error(source.name, "timeout")
+            self._on_error(source.name, ERROR_REASONS[1])
         except Exception:
             log.exception("scrape-time source %s failed", source.name)
             source.values = {}
-            self._on_error(source.name, "error")
+            self._on_error(source.name, ERROR_REASONS[0])
         source.fetched_at = monotonic()
 
     def _normalise(

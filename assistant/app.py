@@ -7,7 +7,7 @@ Run it with ``python -m assistant``, or ``uvicorn --factory assistant.app:create
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
@@ -141,17 +141,22 @@ def create_app(
         metrics.users.active_sessions_from(session_store.count_active)
         metrics.users.registered_users_from(db.count_users)
         metrics.sms.queue_length_from(sms.queue.length)
+        metrics.sms.queue_age_from(sms.queue.oldest_age)
         metrics.tasks.queue_lengths_from(tasks.queue_lengths)
+        metrics.tasks.queue_ages_from(tasks.queue_ages)
     worker_redis = create_worker_redis(settings)
-    handlers = [(sms.queue, sms.deliver)] + [(q, tasks.run) for q in tasks.queues.values()]
+    handlers = [(sms.queue, sms.deliver, lambda: metrics.sms.dead_letter("bad_entry"))] + [
+        (queue, tasks.run, _task_dead_letter(metrics, name)) for name, queue in tasks.queues.items()
+    ]
     worker = Worker(
         [
             Loop(
                 queue.consumer(worker_redis, settings.queue_dead_consumer_seconds),
                 handle,
                 settings.queue_block_seconds,
+                on_dead_letter,
             )
-            for queue, handle in handlers
+            for queue, handle, on_dead_letter in handlers
         ],
         worker_redis,
         settings.worker_stop_timeout_seconds,
@@ -175,6 +180,10 @@ def create_app(
     own = own_addresses() if settings.allow_own_addresses else ()
     _check_host(app, (*settings.allowed_host_names, *own))
     return app
+
+
+def _task_dead_letter(metrics: app_metrics.Metrics, queue: str) -> Callable[[], None]:
+    return lambda: metrics.tasks.dead_letter(queue, "bad_entry")
 
 
 def _check_host(app: FastAPI, hosts: Sequence[str]) -> None:

@@ -17,6 +17,11 @@ but before recording it runs again; handlers record a final outcome per entry id
 an entry whose outcome is already recorded (``Records``). An entry that cannot be parsed
 (``BadEntry``) goes to the dead-letter list ``assistant:queue:<name>:dead`` (the newest
 ``DEAD_LETTERS_KEPT``).
+
+Each entry is a JSON object whose ``queued_at`` field (Unix seconds, ``stamped``) says when
+it was queued: ``oldest_age`` reads it from the entry taken next, so a stuck consumer shows
+as an age that grows while the length may stay small. An entry given back after a handler
+error goes to the tail and is not the one read until it comes round again.
 """
 
 from __future__ import annotations
@@ -32,6 +37,7 @@ from .redis_client import PREFIX
 
 QUEUE_KEY = PREFIX + "queue:"
 DEAD_LETTERS_KEPT = 1000
+QUEUED_AT = "queued_at"  # the entry's field: when it was queued (Unix seconds)
 
 # KEYS[1] consumers, KEYS[2] queue; ARGV[1] heartbeat cutoff, ARGV[2] processing key prefix.
 # The processing keys are derived inside the script: fine on one Redis, not on a cluster.
@@ -97,6 +103,25 @@ def parse_entry(entry: str, **fields: type) -> dict[str, Any]:
     if wrong:
         raise BadEntry(f"missing or mistyped {', '.join(wrong)}")
     return value
+
+
+def stamped(entry: dict[str, Any]) -> str:
+    """``entry`` as a queue entry: JSON with ``queued_at`` set to now."""
+    return json.dumps({**entry, QUEUED_AT: time.time()})
+
+
+def age_of(entry: str | None, now: float) -> float:
+    """Seconds since ``entry`` was queued; 0 for none, or one without a valid stamp (queued
+    before entries carried one, or malformed: the loop dead-letters it)."""
+    if entry is None:
+        return 0.0
+    try:
+        queued_at = json.loads(entry).get(QUEUED_AT)
+    except (ValueError, AttributeError):
+        return 0.0
+    if isinstance(queued_at, bool) or not isinstance(queued_at, int | float):
+        return 0.0
+    return max(0.0, now - queued_at)
 
 
 class Records:
@@ -165,6 +190,10 @@ class ReliableQueue:
     async def length(self) -> int:
         """Entries waiting (not those being processed)."""
         return int(await self.redis.llen(self.key))
+
+    async def oldest_age(self) -> float:
+        """Seconds the entry taken next has waited (0 when the queue is empty)."""
+        return age_of(await self.redis.lindex(self.key, -1), time.time())
 
     def consumer(self, redis: aioredis.Redis | None = None, dead_after: float = 30.0) -> Consumer:
         """A new consumer with a unique id; ``redis`` may be a client with a longer timeout

@@ -13,16 +13,16 @@ only the delivery that settles a message records its provider calls in
 and the cost of a delivered message in ``sms_cost_total{provider}``, so a message delivered
 twice is counted once. A message failed for ``retries_exhausted`` made no call of its own:
 it counts as one ``failure`` of the provider tried last (the record's ``trying``), or of
-the first provider, without cost or duration. Per-user counts (``accepted``,
-``delivered``, ``failed``) live in the hash ``assistant:sms_user:<id>``: an API route
-reads them, and no user id ever becomes a metric label. In dev (``keep_delivered``), a
-delivered message is also kept in the simulated outbox of its number (``outbox.py``).
+the first provider, without cost or duration, and in ``sms_dead_letters_total``. Per-user
+counts (``accepted``, ``delivered``, ``failed``) live in the hash ``assistant:sms_user:<id>``:
+an API route reads them, and no user id ever becomes a metric label. In dev
+(``keep_delivered``), a delivered message is also kept in the simulated outbox of its number
+(``outbox.py``).
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import random
 import time
@@ -36,7 +36,7 @@ import app_metrics
 
 from . import outbox
 from .config import Profile
-from .queue import Records, ReliableQueue, parse_entry
+from .queue import Records, ReliableQueue, parse_entry, stamped
 from .redis_client import PREFIX, redis_available
 
 log = logging.getLogger("assistant")
@@ -94,7 +94,7 @@ class SmsService:
     async def enqueue(self, to: str, body: str, user_id: int | None = None) -> str:
         """Store a message for delivery; returns its id (503 when Redis is unavailable)."""
         sms_id = uuid.uuid4().hex
-        entry = json.dumps({"id": sms_id, "to": to, "body": body, "user_id": user_id})
+        entry = stamped({"id": sms_id, "to": to, "body": body, "user_id": user_id})
         record = {"status": "queued", "user_id": user_id or "", "accepted_at": time.time()}
         user_key = None if user_id is None else USER_KEY + str(user_id)
         with redis_available():
@@ -130,6 +130,7 @@ class SmsService:
             log.warning("SMS %s: taken %d times, recorded as failed", message["id"], deliveries)
             if await self._settle(message, "failed", error="retries_exhausted"):
                 self.metrics.sms.message(trying or self.providers[0].name, "failure")
+                self.metrics.sms.dead_letter("retries_exhausted")
             return
         calls: list[tuple[Provider, float, bool]] = []  # recorded once settled
         for provider in self.providers:

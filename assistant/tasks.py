@@ -16,7 +16,8 @@ Each kind first waits its configured ``latency`` and fails with probability ``fa
 ``task_execution_duration_seconds`` and in the job's record ``assistant:task:<id>``, once:
 only the run that settles the record (``Records.settle``) counts. A job taken more than
 ``queue_max_deliveries`` times fails with ``retries_exhausted``: counted in
-``task_executions_total`` without a duration (it did not run).
+``task_executions_total`` without a duration (it did not run), and in
+``task_dead_letters_total`` (given up, like an entry the loop cannot parse).
 """
 
 from __future__ import annotations
@@ -38,7 +39,7 @@ import app_metrics
 from .config import Profile
 from .db import Database, User
 from .oauth import OAuthService
-from .queue import BadEntry, Records, ReliableQueue, parse_entry
+from .queue import BadEntry, Records, ReliableQueue, age_of, parse_entry, stamped
 from .redis_client import PREFIX, redis_available
 from .sessions import EXPIRY_INDEX
 from .sms import SmsService
@@ -97,7 +98,7 @@ class TaskService:
 
     async def enqueue(self, kind: str, queue: str, params: dict[str, Any]) -> str:
         task_id = uuid.uuid4().hex
-        entry = json.dumps({"id": task_id, "type": kind, "queue": queue, "params": params})
+        entry = stamped({"id": task_id, "type": kind, "queue": queue, "params": params})
         record = {"status": "queued", "type": kind, "queue": queue, "enqueued_at": time.time()}
         with redis_available():
             await self.queues[queue].put(entry, RECORD_KEY + task_id, record, RECORD_TTL_SECONDS)
@@ -114,6 +115,15 @@ class TaskService:
                 pipe.llen(queue.key)
             lengths = await pipe.execute()
         return dict(zip(self.queues, map(int, lengths), strict=True))
+
+    async def queue_ages(self) -> dict[str, float]:
+        """Per queue, seconds the task taken next has waited (0 when none waits)."""
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for queue in self.queues.values():
+                pipe.lindex(queue.key, -1)
+            heads = await pipe.execute()
+        now = time.time()
+        return {name: age_of(head, now) for name, head in zip(self.queues, heads, strict=True)}
 
     async def run(self, entry: str) -> None:
         """The worker's handler for one queue entry."""
@@ -132,6 +142,7 @@ class TaskService:
         if deliveries > self.max_deliveries:
             if await self._settle(key, "failure", error="retries_exhausted"):
                 self.metrics.tasks.executions.labels(kind, "failure").inc()
+                self.metrics.tasks.dead_letter(str(job.get("queue", "")), "retries_exhausted")
             return
         start = perf_counter()
         result: dict[str, Any] = {}

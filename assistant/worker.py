@@ -5,11 +5,12 @@ its handler and acknowledges it once the handler has recorded the outcome. While
 runs, the loop keeps heartbeating (every ``dead_after / 3``) and limits it to
 ``2/3 × dead_after`` (the settings check that the work fits): a slow handler never looks
 dead, so no other consumer takes its entry as well. An entry the handler cannot parse
-(``BadEntry``) goes to the dead-letter list, logged once; after another handler error the
-entry goes back to the queue's tail and the loop waits (0.1 s doubling to 2 s). When Redis
-cannot be reached it gives back what it holds as soon as Redis answers again, waits with
-a growing backoff (0.1 s to 2 s) and resumes by itself. ``stop()`` lets a handler finish
-within ``stop_timeout`` seconds, then cancels it; the entry goes back to the queue.
+(``BadEntry``) goes to the dead-letter list, logged once and counted (``on_dead_letter``);
+after another handler error the entry goes back to the queue's tail and the loop waits
+(0.1 s doubling to 2 s). When Redis cannot be reached it gives back what it holds as soon
+as Redis answers again, waits with a growing backoff (0.1 s to 2 s) and resumes by itself.
+``stop()`` lets a handler finish within ``stop_timeout`` seconds, then cancels it; the entry
+goes back to the queue.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from .queue import QUEUE_KEY, BadEntry, Consumer
 log = logging.getLogger("assistant")
 
 Handler = Callable[[str], Awaitable[None]]
+OnDeadLetter = Callable[[], None]  # counts one entry dead-lettered by the loop
 UNAVAILABLE = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, OSError)
 BACKOFF_MIN, BACKOFF_MAX = 0.1, 2.0
 HANDLER_SHARE = 2 / 3  # of dead_after: a handler's time limit
@@ -55,9 +57,16 @@ def create_worker_redis(settings: Settings) -> aioredis.Redis:
 
 
 class Loop:
-    def __init__(self, consumer: Consumer, handle: Handler, block_seconds: float) -> None:
+    def __init__(
+        self,
+        consumer: Consumer,
+        handle: Handler,
+        block_seconds: float,
+        on_dead_letter: OnDeadLetter = lambda: None,
+    ) -> None:
         self.consumer = consumer
         self.handle = handle
+        self.on_dead_letter = on_dead_letter
         self.block_seconds = block_seconds
         self.name = consumer.queue.name
         self.stopping = asyncio.Event()
@@ -89,6 +98,7 @@ class Loop:
                 except BadEntry as exc:
                     log.error("queue %s: dead-lettered entry (%s): %.200r", self.name, exc, entry)
                     await self.consumer.dead_letter(entry)
+                    self.on_dead_letter()
                     continue
                 except UNAVAILABLE:
                     raise

@@ -83,16 +83,15 @@ def bench_up(make: type[Stack], runs: int) -> tuple[list[float], list[float], St
 
 
 def bench_faults(stack: Stack, runs: int) -> dict[str, tuple[list[float], list[float]]]:
-    faults: dict[str, tuple[list[float], list[float]]] = {}
-    for name, fault in FAULTS.items():
-        delivered, resolved = [], []
-        for run in range(runs):
-            _, _, d, r = inject(stack, fault)
-            delivered.append(d)
-            resolved.append(r)
-            say(f"  {stack.runtime}: {name} {run + 1}/{runs}: delivered {d:.1f} s, "
-                f"resolved {r:.1f} s")  # fmt: skip
-        faults[name] = (delivered, resolved)
+    faults: dict[str, tuple[list[float], list[float]]] = {name: ([], []) for name in FAULTS}
+    for run in range(runs):
+        for name, outcome in inject(stack, FAULTS).items():
+            faults[name][0].append(outcome.delivered_after)
+            faults[name][1].append(outcome.resolved_after)
+            say(
+                f"  {stack.runtime}: {name} {run + 1}/{runs}: delivered "
+                f"{outcome.delivered_after:.1f} s, resolved {outcome.resolved_after:.1f} s"
+            )
     return faults
 
 

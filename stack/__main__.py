@@ -7,7 +7,19 @@ import argparse
 import sys
 from pathlib import Path
 
-from . import ENVIRONMENTS, ROOT, acceptance, compose, engine, images, lint, native, render, secrets
+from . import (
+    ENVIRONMENTS,
+    ROOT,
+    acceptance,
+    compose,
+    engine,
+    images,
+    lint,
+    mutation,
+    native,
+    render,
+    secrets,
+)
 from .backup import backup, restore
 from .settings import TOPOLOGIES, StackError, check_environment, topology
 
@@ -53,6 +65,7 @@ def main(argv: list[str] | None = None) -> int:
         choices=[
             "generate",
             "lint",
+            "mutation",
             "preflight",
             "up",
             "down",
@@ -69,6 +82,7 @@ def main(argv: list[str] | None = None) -> int:
             "restore",
         ],
         help="generate: rewrite generated files; lint: check every configuration; "
+        "mutation: break each alert one way at a time and count what the rule tests catch; "
         "preflight: what `up` checks, without starting anything; engine, engine-down, "
         "engine-status: the local container engine (Podman) for machines without Docker; "
         "acceptance: the README's quick start on a bare Debian 12 container; secrets: "
@@ -82,6 +96,11 @@ def main(argv: list[str] | None = None) -> int:
         help="up, down, status, logs, clean, preflight: default the environment's TOPOLOGY",
     )  # fmt: skip
     p.add_argument("--ref", default="HEAD", help="acceptance: the commit to check")
+    p.add_argument(
+        "--only", default="",
+        help="mutation: the mutants of the rule files or alerts whose name contains this",
+    )  # fmt: skip
+    p.add_argument("--workers", type=int, default=2, help="mutation: promtool runs at a time")
     p.add_argument("--keep", action="store_true", help="acceptance: keep the container")
     p.add_argument("--rotate", default="", help="secrets: NAME,NAME or all: replace set values")
     p.add_argument(
@@ -99,6 +118,12 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         if args.command == "lint":
             return lint.lint()
+        if args.command == "mutation":
+            score = mutation.check(
+                ROOT, workers=args.workers, only=lambda m: args.only in f"{m.file} {m.alert}"
+            )
+            print(score.report())
+            return 0 if score.complete else 1
         if args.command == "engine":
             environ = engine.up()
             print("clients use it with:")

@@ -15,7 +15,17 @@ from pathlib import Path
 
 import yaml
 
-from . import ENVIRONMENTS, ROOT, catalog, hardening, longterm, ports, runbooks, webauth
+from . import (
+    ENVIRONMENTS,
+    ROOT,
+    alert_checks,
+    catalog,
+    hardening,
+    longterm,
+    ports,
+    runbooks,
+    webauth,
+)
 from .project import COMPOSE, Project
 from .promql import lookback, seconds
 from .render import drift, prometheus_file
@@ -68,7 +78,8 @@ def generated_files(root: Path, work: Path) -> Iterator[Check]:
 
 
 def yaml_files(root: Path, work: Path) -> Iterator[Check]:
-    folders = ["compose", "prometheus", "alertmanager", "grafana", "exporters", ".env.example"]
+    folders = ["compose", "prometheus", "alertmanager", "grafana", "exporters", "blackbox",
+               ".env.example"]  # fmt: skip
     args = [str(Path(sys.executable).parent / "yamllint"), "-c", str(root / ".yamllint.yaml")]
     out = run([*args, *[f for f in folders if f != ".env.example"]], cwd=root)
     yield Check("yamllint", [out] if out else [])
@@ -125,6 +136,15 @@ def rules(root: Path, work: Path) -> Iterator[Check]:
     tests = rule_test_files(root, LOADED)
     out = run([tool(root, "promtool"), "test", "rules", *map(str, tests)], cwd=tests[0].parent)
     yield Check(f"promtool test rules ({len(tests)} files)", [out] if out else [])
+
+
+def alert_windows(root: Path, work: Path) -> Iterator[Check]:
+    """Each ``for:`` against its job's scrapes; histogram thresholds against their buckets."""
+    yield Check(
+        f"alerts: every for: spans {alert_checks.MIN_SCRAPES} scrapes of its job in every env",
+        alert_checks.too_short(root),
+    )
+    yield Check("rules: histogram thresholds are bucket boundaries", alert_checks.off_bucket(root))
 
 
 def alertmanager_configs(root: Path, work: Path) -> Iterator[Check]:
@@ -354,6 +374,7 @@ CHECKS: list[Callable[[Path, Path], Iterator[Check]]] = [
     prometheus_configs,
     ha_retention,
     rules,
+    alert_windows,
     alertmanager_configs,
     compose_files,
     containers,

@@ -20,6 +20,7 @@ Prometheus itself for ``localhost``.
 from __future__ import annotations
 
 import asyncio
+from functools import cache
 from pathlib import Path
 from typing import NamedTuple
 
@@ -40,19 +41,24 @@ EXPOSED = {
         "pg_up", "pg_settings_max_connections", "pg_stat_activity_count",
         "pg_stat_activity_max_tx_duration", "pg_stat_database_deadlocks",
         "pg_stat_database_xact_commit", "pg_stat_database_xact_rollback",
-        "pg_database_size_bytes",
+        "pg_database_size_bytes", "pg_exporter_last_scrape_error",
+        "pg_exporter_user_queries_load_error",
     ),
     "redis": (
         "redis_up", "redis_memory_used_bytes", "redis_memory_max_bytes",
         "redis_connected_clients", "redis_rejected_connections_total",
         "redis_evicted_keys_total", "redis_commands_processed_total", "redis_db_keys",
-        "redis_keyspace_hits_total", "redis_keyspace_misses_total",
+        "redis_keyspace_hits_total", "redis_keyspace_misses_total", "redis_errors_total",
+        "redis_exporter_last_scrape_error", "redis_rdb_last_bgsave_status",
+        "redis_aof_last_write_status",
     ),
     "node": (
         "node_boot_time_seconds", "node_cpu_seconds_total", "node_load1", "node_load5",
         "node_memory_MemAvailable_bytes", "node_memory_MemTotal_bytes",
         "node_filesystem_avail_bytes", "node_filesystem_size_bytes",
         "node_network_receive_bytes_total", "node_network_transmit_bytes_total",
+        "node_filesystem_files", "node_filesystem_files_free", "node_filesystem_readonly",
+        "node_timex_sync_status", "node_timex_offset_seconds", "node_vmstat_oom_kill",
     ),
     "prometheus": (
         "prometheus_config_last_reload_successful", "prometheus_rule_evaluation_failures_total",
@@ -60,7 +66,12 @@ EXPOSED = {
         "prometheus_notifications_sent_total", "prometheus_tsdb_head_series",
         "prometheus_tsdb_head_samples_appended_total", "prometheus_tsdb_compactions_failed_total",
         "prometheus_tsdb_head_truncations_failed_total", "prometheus_tsdb_reloads_failures_total",
+        "prometheus_rule_group_iterations_missed_total", "prometheus_tsdb_wal_corruptions_total",
+        "prometheus_notifications_alertmanagers_discovered",
+        # every Go exporter, Alertmanager and the service expose these too; listed once
+        "process_open_fds", "process_max_fds",
     ),
+    "blackbox": ("probe_success",),
     "alertmanager": (
         "alertmanager_alerts", "alertmanager_config_last_reload_successful",
         "alertmanager_notifications_total", "alertmanager_notifications_failed_total",
@@ -132,12 +143,39 @@ def recorded(root: Path = ROOT) -> dict[str, Produced]:
 
 
 def app_metrics() -> dict[str, Produced]:
+    """The app's metric families as its /metrics shows them (label names from samples and
+    definitions)."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    text, declared = _scraped_app()
+    found = {}
+    for family in text_string_to_metric_families(text):
+        name = family.name + ("_total" if family.type == "counter" else "")
+        labels = {k for s in family.samples for k in s.labels if k != "le"}
+        labels |= set(declared.get(family.name, ())) | set(declared.get(name, ()))
+        found[name] = Produced(family.type, sorted(labels), _module(name))
+    return found
+
+
+def histogram_buckets() -> dict[str, tuple[float, ...]]:
+    """Each app histogram's bucket boundaries (its ``le`` values but +Inf), as exposed."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    found = {}
+    for family in text_string_to_metric_families(_scraped_app()[0]):
+        bounds = {float(s.labels["le"]) for s in family.samples if "le" in s.labels}
+        if family.type == "histogram":
+            found[family.name] = tuple(sorted(b for b in bounds if b != float("inf")))
+    return found
+
+
+@cache
+def _scraped_app() -> tuple[str, dict[str, list[str]]]:
     """Instrument a throwaway app with every feature on, drive one request of each kind, and
-    read the families back from its /metrics (label names from samples and definitions)."""
+    scrape its /metrics: the text, and each collector's declared label names."""
     import httpx
     from fastapi import FastAPI
     from prometheus_client import CollectorRegistry
-    from prometheus_client.parser import text_string_to_metric_families
 
     import app_metrics
 
@@ -170,13 +208,7 @@ def app_metrics() -> dict[str, Produced]:
         name: list(getattr(collector, "_labelnames", ()))
         for name, collector in registry._names_to_collectors.items()
     }
-    found = {}
-    for family in text_string_to_metric_families(text):
-        name = family.name + ("_total" if family.type == "counter" else "")
-        labels = {k for s in family.samples for k in s.labels if k != "le"}
-        labels |= set(declared.get(family.name, ())) | set(declared.get(name, ()))
-        found[name] = Produced(family.type, sorted(labels), _module(name))
-    return found
+    return text, declared
 
 
 def _module(name: str) -> str:

@@ -28,7 +28,8 @@ SHARED_PAGES = {
         "ApiAvailabilityBudgetBurnSlow",
     ),
     "ApiLatencyBudgetBurn.md": ("ApiLatencyBudgetBurnFast", "ApiLatencyBudgetBurnSlow"),
-    "HostDisk.md": ("HostDiskWillFillIn24h", "HostDiskAlmostFull"),
+    "HostDisk.md": ("HostDiskWillFillInHours", "HostDiskWillFillIn24h", "HostDiskAlmostFull"),
+    "SmsCostSpike.md": ("SmsCostSpike", "SmsCostBudgetExceeded"),
     "HostCpuAndLoad.md": ("HostCpuHigh", "HostLoadHigh"),
     "QueueProblems.md": ("TaskFailureRatioHigh", "TaskQueueBacklog", "SmsQueueBacklog"),
     "PhoneVerificationAbuse.md": (

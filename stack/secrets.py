@@ -21,6 +21,7 @@ from __future__ import annotations
 import hashlib
 import os
 import re
+import stat
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -69,6 +70,13 @@ SECRETS = (
         "ALERTMANAGER_WEBHOOK_TOKEN", "alertmanager_webhook_token", STAGE, "the webhook's owner"
     ),
     Secret("ALERTMANAGER_SMTP_PASSWORD", "alertmanager_smtp_password", PROD, "the mail provider"),
+    # the pager: the PagerDuty Events v2 integration key of the on-call service
+    Secret(
+        "ALERTMANAGER_PAGERDUTY_ROUTING_KEY",
+        "alertmanager_pagerduty_routing_key",
+        PROD,
+        "PagerDuty",
+    ),
     # the monitoring user's (stack/webauth.py): Prometheus, Alertmanager, the exporters
     Secret(webauth.PASSWORD_VARIABLE, "monitoring_password"),
     # Redis's users (stack/redis_acl.py): the app's (API, worker), the exporter's
@@ -192,7 +200,9 @@ def prepare(
     secrets_dir = run_dir / "secrets"
     for directory in (run_dir, secrets_dir):
         directory.mkdir(mode=0o700, exist_ok=True)
-        directory.chmod(0o700)
+        # closed to others; a group the native runtime gave it keeps its access, since
+        # a running Prometheus reads its password file anew on every request
+        directory.chmod(stat.S_IMODE(directory.stat().st_mode) & 0o750 | 0o700)
     contents = {s.file: values[s.variable] for s in SECRETS if env in s.environments}
     contents["assistant_database_url"] = database_url(values[ROLES[APP_ROLE]])
     monitoring = values[webauth.PASSWORD_VARIABLE]

@@ -1,10 +1,10 @@
-"""Basic authentication in front of Prometheus, Alertmanager, node_exporter and
-postgres_exporter: their ``--web.config.file`` (Prometheus' exporter-toolkit, in the pinned
-images and in Debian's binaries alike).
+"""Basic authentication in front of Prometheus, Alertmanager, node_exporter,
+postgres_exporter and blackbox_exporter: their ``--web.config.file`` (Prometheus'
+exporter-toolkit, in the pinned images and in Debian's binaries alike).
 
 `make up` (secrets.prepare) writes, from ``MONITORING_PASSWORD``:
 
-- ``.run/<env>/web.yml``, the web configuration the four services mount: where the
+- ``.run/<env>/web.yml``, the web configuration the five services mount: where the
   environment's ``MONITORING_AUTH`` (compose/env/<env>.env) is ``basic`` (stage, prod), the
   user ``monitoring`` with the bcrypt hash of the password; where it is ``none`` (dev,
   everything on 127.0.0.1), no user, so no authentication;

@@ -35,7 +35,7 @@ def build() -> dict[str, Any]:
             f"histogram_quantile(0.95, sum by (le) ({bucket}))",
             "s",
             "95th percentile of the request duration over every endpoint. Alerts: "
-            "ApiHighLatencyP95 above 0.5 s, ApiHighLatencyP99 above 2 s.",
+            "ApiHighLatencyP95 above 0.5 s, ApiHighLatencyP99 above 2.5 s.",
         ),
         stat(
             "In progress",

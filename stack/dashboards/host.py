@@ -32,7 +32,7 @@ def build() -> dict[str, Any]:
             f"max(system_disk_usage_percent{{{host}}})",
             "percent",
             "Usage of the fullest real file system. Alerts: HostDiskAlmostFull, "
-            "HostDiskWillFillIn24h.",
+            "HostDiskWillFillIn24h, HostDiskWillFillInHours.",
         ),
         stat("Uptime", f"max(system_uptime_seconds{{{host}}})", "s", "Time since the host booted."),
         graph(

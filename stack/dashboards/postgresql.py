@@ -21,7 +21,7 @@ def build() -> dict[str, Any]:
             "Connections used",
             "sum(pg_stat_activity_count) / max(pg_settings_max_connections)",
             "percentunit",
-            "Share of max_connections in use. Alert: PostgresTooManyConnections above 80 %.",
+            "Share of max_connections in use. The app's pools fill first: DatabasePoolSaturated.",
         ),
         stat(
             "Oldest transaction",

@@ -52,9 +52,10 @@ def build() -> dict[str, Any]:
         graph(
             "Evictions and rejections",
             "short",
-            "Keys evicted and connections rejected in each interval. Alerts: RedisEvictions, "
-            "RedisRejectedConnections.",
+            "Keys evicted (none under noeviction), writes refused with OOM and connections "
+            "rejected in each interval. Alerts: RedisRejectedWrites, RedisRejectedConnections.",
             ("sum(increase(redis_evicted_keys_total[$__rate_interval]))", "evicted"),
+            ('sum(increase(redis_errors_total{err="OOM"}[$__rate_interval]))', "refused writes"),
             ("sum(increase(redis_rejected_connections_total[$__rate_interval]))", "rejected"),
         ),
     ]

@@ -46,7 +46,8 @@ class Stack:
     def stop(self, component: str) -> None:
         raise NotImplementedError
 
-    def start(self, component: str) -> None:
+    def start(self, *components: str) -> None:
+        """Start them again together (one call: each waits for every target up)."""
         raise NotImplementedError
 
     def pause(self, component: str) -> None:
@@ -119,7 +120,7 @@ class NativeStack(Stack):
         entry = self._state()["components"][component]
         stop(running_of(entry), entry["stop_signal"])
 
-    def start(self, component: str) -> None:
+    def start(self, *components: str) -> None:
         self._run("up")  # starts what is not running, changes nothing else
 
     def pause(self, component: str) -> None:
@@ -225,9 +226,9 @@ class ComposeStack(Stack):
     def stop(self, component: str) -> None:
         self._compose("stop", component)
 
-    def start(self, component: str) -> None:
+    def start(self, *components: str) -> None:
         pull = ["--pull", "never"] if self.local else []
-        self._compose("up", "--detach", "--wait", *pull, component)
+        self._compose("up", "--detach", "--wait", *pull, *components)
         wait_for_targets(self.prometheus, say=lambda _: None)  # as the native `up` does
 
     def pause(self, component: str) -> None:

@@ -15,6 +15,11 @@ from .runtimes import Stack
 pytestmark = pytest.mark.integration
 
 SERIES_WAIT = 90.0
+# Series an exporter creates only at the first event, so a healthy stack has none: redis_exporter
+# 1.45 shows an error kind of Redis' errorstats after its first error. Their rules must also
+# fire when the series appears (an `unless ... offset` clause: increase() misses the first
+# value), which the test checks instead; their promtool cases cover the firing.
+BORN_AT_FIRST_EVENT = {'redis_errors_total{err="OOM"}'}
 
 
 def test_selector_extraction() -> None:
@@ -54,4 +59,8 @@ def test_every_selector_in_every_rule_matches_series(stack: Stack) -> None:
         if not wanted or time.monotonic() > deadline:
             break
         time.sleep(2)
-    assert not sorted(wanted), "selectors that match nothing in the running stack"
+    born = {(name, sel) for name, sel in wanted if sel in BORN_AT_FIRST_EVENT}
+    assert not sorted(wanted - born), "selectors that match nothing in the running stack"
+    queries = {r["name"]: r["query"] for r in rules(stack)}
+    for name, selector in born:
+        assert f"unless {selector} offset" in queries[name], f"{name} misses {selector}'s first"

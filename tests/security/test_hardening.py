@@ -43,6 +43,8 @@ PROTECTED = {
     "alertmanager": ("POST", "/api/v2/silences"),
     "node-exporter": ("GET", "/metrics"),
     "postgres-exporter": ("GET", "/metrics"),
+    # a probe is a request to any URL: only for the monitoring user
+    "blackbox-exporter": ("GET", "/probe?module=http_2xx&target=http://127.0.0.1:1/"),
 }
 CONFIGURED = ("prometheus", "alertmanager")  # their --config.file: a checkable copy
 

@@ -28,6 +28,7 @@ BY_HAND = {
     "ALERTMANAGER_SMTP_USERNAME": "am@corp.test",
     "ALERTMANAGER_SMTP_PASSWORD": "smtp-" + secrets.token_urlsafe(24),
     "ALERTMANAGER_ONCALL_EMAIL": "oncall@corp.test",
+    "ALERTMANAGER_PAGERDUTY_ROUTING_KEY": secrets.token_hex(16),  # PagerDuty's 32 hex digits
 }
 
 
@@ -61,6 +62,7 @@ def reasons(message: str, variable: str) -> str:
         ("ALERTMANAGER_SMTP_PASSWORD", "a" * 24, "bits of estimated entropy, fewer than 64"),
         ("REDIS_PASSWORD", "redis", "a common default"),
         ("REDIS_EXPORTER_PASSWORD", "redis-exporter-2024", "bits of estimated entropy"),
+        ("ALERTMANAGER_PAGERDUTY_ROUTING_KEY", "pagerduty", "fewer than 16"),
     ],
 )
 def test_a_weak_secret_stops_prod_naming_the_variable_and_why(
@@ -74,6 +76,25 @@ def test_a_weak_secret_stops_prod_naming_the_variable_and_why(
     assert not any(f"{s.variable} (" in message for s in SECRETS if s.variable != variable)
     assert len(value) < 5 or value not in message  # the reason, never the value
     a.blocked = True
+
+
+@pytest.mark.parametrize("value", ["", "change-me-pagerduty"])
+def test_prod_without_a_pager_key_will_not_start(value: str, attack, tmp_path: Path) -> None:
+    a = attack(
+        f"ENV=prod with ALERTMANAGER_PAGERDUTY_ROUTING_KEY={value!r}", "refused: the key named"
+    )
+    message = refusal(
+        "prod", strong() | {"ALERTMANAGER_PAGERDUTY_ROUTING_KEY": value}, tmp_path / "absent.env"
+    )
+    a.happened = message
+    label = "not set" if not value else "still the example placeholder"
+    assert f"{label}: ALERTMANAGER_PAGERDUTY_ROUTING_KEY" in message
+    a.blocked = True
+
+
+def test_the_pager_key_is_needed_in_prod_only() -> None:
+    assert "ALERTMANAGER_PAGERDUTY_ROUTING_KEY" in needed("prod")
+    assert "ALERTMANAGER_PAGERDUTY_ROUTING_KEY" not in needed("stage") + needed("dev")
 
 
 def test_every_reason_is_named_per_variable_in_one_message(attack, tmp_path: Path) -> None:
@@ -145,6 +166,7 @@ def test_make_secrets_writes_a_private_dotenv_that_prod_accepts(attack, tmp_path
         assert written[name] not in done.stdout + done.stderr
     assert written["RETENTION"] == "keep" and dotenv.read_text().startswith("# mine\n")
     assert "ALERTMANAGER_SMTP_PASSWORD" in done.stdout  # still to set by hand, named
+    assert "ALERTMANAGER_PAGERDUTY_ROUTING_KEY" in done.stdout
     with dotenv.open("a") as f:
         f.write("".join(f"{k}={v}\n" for k, v in BY_HAND.items()))
     values = resolve("prod", dotenv, environ={})

@@ -143,6 +143,22 @@ async def test_queue_length_is_the_real_queue(settings: Settings) -> None:
         assert metric(await service.scrape(), "sms_queue_length") == 0
 
 
+async def test_queue_age_is_the_wait_of_the_message_taken_next(settings: Settings) -> None:
+    async with running(settings) as service:
+        ann = await user(service)
+        await worker(service).pause("sms")
+        assert metric(await service.scrape(), "sms_queue_oldest_age_seconds") == 0
+        first = await send_sms(service, ann, "first")
+        await asyncio.sleep(1.0)
+        second = await send_sms(service, ann, "second")
+        age = metric(await service.scrape(), "sms_queue_oldest_age_seconds")
+        assert age is not None and 1.0 <= age < 5.0  # the first one's wait, not the second's
+        worker(service).resume("sms")
+        for sms_id in (first, second):
+            assert (await settled(service, sms_id))["status"] == "delivered"
+        assert metric(await service.scrape(), "sms_queue_oldest_age_seconds") == 0
+
+
 async def test_verification_codes_go_out_as_sms(settings: Settings) -> None:
     async with running(settings) as service:
         ann = await user(service)
@@ -287,6 +303,9 @@ async def test_malformed_entries_are_dead_lettered(
         assert time.monotonic() - start < 1.0
         assert await queue.redis.lrange(queue.dead_key, 0, -1) == bad[::-1]
         assert await queue.length() == 0
+        text = await service.scrape()
+        assert metric(text, "sms_dead_letters_total", reason="bad_entry") == len(bad)
+        assert metric(text, "sms_dead_letters_total", reason="retries_exhausted") == 0
         lines = [r for r in caplog.records if "queue sms" in r.getMessage()]
         assert len(lines) == len(bad), [r.getMessage() for r in lines]
 
@@ -308,6 +327,7 @@ async def test_exhausted_messages_are_counted_as_failures(settings: Settings) ->
         assert metric(text, "sms_messages_total", status="failure", provider="backup") == 1
         assert metric(text, "sms_processing_duration_seconds_count", provider="primary") == 0
         assert metric(text, "sms_cost_total", provider="primary") == 0
+        assert metric(text, "sms_dead_letters_total", reason="retries_exhausted") == 2
         counts = (await service.client.get(f"/users/{ann}/sms", headers=API)).json()
         assert counts == {"user_id": ann, "accepted": 2, "delivered": 0, "failed": 2}
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import time
@@ -123,6 +124,22 @@ async def test_queue_lengths_per_queue(settings: Settings) -> None:
         assert metric(text, "task_queue_length", queue="default") == 0
 
 
+async def test_queue_ages_per_queue(settings: Settings) -> None:
+    async with running(settings) as service:
+        worker = service.app.state.services.worker
+        await worker.pause()
+        task_id = (await submit(service, type="refresh_tokens"))["id"]
+        await asyncio.sleep(1.0)
+        text = await service.scrape()
+        age = metric(text, "task_queue_oldest_age_seconds", queue="default")
+        assert age is not None and 1.0 <= age < 5.0
+        assert metric(text, "task_queue_oldest_age_seconds", queue="maintenance") == 0
+        worker.resume()
+        assert (await finished(service, task_id))["status"] == "success"
+        text = await service.scrape()
+        assert metric(text, "task_queue_oldest_age_seconds", queue="default") == 0
+
+
 async def test_bad_task_requests(settings: Settings) -> None:
     async with running(settings) as service:
         client = service.client
@@ -147,6 +164,8 @@ async def test_exhausted_task_is_a_failure_without_a_duration(settings: Settings
         assert executions(text, "refresh_tokens", "failure") == 1
         count = "task_execution_duration_seconds_count"
         assert metric(text, count, task_type="refresh_tokens") == 0
+        dead = "task_dead_letters_total"
+        assert metric(text, dead, queue="default", reason="retries_exhausted") == 1
 
 
 async def test_unknown_task_type_is_dead_lettered(
@@ -163,6 +182,8 @@ async def test_unknown_task_type_is_dead_lettered(
         services.worker.resume()
         assert (await finished(service, accepted["id"]))["status"] == "success"
         assert await queue.redis.lrange(queue.dead_key, 0, -1) == [bad]
+        text = await service.scrape()
+        assert metric(text, "task_dead_letters_total", queue="default", reason="bad_entry") == 1
         lines = [m for m in caplog.messages if "queue tasks:default" in m]
         assert len(lines) == 1 and "mine_bitcoin" in lines[0], lines
 

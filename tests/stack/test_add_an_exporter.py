@@ -19,39 +19,39 @@ from stack import ROOT
 from .conftest import edit
 
 SERVICE = """
-  blackbox-exporter:
-    image: ${BLACKBOX_EXPORTER_IMAGE:?compose/versions.env is not loaded}
+  json-exporter:
+    image: ${JSON_EXPORTER_IMAGE:?compose/versions.env is not loaded}
     <<: [*restart, *logging]
-    expose: ["9115"]
-    command: ["--config.file=/etc/blackbox_exporter/config.yml"]
+    expose: ["7979"]
+    command: ["--config.file=/etc/json_exporter/config.yml"]
     volumes:
-      - ../exporters/blackbox/config.yml:/etc/blackbox_exporter/config.yml:ro
+      - ../exporters/json/config.yml:/etc/json_exporter/config.yml:ro
     networks: [internal]
     healthcheck:
-      test: ["CMD-SHELL", "wget -q -O /dev/null http://127.0.0.1:9115/-/healthy"]
+      test: ["CMD-SHELL", "wget -q -O /dev/null http://127.0.0.1:7979/"]
       interval: 15s
       timeout: 5s
       retries: 3
 """
 JOB = """
-  - job_name: blackbox
+  - job_name: json
     static_configs:
-      - targets: ['blackbox-exporter:9115']
+      - targets: ['json-exporter:7979']
 """
-IMAGE = "prom/blackbox-exporter:v0.25.0@sha256:" + "b" * 64
+IMAGE = "prometheuscommunity/json-exporter:v0.7.0@sha256:" + "b" * 64
 RECORD = f"""
-[blackbox-exporter]
+[json-exporter]
 runs = "binary"
-package = "prometheus-blackbox-exporter"
-binary = "prometheus-blackbox-exporter"
-version = "0.23.0"
+package = "prometheus-json-exporter"
+binary = "prometheus-json-exporter"
+version = "0.5.0"
 image = "{IMAGE}"
-port = "BLACKBOX_EXPORTER_PORT"
-job = "blackbox"
+port = "JSON_EXPORTER_PORT"
+job = "json"
 listen = "--web.listen-address"
 """
 CONTAINERFILE = (
-    "FROM localhost/stack-debian:bookworm\nRUN apt-get install -y prometheus-blackbox-exporter\n"
+    "FROM localhost/stack-debian:bookworm\nRUN apt-get install -y prometheus-json-exporter\n"
 )
 
 # run in the copy, with the copy's own stack package
@@ -71,9 +71,9 @@ checks = [c for f in (lint.generated_files, lint.prometheus_configs, lint.compos
                     lint.ports_agree)
           for c in f(project.root, work)]
 print(json.dumps({
-    "port": local["blackbox-exporter"],
-    "argv": made["blackbox-exporter"].argv,
-    "job": made["blackbox-exporter"].job,
+    "port": local["json-exporter"],
+    "argv": made["json-exporter"].argv,
+    "job": made["json-exporter"].job,
     "waves": project.start_waves(),
     "scrape": prometheus_config(project, layout, local, set(made)),
     "images": [i.tag for i in images.plan()],
@@ -108,15 +108,15 @@ def test_an_exporter_takes_four_authored_pieces_and_everything_else_follows(
     (tree / "stack" / "services.toml").write_text(
         (tree / "stack" / "services.toml").read_text() + RECORD
     )
-    (tree / "images" / "blackbox-exporter").mkdir()
-    (tree / "images" / "blackbox-exporter" / "Containerfile").write_text(CONTAINERFILE)
-    (tree / "exporters" / "blackbox").mkdir()  # its own settings, as any exporter has
-    (tree / "exporters" / "blackbox" / "config.yml").write_text("modules: {}\n")
+    (tree / "images" / "json-exporter").mkdir()
+    (tree / "images" / "json-exporter" / "Containerfile").write_text(CONTAINERFILE)
+    (tree / "exporters" / "json").mkdir()  # its own settings, as any exporter has
+    (tree / "exporters" / "json" / "config.yml").write_text("modules: {}\n")
     # a stand-in for Debian's binary, so the native runtime finds it
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
-    (bin_dir / "prometheus-blackbox-exporter").write_text("#!/bin/sh\n")
-    (bin_dir / "prometheus-blackbox-exporter").chmod(0o755)
+    (bin_dir / "prometheus-json-exporter").write_text("#!/bin/sh\n")
+    (bin_dir / "prometheus-json-exporter").chmod(0o755)
     environ = {**os.environ, "PYTHONPATH": str(tree), "PATH": f"{bin_dir}:{os.environ['PATH']}"}
 
     def run(*args: str) -> subprocess.CompletedProcess[str]:
@@ -130,14 +130,14 @@ def test_an_exporter_takes_four_authored_pieces_and_everything_else_follows(
     found = json.loads(probe.stdout)
 
     assert found["failed"] == []  # generated files current, promtool and Compose content
-    assert found["port"] == 9115  # the port it exposes
-    assert "--web.listen-address=127.0.0.1:9115" in found["argv"]
-    assert "--config.file=" + str(tree / "exporters/blackbox/config.yml") in found["argv"]
-    assert found["job"] == "blackbox"
-    assert "blackbox-exporter" in found["waves"][0]  # no depends_on: the first wave
-    assert "job_name: blackbox" in found["scrape"] and "127.0.0.1:9115" in found["scrape"]
-    assert "localhost/stack-blackbox-exporter:bookworm" in found["images"]
-    assert "BLACKBOX_EXPORTER_IMAGE" in found["versions"]
-    assert "prometheus-blackbox-exporter 0.23.0" in found["versions"]
-    assert found["pinned"]["BLACKBOX_EXPORTER_IMAGE"] == IMAGE  # versions.env, as generated
-    assert "prometheus-blackbox-exporter" not in found["packages"]  # the stand-in is there
+    assert found["port"] == 7979  # the port it exposes
+    assert "--web.listen-address=127.0.0.1:7979" in found["argv"]
+    assert "--config.file=" + str(tree / "exporters/json/config.yml") in found["argv"]
+    assert found["job"] == "json"
+    assert "json-exporter" in found["waves"][0]  # no depends_on: the first wave
+    assert "job_name: json" in found["scrape"] and "127.0.0.1:7979" in found["scrape"]
+    assert "localhost/stack-json-exporter:bookworm" in found["images"]
+    assert "JSON_EXPORTER_IMAGE" in found["versions"]
+    assert "prometheus-json-exporter 0.5.0" in found["versions"]
+    assert found["pinned"]["JSON_EXPORTER_IMAGE"] == IMAGE  # versions.env, as generated
+    assert "prometheus-json-exporter" not in found["packages"]  # the stand-in is there

@@ -39,12 +39,39 @@ MISTAKES = {
         "rules", "parse error",
     ),
     "a rule test that expects the wrong value": Mistake(
-        "prometheus/rules/tests/down.test.yml", "(pg_up = 0) on", "(pg_up = 1) on",
+        "prometheus/rules/tests/down.test.yml", "(pg_up = 0) for", "(pg_up = 1) for",
         "rules", "FAILED",
     ),
+    "a for: shorter than three scrapes of its job": Mistake(
+        "prometheus/rules/database.rules.yml",
+        "expr: pg_up == 0\n        for: 1m", "expr: pg_up == 0\n        for: 10s",
+        "alert_windows",
+        "PostgresDown: for: 10s is shorter than 3 scrapes of postgres in dev (15 s)",
+    ),
+    "an event alert whose range is shorter than three scrapes": Mistake(
+        "prometheus/rules/database.rules.yml",
+        'increase(redis_errors_total{err="OOM"}[5m])',
+        'increase(redis_errors_total{err="OOM"}[30s])',
+        "alert_windows",
+        "RedisRejectedWrites: no for: and a range of 30 s is shorter than 3 scrapes of redis in "
+        "stage (45 s)",
+    ),
+    "a latency threshold inside a histogram bucket": Mistake(
+        "prometheus/rules/api.rules.yml",
+        "job_endpoint_le:http_request_duration_seconds_bucket:rate5m)) > 2.5",
+        "job_endpoint_le:http_request_duration_seconds_bucket:rate5m)) > 2",
+        "alert_windows", "ApiHighLatencyP99: histogram_quantile threshold 2 is not a bucket of "
+        "http_request_duration_seconds",
+    ),
+    "an SLO on a le that is no bucket": Mistake(
+        "prometheus/rules/slo.rules.yml", 'bucket{le="0.5"}[5m]', 'bucket{le="0.4"}[5m]',
+        "alert_windows", 'job:slo_latency_slow:ratio_rate5m: le="0.4" is not a bucket of '
+        "http_request_duration_seconds",
+    ),
     "an alert without its runbook": Mistake(
-        "prometheus/rules/database.rules.yml", "alert: RedisEvictions", "alert: RedisKeyEvictions",
-        "rules", f"RedisKeyEvictions: runbook {BASE_URL}RedisKeyEvictions.md does not exist",
+        "prometheus/rules/database.rules.yml",
+        "alert: RedisRejectedWrites", "alert: RedisOomWrites",
+        "rules", f"RedisOomWrites: runbook {BASE_URL}RedisOomWrites.md does not exist",
     ),
     "an alert whose runbook is not under the runbook address": Mistake(
         "prometheus/generated/rules/database.rules.yml",

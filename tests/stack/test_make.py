@@ -36,6 +36,7 @@ def test_prod_without_secrets_names_them_and_starts_nothing(tmp_path: Path) -> N
     assert done.returncode != 0
     assert "ENV=prod will not start. not set: GRAFANA_ADMIN_PASSWORD" in done.stderr
     assert "ALERTMANAGER_SMTP_PASSWORD" in done.stderr
+    assert "ALERTMANAGER_PAGERDUTY_ROUTING_KEY" in done.stderr  # the pager: no page, no start
     assert "starting" not in done.stdout
 
 

@@ -41,7 +41,7 @@ def test_the_dev_project_agrees_everywhere(services: dict[str, Any], scrape: dic
     assert ports.scrape_problems(scrape, services, "prometheus.yml") == []
     assert ports.address_problems(services, where, ports.address_files(ROOT)) == []
     # what the check reads: every healthcheck URL, published port and static target
-    assert len([t for _, t in ports.targets(scrape)]) == 9
+    assert len([t for _, t in ports.targets(scrape)]) == 10
 
 
 def test_a_healthcheck_on_another_port(changed: dict[str, Any]) -> None:

@@ -76,6 +76,18 @@ def test_dev_starts_from_nothing_with_the_example_values(tmp_path: Path) -> None
     assert values["GRAFANA_ADMIN_PASSWORD"] == read_env_file(EXAMPLE)["GRAFANA_ADMIN_PASSWORD"]
 
 
+def test_prepare_again_closes_others_out_but_keeps_the_runtimes_group(tmp_path: Path) -> None:
+    # natively the running components' group reads the secrets (0750): a second `make up`
+    # must not close it out while they run (a notification found the password unreadable)
+    values = resolve("dev", tmp_path / "absent.env", environ={})
+    run_dir = prepare("dev", values, tmp_path / "run" / "dev")
+    for directory in (run_dir, run_dir / "secrets"):
+        directory.chmod(0o757)
+    prepare("dev", values, run_dir)
+    for directory in (run_dir, run_dir / "secrets"):
+        assert stat.S_IMODE(directory.stat().st_mode) == 0o750
+
+
 def test_prepare_writes_private_files_and_a_valid_alertmanager_config(tmp_path: Path) -> None:
     values = good_values("prod") | {
         "ASSISTANT_DATABASE_PASSWORD": "p@ss:w/rd%-Zq7vK2mX9LtB",

@@ -20,7 +20,8 @@ from stack.settings import StackError, environment_settings
 from .conftest import edit
 
 SINGLE = {"api", "worker", "postgres", "redis", "postgres-exporter", "redis-exporter",
-          "node-exporter", "prometheus", "alertmanager", "grafana"}  # fmt: skip
+          "node-exporter", "blackbox-exporter", "prometheus", "alertmanager",
+          "grafana"}  # fmt: skip
 DEV_ONLY = {"traffic", "receiver"}
 REPLICAS = {"prometheus-2", "alertmanager-2", "alertmanager-3"}
 PEERS = ("alertmanager", "alertmanager-2", "alertmanager-3")

@@ -57,6 +57,8 @@ def wired() -> tuple[FastAPI, app_metrics.Metrics]:
     metrics.oauth.active_integrations_from(lambda: {"google": 3})
     metrics.oauth.connected_users_from(lambda: 2)
     metrics.tasks.queue_lengths_from(lambda: {"sms": 5})
+    metrics.sms.queue_age_from(lambda: 12.5)
+    metrics.tasks.queue_ages_from(lambda: {"default": 3.0})
     metrics.users.active_sessions_from(lambda: 7)
     metrics.users.registered_users_from(lambda: 10)
     metrics.database.pool_from(lambda: app_metrics.PoolStats(size=10, checked_out=4))
@@ -91,6 +93,9 @@ def test_known_label_sets_start_at_zero(wired: tuple) -> None:
     for outcome in ("success", "failure", "timeout"):
         assert value(text, "task_executions_total", task_type="send_sms", outcome=outcome) == 0
     assert value(text, "user_registrations_total") == 0
+    for reason in ("bad_entry", "retries_exhausted"):
+        assert value(text, "sms_dead_letters_total", reason=reason) == 0
+        assert value(text, "task_dead_letters_total", queue="default", reason=reason) == 0
 
 
 def test_scrape_time_values_come_from_their_sources(wired: tuple) -> None:
@@ -102,6 +107,9 @@ def test_scrape_time_values_come_from_their_sources(wired: tuple) -> None:
     assert value(text, "oauth_connected_users") == 2
     assert value(text, "task_queue_length", queue="sms") == 5
     assert value(text, "task_queue_length", queue="default") == 0
+    assert value(text, "sms_queue_oldest_age_seconds") == 12.5
+    assert value(text, "task_queue_oldest_age_seconds", queue="default") == 3
+    assert value(text, "task_queue_oldest_age_seconds", queue="sms") == 0  # known, absent
     assert value(text, "active_sessions") == 7
     assert value(text, "registered_users") == 10
     assert value(text, "database_connections_active") == 4

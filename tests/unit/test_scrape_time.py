@@ -47,6 +47,16 @@ def test_a_hanging_source_costs_one_timeout_and_leaves_the_scrape_200() -> None:
     )
 
 
+def test_a_sources_error_counts_are_exposed_at_zero_before_its_first_failure() -> None:
+    # an alert's increase() sees a counter's first failure only if the series was there before
+    app, metrics = make()
+    metrics.sms.queue_length_from(lambda: 4)
+    text = scrape(app)
+    errors = "app_metrics_scrape_source_errors_total"
+    assert value(text, errors, source="sms_queue", reason="error") == 0
+    assert value(text, errors, source="sms_queue", reason="timeout") == 0
+
+
 def test_a_failing_source_is_counted_and_left_out() -> None:
     app, metrics = make()
 

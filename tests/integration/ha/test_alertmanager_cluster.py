@@ -28,7 +28,7 @@ DUPLICATE_WINDOW = 2 * 15.0 + 10.0
 def deliveries(stack: Stack, fault: Fault, status: str, since: float) -> list[str]:
     """Each notification carrying ``fault``'s alert with ``status`` that reached the receiver
     after ``since`` (one per notification, whichever peer sent it): when, and from which."""
-    items = get(f"{stack.receiver}/notifications", receiver="oncall")
+    items = get(f"{stack.receiver}/notifications", receiver=fault.receiver)
     return [
         f"{item['received_at'] - since:.1f} s from {item['payload']['externalURL']}"
         for item in items
