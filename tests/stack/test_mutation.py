@@ -7,7 +7,7 @@ import pytest
 
 from stack import ROOT, mutants, mutation
 
-# issue 17's target: at least 90 % of the mutants killed (the rule tests kill all 557 of the
+# issue 17's target: at least 90 % of the mutants killed (the rule tests kill all 553 of the
 # alerts as they are; new alerts bring new mutants, and their tests must keep to it)
 FLOOR = 90.0
 
