@@ -59,6 +59,9 @@ EXPOSED = {
         "node_network_receive_bytes_total", "node_network_transmit_bytes_total",
         "node_filesystem_files", "node_filesystem_files_free", "node_filesystem_readonly",
         "node_timex_sync_status", "node_timex_offset_seconds", "node_vmstat_oom_kill",
+        "node_memory_Cached_bytes", "node_memory_Buffers_bytes", "node_memory_SwapTotal_bytes",
+        "node_memory_SwapFree_bytes", "node_disk_read_bytes_total",
+        "node_disk_written_bytes_total", "node_disk_io_time_seconds_total",
     ),
     "prometheus": (
         "prometheus_config_last_reload_successful", "prometheus_rule_evaluation_failures_total",
