@@ -113,15 +113,17 @@ def graph(
     for index, (expr, legend) in enumerate(queries):
         panel.with_target(query(expr, legend, chr(ord("A") + index), step))
     if lines:
+        if len(lines) > len(_COLOURS):
+            raise ValueError(f"at most {len(_COLOURS)} threshold lines")
         steps = [model.Threshold(value=None, color="green")]
-        steps += [model.Threshold(value=v, color=c) for v, c in zip(sorted(lines), _COLOURS)]
+        steps += [model.Threshold(value=v, color=c) for v, c in zip(sorted(lines), _COLOURS)]  # noqa: B905
         panel.thresholds(
-            dashboard_builders.ThresholdsConfig()
-            .mode(model.ThresholdsMode.ABSOLUTE)
-            .steps(steps)
+            dashboard_builders.ThresholdsConfig().mode(model.ThresholdsMode.ABSOLUTE).steps(steps)
         )
         panel.thresholds_style(
-            common_builders.GraphThresholdsStyleConfig().mode(common.GraphThresholdsStyleMode.DASHED)
+            common_builders.GraphThresholdsStyleConfig().mode(
+                common.GraphThresholdsStyleMode.DASHED
+            )
         ).axis_soft_max(max(lines))
     return panel
 
