@@ -75,7 +75,8 @@ def test_a_listed_job_that_is_not_scraped_is_caught(
 ) -> None:
     monkeypatch.setitem(producers.EXPOSED, "grafana", ("grafana_build_info",))
     assert catalog.producer_problems(entries) == [
-        "stack/producers.py EXPOSED['grafana']: grafana_build_info is read by no rule or dashboard"
+        "stack/producers.py EXPOSED['grafana']: grafana_build_info is read by no rule, "
+        "dashboard or runbook"
     ]
     monkeypatch.setitem(producers.EXPOSED, "mysql", ())
     assert (
