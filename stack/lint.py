@@ -23,6 +23,7 @@ from . import (
     hardening,
     longterm,
     ports,
+    runbook_checks,
     runbooks,
     webauth,
 )
@@ -363,13 +364,24 @@ def metrics_used(root: Path, work: Path) -> Iterator[Check]:
         [f"{name}: used nowhere; use it, or give the reason in stack/catalog.py ADHOC"
          for name in unused],
     )  # fmt: skip
-    problems = catalog.producer_problems(entries, root)
+    named = frozenset(runbook_checks.runbook_metrics(root))
+    problems = catalog.producer_problems(entries, root, named)
     yield Check("every metric a rule or dashboard reads has a producer", problems)
+
+
+def runbooks_and_panels(root: Path, work: Path) -> Iterator[Check]:
+    """Each runbook page with its sections; every metric a runbook or a panel names exists
+    (stack/runbook_checks.py)."""
+    sections, names = runbook_checks.runbook_problems(root)
+    yield Check(f"runbooks: {', '.join(runbook_checks.SECTIONS)} on every page", sections)
+    names += runbook_checks.panel_problems(root)
+    yield Check("runbooks and panels name only metrics that exist", names)
 
 
 CHECKS: list[Callable[[Path, Path], Iterator[Check]]] = [
     generated_files,
     metrics_used,
+    runbooks_and_panels,
     yaml_files,
     prometheus_configs,
     ha_retention,

@@ -9,8 +9,8 @@ never guessed from the name's prefix:
 - every other exporter's metric and Prometheus' and Alertmanager's own: EXPOSED, a table of
   metric names by the scrape job whose target exposes them. Their names are fixed in the
   exporters' code, which this repository cannot read, so they are listed once here; `make lint`
-  fails on a job prometheus/prometheus.yml does not scrape, on a listed name that no rule or
-  dashboard reads, and on a name read without a producer;
+  fails on a job prometheus/prometheus.yml does not scrape, on a listed name that no rule,
+  dashboard or runbook reads, and on a name read or named by a runbook without a producer;
 - PER_TARGET: the series Prometheus itself writes for every scrape target.
 
 A job's target is named as prometheus/prometheus.yml names it: a Compose service, or
@@ -59,6 +59,10 @@ EXPOSED = {
         "node_network_receive_bytes_total", "node_network_transmit_bytes_total",
         "node_filesystem_files", "node_filesystem_files_free", "node_filesystem_readonly",
         "node_timex_sync_status", "node_timex_offset_seconds", "node_vmstat_oom_kill",
+        "node_memory_Cached_bytes", "node_memory_Buffers_bytes", "node_memory_SwapTotal_bytes",
+        "node_memory_SwapFree_bytes", "node_disk_read_bytes_total",
+        "node_disk_written_bytes_total", "node_disk_io_time_seconds_total",
+        "node_timex_maxerror_seconds",
     ),
     "prometheus": (
         "prometheus_config_last_reload_successful", "prometheus_rule_evaluation_failures_total",
@@ -67,11 +71,14 @@ EXPOSED = {
         "prometheus_tsdb_head_samples_appended_total", "prometheus_tsdb_compactions_failed_total",
         "prometheus_tsdb_head_truncations_failed_total", "prometheus_tsdb_reloads_failures_total",
         "prometheus_rule_group_iterations_missed_total", "prometheus_tsdb_wal_corruptions_total",
-        "prometheus_notifications_alertmanagers_discovered",
+        "prometheus_notifications_alertmanagers_discovered", "prometheus_tsdb_storage_blocks_bytes",
+        "prometheus_rule_group_interval_seconds", "prometheus_tsdb_wal_truncations_failed_total",
         # every Go exporter, Alertmanager and the service expose these too; listed once
-        "process_open_fds", "process_max_fds",
+        "process_open_fds", "process_max_fds", "process_resident_memory_bytes",
+        "process_cpu_seconds_total",
     ),
-    "blackbox": ("probe_success",),
+    "blackbox": ("probe_success", "probe_duration_seconds", "probe_http_status_code",
+                 "probe_failed_due_to_regex"),
     "alertmanager": (
         "alertmanager_alerts", "alertmanager_config_last_reload_successful",
         "alertmanager_notifications_total", "alertmanager_notifications_failed_total",

@@ -73,6 +73,19 @@ def build() -> dict[str, Any]:
             (f"sum by (method, endpoint) ({err})", "{{method}} {{endpoint}}"),
         ),
         graph(
+            "5xx ratio by endpoint",
+            "percentunit",
+            "Share of each route template's requests answered with a 5xx (0 where none "
+            "failed): an endpoint failing hard shows here even when the overall ratio stays "
+            "low. Alert: ApiHighErrorRatio above 5 % over every endpoint.",
+            (
+                f"(sum by (method, endpoint) ({err}) or sum by (method, endpoint) ({req}) * 0)"
+                f" / sum by (method, endpoint) ({req})",
+                "{{method}} {{endpoint}}",
+            ),
+            lines=(0.05,),
+        ),
+        graph(
             "In progress by method",
             "short",
             "Concurrent requests per HTTP method; a rising line with flat throughput means "

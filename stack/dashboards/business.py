@@ -7,6 +7,9 @@ from typing import Any
 from .shared import dashboard, graph, stat
 
 PATH = "business/business.json"
+# Grafana's unit for sms_cost_total: the SMS providers' billing currency (both simulated
+# providers price in US dollars, assistant/config.py); change it with the contracts.
+BILLING_CURRENCY = "currencyUSD"
 
 
 def build() -> dict[str, Any]:
@@ -51,10 +54,10 @@ def build() -> dict[str, Any]:
             ("sms_success_rate", "{{provider}}"),
         ),
         graph(
-            "SMS spending",
-            "short",
-            "Provider charges per hour (billing currency) for delivered messages, per provider. "
-            "Alert: SmsCostSpike.",
+            "SMS spending per hour",
+            BILLING_CURRENCY,
+            "Provider charges for delivered messages at the pace of the moment, per hour, per "
+            "provider. Alerts: SmsCostSpike, SmsCostBudgetExceeded.",
             ("sum by (provider) (rate(sms_cost_total[$__rate_interval])) * 3600", "{{provider}}"),
         ),
         graph(

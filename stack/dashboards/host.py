@@ -53,6 +53,54 @@ def build() -> dict[str, Any]:
             (f"max(node_load5{{{host}}}) / {cores}", "load5"),
         ),
         graph(
+            "Memory",
+            "bytes",
+            "Used (total minus available), available, page cache and buffers (reclaimable, "
+            "part of available), and swap in use. Alert: HostMemoryPressure below 10 % "
+            "available.",
+            (
+                f"max(node_memory_MemTotal_bytes{{{host}}})"
+                f" - max(node_memory_MemAvailable_bytes{{{host}}})",
+                "used",
+            ),
+            (f"max(node_memory_MemAvailable_bytes{{{host}}})", "available"),
+            (
+                f"max(node_memory_Cached_bytes{{{host}}})"
+                f" + max(node_memory_Buffers_bytes{{{host}}})",
+                "cache and buffers",
+            ),
+            (
+                f"max(node_memory_SwapTotal_bytes{{{host}}})"
+                f" - max(node_memory_SwapFree_bytes{{{host}}})",
+                "swap used",
+            ),
+        ),
+        graph(
+            "Disk I/O",
+            "Bps",
+            "Bytes read and written per second, per block device.",
+            (
+                f"sum by (device) (rate(node_disk_read_bytes_total{{{host}}}[$__rate_interval]))",
+                "{{device}} read",
+            ),
+            (
+                "sum by (device) "
+                f"(rate(node_disk_written_bytes_total{{{host}}}[$__rate_interval]))",
+                "{{device}} written",
+            ),
+        ),
+        graph(
+            "Disk busy",
+            "percentunit",
+            "Share of time each block device had I/O in flight (node_disk_io_time_seconds_total): "
+            "near 100 % the device is saturated and requests queue (CPU iowait rises).",
+            (
+                "sum by (device) "
+                f"(rate(node_disk_io_time_seconds_total{{{host}}}[$__rate_interval]))",
+                "{{device}}",
+            ),
+        ),
+        graph(
             "File systems",
             "percent",
             "Usage of each real file system (system_disk_usage_percent).",

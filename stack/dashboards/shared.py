@@ -27,6 +27,7 @@ from grafana_foundation_sdk.models.prometheus import PromQueryFormat
 from .. import ROOT, runbooks
 
 PROVISIONED = ROOT / "grafana" / "provisioning" / "datasources" / "prometheus.yml"
+PROMETHEUS = ROOT / "prometheus" / "prometheus.yml"
 
 
 def provisioned_uid(path: Path = PROVISIONED) -> str:
@@ -44,31 +45,55 @@ Query = tuple[str, str]  # (expression, legend)
 PanelT = TypeVar("PanelT", sdk_stat.Panel, sdk_timeseries.Panel, sdk_table.Panel)
 
 
-def query(expr: str, legend: str, ref_id: str) -> prometheus.Dataquery:
-    return (
+def scrape_interval(job: str, path: Path = PROMETHEUS) -> str | None:
+    """A scrape job's own ``scrape_interval`` in prometheus/prometheus.yml (its one home), or
+    None when it scrapes at the global interval: the datasource's ``timeInterval``."""
+    config = yaml.safe_load(path.read_text())
+    found = next(j for j in config["scrape_configs"] if j["job_name"] == job)
+    return found.get("scrape_interval")
+
+
+def query(expr: str, legend: str, ref_id: str, step: str | None = None) -> prometheus.Dataquery:
+    """``step``: the query's min step, for a job scraped more slowly than the global interval;
+    Grafana then computes ``$__rate_interval`` from it (at least four of its scrapes) instead
+    of from the datasource's ``timeInterval``."""
+    target = (
         prometheus.Dataquery()
         .ref_id(ref_id)
         .datasource(DATASOURCE)
         .expr(expr)
         .legend_format(legend)
     )
+    return target.interval(step) if step else target
 
 
 # The panel kinds. Where Grafana's schema has no default the SDK writes a zero value (a hidden
 # legend, no reducer, tooltips sorted ascending): the options set below are Grafana's defaults.
 
 
-def stat(title: str, expr: str, unit: str, description: str, width: int = 6) -> Panel:
+def stat(
+    title: str, expr: str, unit: str, description: str, width: int = 6, step: str | None = None
+) -> Panel:
     return (
         _describe(sdk_stat.Panel(), title, unit, description)
         .reduce_options(common_builders.ReduceDataOptions().calcs(["lastNotNull"]))
-        .with_target(query(expr, "", "A"))
+        .with_target(query(expr, "", "A", step))
         .span(width)
         .height(4)
     )
 
 
-def graph(title: str, unit: str, description: str, *queries: Query, width: int = 12) -> Panel:
+def graph(
+    title: str,
+    unit: str,
+    description: str,
+    *queries: Query,
+    width: int = 12,
+    step: str | None = None,
+    lines: tuple[float, ...] = (),
+) -> Panel:
+    """A time series panel; ``lines``: dashed threshold lines at these values (an alert's
+    thresholds), the axis stretched to show the highest."""
     panel = (
         _describe(sdk_timeseries.Panel(), title, unit, description)
         .legend(
@@ -86,8 +111,24 @@ def graph(title: str, unit: str, description: str, *queries: Query, width: int =
         .height(8)
     )
     for index, (expr, legend) in enumerate(queries):
-        panel.with_target(query(expr, legend, chr(ord("A") + index)))
+        panel.with_target(query(expr, legend, chr(ord("A") + index), step))
+    if lines:
+        if len(lines) > len(_COLOURS):
+            raise ValueError(f"at most {len(_COLOURS)} threshold lines")
+        steps = [model.Threshold(value=None, color="green")]
+        steps += [model.Threshold(value=v, color=c) for v, c in zip(sorted(lines), _COLOURS)]  # noqa: B905
+        panel.thresholds(
+            dashboard_builders.ThresholdsConfig().mode(model.ThresholdsMode.ABSOLUTE).steps(steps)
+        )
+        panel.thresholds_style(
+            common_builders.GraphThresholdsStyleConfig().mode(
+                common.GraphThresholdsStyleMode.DASHED
+            )
+        ).axis_soft_max(max(lines))
     return panel
+
+
+_COLOURS = ("yellow", "orange", "red", "dark-red", "purple")  # the lowest line first
 
 
 def instant_table(title: str, expr: str, unit: str, description: str) -> Panel:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from stack import ROOT, catalog, producers
+from stack import ROOT, catalog, producers, runbook_checks
 
 from .conftest import edit
 
@@ -73,13 +73,15 @@ def test_a_new_custom_query_column_appears_with_its_job(repo_copy: Path) -> None
 def test_a_listed_job_that_is_not_scraped_is_caught(
     entries: dict[str, catalog.Entry], monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    named = frozenset(runbook_checks.runbook_metrics())  # what the runbooks read besides
     monkeypatch.setitem(producers.EXPOSED, "grafana", ("grafana_build_info",))
-    assert catalog.producer_problems(entries) == [
-        "stack/producers.py EXPOSED['grafana']: grafana_build_info is read by no rule or dashboard"
+    assert catalog.producer_problems(entries, named=named) == [
+        "stack/producers.py EXPOSED['grafana']: grafana_build_info is read by no rule, "
+        "dashboard or runbook"
     ]
     monkeypatch.setitem(producers.EXPOSED, "mysql", ())
     assert (
-        catalog.producer_problems(entries)[-1]
+        catalog.producer_problems(entries, named=named)[-1]
         == "stack/producers.py EXPOSED: no scrape job 'mysql'"
     )
 
@@ -88,3 +90,10 @@ def test_the_catalog_lists_what_each_metric_is_tested_in() -> None:
     page = (ROOT / "docs" / "metrics.md").read_text()
     assert "| tested in |" in page
     assert "HostCpuHigh (via `system_cpu_usage_percent`)" in page
+
+
+def test_an_exporter_metric_only_a_runbook_names_is_read(entries: dict[str, catalog.Entry]) -> None:
+    unread = "stack/producers.py EXPOSED['prometheus']: prometheus_tsdb_storage_blocks_bytes"
+    assert any(p.startswith(unread) for p in catalog.producer_problems(entries))
+    named = frozenset(runbook_checks.runbook_metrics())
+    assert catalog.producer_problems(entries, named=named) == []

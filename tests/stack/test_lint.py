@@ -98,6 +98,29 @@ MISTAKES = {
         "prometheus/rules/database.rules.yml", "expr: redis_up == 0", "expr: redis_alive == 0",
         "metrics_used", "redis_alive: read by a rule or dashboard, produced by nothing known",
     ),
+    "a runbook without its Verify section": Mistake(
+        "runbooks/RedisDown.md", "**Verify.**", "**Afterwards.**",
+        "runbooks_and_panels", "runbooks/RedisDown.md: no Verify section",
+    ),
+    "a runbook whose Impact comes after its Fix": Mistake(
+        "runbooks/RedisDown.md", "**Impact.**", "**Fix.** Later.\n\n**Impact.**",
+        "runbooks_and_panels", "runbooks/RedisDown.md: sections out of order",
+    ),
+    "a runbook naming a metric nothing produces": Mistake(
+        "runbooks/PostgresDown.md", "`pg_up`", "`pg_is_up`",
+        "runbooks_and_panels", "runbooks/PostgresDown.md: names pg_is_up, which no app, "
+        "exporter or recording rule produces",
+    ),
+    "a panel description naming a metric nothing produces": Mistake(
+        "grafana/dashboards/infrastructure/host.json", "(system_cpu_usage_percent)",
+        "(system_cpu_busy_percent)", "runbooks_and_panels",
+        "host.json panel 'CPU busy': names system_cpu_busy_percent",
+    ),
+    "a panel query reading a metric nothing produces": Mistake(
+        "grafana/dashboards/infrastructure/redis.json", "max(redis_memory_used_bytes)",
+        "max(redis_memory_use_bytes)", "runbooks_and_panels",
+        "redis.json panel 'Memory used': names redis_memory_use_bytes",
+    ),
     "a route to an undefined receiver": Mistake(
         "alertmanager/alertmanager.yml", "- receiver: backend", "- receiver: nobody",
         "alertmanager_configs", 'undefined receiver "nobody"',

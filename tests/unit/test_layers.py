@@ -16,7 +16,7 @@ LAYERS = {
     "generated": ["stack.dashboards", "stack.catalog", "stack.producers", "stack.render",
                   "stack.secrets", "stack.strength", "stack.postgres_roles"],
     "checks": ["stack.lint", "stack.hardening", "stack.ports", "stack.longterm",
-               "stack.alert_checks", "stack.mutants", "stack.mutation"],
+               "stack.alert_checks", "stack.runbook_checks", "stack.mutants", "stack.mutation"],
     "runtimes": ["stack.native_config", "stack.native", "stack.native_postgres",
                  "stack.native_grafana", "stack.native_user", "stack.compose", "stack.engine",
                  "stack.images", "stack.healthcheck_pump", "stack.backup"],
