@@ -10,6 +10,7 @@ import re
 import sys
 import tempfile
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -135,8 +136,12 @@ def rules(root: Path, work: Path) -> Iterator[Check]:
     yield Check("promtool check rules", [out] if out else [])
     yield Check("alerts: severity, summary, description, runbook page", alert_problems(root))
     tests = rule_test_files(root, LOADED)
-    out = run([tool(root, "promtool"), "test", "rules", *map(str, tests)], cwd=tests[0].parent)
-    yield Check(f"promtool test rules ({len(tests)} files)", [out] if out else [])
+    promtool = tool(root, "promtool")
+    # one promtool a file, two at a time: the files take 0.1 to 6 s each, on 2 cores
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        outs = pool.map(lambda t: run([promtool, "test", "rules", t.name], cwd=t.parent), tests)
+        failed = [out for out in outs if out]
+    yield Check(f"promtool test rules ({len(tests)} files)", failed)
 
 
 def alert_windows(root: Path, work: Path) -> Iterator[Check]:
