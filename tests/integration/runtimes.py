@@ -4,6 +4,7 @@ a Docker engine answers, the native runtime otherwise. Tests see only ``Stack``:
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -94,7 +95,12 @@ class NativeStack(Stack):
         self.api = f"http://127.0.0.1:{self.ports['api']}"
         self.api_token_file = self.root / ENV / "secrets" / "assistant_api_token"
         self.output = ""
-        self._run("up")
+        try:
+            self._run("up")
+        except BaseException:
+            with contextlib.suppress(Exception):  # the failed `up` is the news
+                self.close()  # what it started, and the run root
+            raise
         # each API replica's URL as the native state names it (api, api-2, ...)
         components = self._state()["components"]
         self.api_replicas = [e["url"] for e in components.values() if e.get("service") == "api"]

@@ -30,6 +30,13 @@ def native(stack: Stack) -> NativeStack:
     return stack
 
 
+def test_a_stack_that_fails_to_start_leaves_no_run_root() -> None:
+    before = set(Path(tempfile.gettempdir()).glob("stack-it-*"))
+    with pytest.raises(RuntimeError, match="stack up failed"):
+        NativeStack(api_replicas=0)  # API_REPLICAS 1..9: refused before anything starts
+    assert set(Path(tempfile.gettempdir()).glob("stack-it-*")) == before
+
+
 def run_up(environ: dict[str, str]) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "stack", "up", "--env", "dev", "--runtime", "native"],
