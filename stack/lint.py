@@ -28,6 +28,7 @@ from . import (
     runbooks,
     webauth,
 )
+from .dashboards.shared import panels
 from .project import COMPOSE, Project
 from .promql import lookback, seconds
 from .render import drift, prometheus_file
@@ -310,12 +311,6 @@ def link_problems(board: dict, alert_runbooks: dict[str, str], root: Path) -> li
     return problems
 
 
-def panels(board: dict) -> Iterator[dict]:
-    for panel in board.get("panels", []):
-        yield panel
-        yield from panel.get("panels", [])  # collapsed rows
-
-
 def expressions(board: dict) -> Iterator[tuple[str, str]]:
     for panel in panels(board):
         for target in panel.get("targets", []):
@@ -377,9 +372,10 @@ def metrics_used(root: Path, work: Path) -> Iterator[Check]:
 def runbooks_and_panels(root: Path, work: Path) -> Iterator[Check]:
     """Each runbook page with its sections; every metric a runbook or a panel names exists
     (stack/runbook_checks.py)."""
-    sections, names = runbook_checks.runbook_problems(root)
+    metrics = runbook_checks.known_metrics(root)
+    sections, names = runbook_checks.runbook_problems(root, metrics)
     yield Check(f"runbooks: {', '.join(runbook_checks.SECTIONS)} on every page", sections)
-    names += runbook_checks.panel_problems(root)
+    names += runbook_checks.panel_problems(root, metrics)
     yield Check("runbooks and panels name only metrics that exist", names)
 
 

@@ -20,6 +20,7 @@ import re
 from pathlib import Path
 
 from . import ROOT, producers, rules
+from .dashboards.shared import panels
 
 SECTIONS = ("Meaning", "Impact", "Check", "Fix", "Verify", "Escalate")
 # Words in the runbooks that read like metric names and are not, each with what it is.
@@ -91,9 +92,14 @@ def runbook_metrics(root: Path = ROOT) -> set[str]:
     return {n for page in pages for n in named_metrics(page.read_text(), namespaces)} & known
 
 
-def runbook_problems(root: Path = ROOT) -> tuple[list[str], list[str]]:
+Metrics = tuple[set[str], set[str]]  # known_metrics(): the metrics, the label names
+
+
+def runbook_problems(
+    root: Path = ROOT, metrics: Metrics | None = None
+) -> tuple[list[str], list[str]]:
     """(pages without their sections, pages naming a metric that does not exist)."""
-    known, labels = known_metrics(root)
+    known, labels = metrics or known_metrics(root)
     sections, names = [], []
     for page in sorted((root / "runbooks").glob("*.md")):
         text = page.read_text()
@@ -107,13 +113,13 @@ def runbook_problems(root: Path = ROOT) -> tuple[list[str], list[str]]:
     return sections, names
 
 
-def panel_problems(root: Path = ROOT) -> list[str]:
+def panel_problems(root: Path = ROOT, metrics: Metrics | None = None) -> list[str]:
     """Panels whose queries or description name a metric that does not exist."""
-    known, labels = known_metrics(root)
+    known, labels = metrics or known_metrics(root)
     problems = []
     for path in sorted((root / "grafana" / "dashboards").rglob("*.json")):
         board = json.loads(path.read_text())
-        for panel in board.get("panels", []):
+        for panel in panels(board):
             text = "\n".join(
                 [panel.get("description", "")]
                 + [t.get("expr", "") for t in panel.get("targets", [])]

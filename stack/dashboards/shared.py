@@ -9,6 +9,7 @@ Panels are laid out left to right in rows of 24 columns, so none overlap.
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -227,3 +228,10 @@ def _layout(panels: list[Panel]) -> list[model.GridPos]:
         positions.append(model.GridPos(h=size.h, w=size.w, x=x, y=y))
         x, row_height = x + size.w, max(row_height, size.h)
     return positions
+
+
+def panels(board: dict) -> Iterator[dict]:
+    """A dashboard JSON's panels, those inside collapsed rows too."""
+    for panel in board.get("panels", []):
+        yield panel
+        yield from panel.get("panels", [])
