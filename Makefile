@@ -18,6 +18,8 @@ RUNTIME ?= auto
 TOPOLOGY ?=
 ROTATE ?=
 REF ?= HEAD
+# make acceptance: where the JUnit report of the container's make test goes (CI checks it)
+REPORT ?=
 # make mutation: only the mutants of the rule files or alerts whose name contains it
 ONLY ?=
 # make backup: a new folder (default .run/backups/<env>/<UTC time>); make restore: a backup's
@@ -113,8 +115,8 @@ engine: venv ## The local container engine for machines without Docker: Podman, 
 images: venv ## Build the local images (debootstrap base, Debian packages) on the local engine
 	$(STACK) images
 
-acceptance: venv ## The README's quick start on a bare Debian 12 container (local engine): as another user, then as root; cold timings
-	$(STACK) acceptance --ref $(REF)
+acceptance: venv ## The README's quick start on a bare Debian 12 container (local engine): as another user, then as root; cold timings (REPORT=file: its make test's JUnit report)
+	$(STACK) acceptance --ref $(REF) $(if $(REPORT),--report $(REPORT))
 
 engine-down: venv ## Stop the local engine (and any container still on it), by PID
 	$(STACK) engine-down

@@ -102,6 +102,10 @@ def main(argv: list[str] | None = None) -> int:
     )  # fmt: skip
     p.add_argument("--workers", type=int, default=2, help="mutation: promtool runs at a time")
     p.add_argument("--keep", action="store_true", help="acceptance: keep the container")
+    p.add_argument(
+        "--report", type=Path, default=None,
+        help="acceptance: copy the JUnit report of the container's `make test` here",
+    )  # fmt: skip
     p.add_argument("--rotate", default="", help="secrets: NAME,NAME or all: replace set values")
     p.add_argument(
         "--dir", type=Path, default=None,
@@ -134,7 +138,7 @@ def main(argv: list[str] | None = None) -> int:
             images.build()
             return 0
         if args.command == "acceptance":
-            return acceptance.run(args.ref, keep=args.keep)
+            return acceptance.run(args.ref, keep=args.keep, report=args.report)
         if args.command == "engine-down":
             return engine.down()
         if args.command == "engine-status":

@@ -12,7 +12,9 @@ newcomer would, on a bare Debian 12 container on the local engine.
   with one message naming the exact `sudo apt-get install` and leave no .run/ and no .venv/.
   Root's runs must then install exactly the packages that message named.
 - After `make up`: every scrape target up, the specification's 30 metric names, the
-  `make status` table; after `make down`: no process left. Then `make test`.
+  `make status` table; after `make down`: no process left. Then `make test`; with
+  ``report``, its JUnit report is copied out of the container (CI checks it: the suite runs
+  once, on the bare machine, not a second time on the host).
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from __future__ import annotations
 import re
 import subprocess
 import time
+from pathlib import Path
 
 from .. import ROOT, images
 from ..engine import up as engine_up
@@ -32,6 +35,7 @@ from .sources import Sources, host_sources, tar_of
 __all__ = ["BEGIN", "END", "QuickStart", "Run", "Sources", "check_refusal", "quick_start", "run"]
 
 STEP_TIMEOUT = {"prerequisites": 900.0, "make up": 1200.0, "make test": 3600.0}
+JUNIT = "/tmp/acceptance-junit.xml"  # in the container; pytest reads PYTEST_ADDOPTS
 
 
 def _git(*args: str) -> bytes:
@@ -51,8 +55,9 @@ def _seconds(pattern: str, output: str) -> float:
     return sum(float(x) for x in found)
 
 
-def run(ref: str = "HEAD", keep: bool = False) -> int:
-    """The check on the committed tree ``ref`` (its README says what to run)."""
+def run(ref: str = "HEAD", keep: bool = False, report: Path | None = None) -> int:
+    """The check on the committed tree ``ref`` (its README says what to run); ``report``:
+    where the JUnit report of its `make test` goes."""
     begun = time.monotonic()
     commit = _git("rev-parse", "--short", f"{ref}^{{commit}}").decode().strip()
     steps = quick_start(_git("show", f"{commit}:README.md").decode())
@@ -104,7 +109,13 @@ def run(ref: str = "HEAD", keep: bool = False) -> int:
         installed: set[str] = set()
         for line in steps.makes:
             _say(f"as root: {line}")
-            done = machine.run(line, workdir=home, timeout=STEP_TIMEOUT.get(line, DEFAULT_TIMEOUT))
+            tested = report is not None and line.split()[1] == "test"
+            junit = {"PYTEST_ADDOPTS": f"--junitxml={JUNIT}"} if tested else {}
+            timeout = STEP_TIMEOUT.get(line, DEFAULT_TIMEOUT)
+            done = machine.run(line, workdir=home, timeout=timeout, env=junit)
+            if tested and report is not None:
+                report.write_bytes(machine.read(JUNIT))
+                _say(f"the JUnit report of {line!r} copied to {report}")
             if done.code != 0:
                 raise StackError(f"{line!r} failed (exit {done.code})")
             now = installed_by(done.output)

@@ -60,10 +60,12 @@ class Machine:
 
     def run(
         self, command: str, user: str = "root", workdir: str = "/", show: bool = True,
-        timeout: float = DEFAULT_TIMEOUT,
+        timeout: float = DEFAULT_TIMEOUT, env: dict[str, str] | None = None,
     ) -> Run:  # fmt: skip
-        """The shell line in the container, its output streamed (indented) as it comes."""
-        passed = {**self.sources.env, **{k: v for k, v in os.environ.items() if k in PASSED}}
+        """The shell line in the container, its output streamed (indented) as it comes;
+        ``env``: variables for this line alone."""
+        passed = {**self.sources.env, **{k: v for k, v in os.environ.items() if k in PASSED},
+                  **(env or {})}  # fmt: skip
         env = [a for k, v in passed.items() for a in ("--env", f"{k}={v}")]
         argv = ["podman", "exec", "--user", user, "--workdir", workdir, *env, CONTAINER,
                 "sh", "-c", command]  # fmt: skip
@@ -88,6 +90,14 @@ class Machine:
         if time.monotonic() - begun >= timeout:
             raise StackError(f"{command!r} did not finish within {timeout:g} s")
         return Run(command, code, "".join(lines), time.monotonic() - begun)
+
+    def read(self, path: str) -> bytes:
+        """A file of the container, as root."""
+        done = subprocess.run(["podman", "exec", CONTAINER, "cat", path], capture_output=True,
+                              env=podman_env(), timeout=120, check=False)  # fmt: skip
+        if done.returncode != 0:
+            raise StackError(f"{path} in the container: {done.stderr.decode(errors='replace')}")
+        return done.stdout
 
     def python(self, code: str) -> str:
         """A Python snippet in the container (Python is a prerequisite), its output."""
