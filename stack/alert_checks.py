@@ -16,11 +16,10 @@ import re
 from collections.abc import Iterator
 from pathlib import Path
 
-import yaml
-
 from . import ENVIRONMENTS, producers
 from .promql import metric_names, seconds, selectors
 from .rules import alerts, read, rule_files
+from .yamlfile import load_yaml
 
 MIN_SCRAPES = 3
 _JOB = re.compile(r'\bjob\s*=\s*"([^"]+)"')
@@ -34,7 +33,7 @@ def scrape_intervals(root: Path, env: str) -> dict[str, float]:
     the HA configuration differ."""
     found: dict[str, float] = {}
     for path in sorted((root / "prometheus" / "generated").glob(f"prometheus.{env}*.yml")):
-        config = yaml.safe_load(path.read_text())
+        config = load_yaml(path.read_text())
         default = seconds(config.get("global", {}).get("scrape_interval", "1m"))
         for job in config.get("scrape_configs") or []:
             interval = (

@@ -20,6 +20,7 @@ from .render import prometheus_file
 from .secrets import changed_since_applied, mark_applied, run_root
 from .services import GLOBAL_VIEW
 from .settings import StackError, check_environment
+from .yamlfile import load_yaml
 
 WAIT_TIMEOUT_SECONDS = 300
 
@@ -76,7 +77,7 @@ def local_prometheus_config(env: str, run_dir: Path, ha: bool = False, root: Pat
     """The environment's Prometheus configuration (its topology's) without the grafana job (no
     local Grafana image), for compose.local-images.yaml."""
     source = root / "prometheus" / "generated" / prometheus_file(env, ha)
-    config = yaml.safe_load(source.read_text())
+    config = load_yaml(source.read_text())
     config["scrape_configs"] = [j for j in config["scrape_configs"] if j["job_name"] != "grafana"]
     target_file = run_dir / "prometheus.yml"
     header = f"# {source.relative_to(root)} without the grafana job (stack/compose.py)\n"

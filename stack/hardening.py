@@ -21,11 +21,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from . import webauth
 from .project import Project, job_hosts
 from .services import records
+from .yamlfile import load_yaml
 
 EXCEPTION = "x-hardening-exception"
 SETTINGS = ("read_only", "cap_drop", "no-new-privileges", "pids_limit", "user", "cap_add")
@@ -61,7 +60,7 @@ def stated_exceptions(files: list[Path]) -> dict[str, Any]:
     ``x-`` keys when it merges several files."""
     found = {}
     for path in files:
-        services = (yaml.safe_load(path.read_text()) or {}).get("services") or {}
+        services = (load_yaml(path.read_text()) or {}).get("services") or {}
         for name, service in services.items():
             if isinstance(service, dict) and EXCEPTION in service:
                 found[name] = service[EXCEPTION]
@@ -137,7 +136,7 @@ def auth_problems(project: Project, prometheus_config: str) -> list[str]:
             found.append(f"{name}: its healthcheck sends no Authorization header")
         elif secret.rsplit("/", 1)[1] not in [secret_name(s) for s in service.get("secrets") or []]:
             found.append(f"{name}: its healthcheck reads {secret}, which it does not mount")
-    config = yaml.safe_load(prometheus_config)
+    config = load_yaml(prometheus_config)
     for job in config["scrape_configs"]:
         scraped = {"prometheus" if h == "localhost" else h for h in job_hosts(job)} & authenticated
         if scraped and not webauth.sends_user(job):
@@ -149,7 +148,7 @@ def auth_problems(project: Project, prometheus_config: str) -> list[str]:
             for am in config["alerting"]["alertmanagers"]
             if not webauth.sends_user(am)
         ]
-    web = yaml.safe_load((project.run_dir / webauth.WEB_CONFIG).read_text()) or {}
+    web = load_yaml((project.run_dir / webauth.WEB_CONFIG).read_text()) or {}
     users = web.get("basic_auth_users") or {}
     if webauth.mode(project.env, project.root) == "basic" and webauth.USER not in users:
         found.append(f"{rendered}: MONITORING_AUTH=basic but no {webauth.USER} user")

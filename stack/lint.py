@@ -5,14 +5,17 @@ before `make up` starts anything."""
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import json
 import re
 import sys
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 import yaml
 
@@ -43,6 +46,10 @@ from .settings import (
     read_env_file,
 )
 from .tools import ALERTMANAGER_CHECK, PROMETHEUS_CHECK, config_check, run, tool
+from .yamlfile import load_yaml
+
+T = TypeVar("T")
+R = TypeVar("R")
 
 
 @dataclass
@@ -59,9 +66,31 @@ def stand_in_run_dir(env: str, work: Path, root: Path = ROOT) -> Path:
 def projects(root: Path, work: Path, *, local_too: bool = False) -> Iterator[Project]:
     """Every environment in every topology (and on the local engine too, ``local_too``)."""
     for env in ENVIRONMENTS:
+        run_dir = stand_in_run_dir(env, work, root)  # the same for each of its projects
         for topology in TOPOLOGIES:
             for local in (False, True) if local_too else (False,):
-                yield Project(env, stand_in_run_dir(env, work, root), local, root, topology)
+                yield Project(env, run_dir, local, root, topology)
+
+
+def in_pairs(work: Callable[[T], R], items: Iterable[T]) -> list[R]:
+    """``work`` on each item, two at a time (the tools take up to seconds each, on 2 cores);
+    the results in the items' order."""
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        return list(pool.map(work, items))
+
+
+def composed(found: Iterable[Project]) -> list[Project]:
+    """The projects, each one's `docker-compose config` run ahead, two at a time: Compose takes
+    most of a second to start, and Project.config keeps what it printed. A failure is left for
+    the check to meet, in its turn."""
+    found = list(found)
+    in_pairs(_compose_ahead, found)
+    return found
+
+
+def _compose_ahead(project: Project) -> None:
+    with contextlib.suppress(StackError, OSError, ValueError):
+        project.config()
 
 
 def described(project: Project) -> str:
@@ -138,10 +167,9 @@ def rules(root: Path, work: Path) -> Iterator[Check]:
     yield Check("alerts: severity, summary, description, runbook page", alert_problems(root))
     tests = rule_test_files(root, LOADED)
     promtool = tool(root, "promtool")
-    # one promtool a file, two at a time: the files take 0.1 to 6 s each, on 2 cores
-    with ThreadPoolExecutor(max_workers=2) as pool:
-        outs = pool.map(lambda t: run([promtool, "test", "rules", t.name], cwd=t.parent), tests)
-        failed = [out for out in outs if out]
+    # one promtool a file: the files take 0.1 to 6 s each
+    outs = in_pairs(lambda t: run([promtool, "test", "rules", t.name], cwd=t.parent), tests)
+    failed = [out for out in outs if out]
     yield Check(f"promtool test rules ({len(tests)} files)", failed)
 
 
@@ -155,7 +183,7 @@ def alert_windows(root: Path, work: Path) -> Iterator[Check]:
 
 
 def alertmanager_configs(root: Path, work: Path) -> Iterator[Check]:
-    cases = yaml.safe_load((root / "alertmanager" / "tests" / "routes.yml").read_text())
+    cases = load_yaml((root / "alertmanager" / "tests" / "routes.yml").read_text())
     for env in ENVIRONMENTS:
         # the stand-in .run/<env>/alertmanager.yml: filled from .env.example, as `make up` would
         run_dir = stand_in_run_dir(env, work, root)
@@ -163,23 +191,25 @@ def alertmanager_configs(root: Path, work: Path) -> Iterator[Check]:
         text = (run_dir / "alertmanager.yml").read_text()
         out = config_check(root, ALERTMANAGER_CHECK, config, text, run_dir / "secrets")
         yield Check(f"amtool check-config ({env})", [out] if out else [])
-        problems = []
-        for case in cases:
-            labels = [f"{k}={v}" for k, v in case["labels"].items()]
-            out = run(
-                [
-                    tool(root, "amtool"),
-                    "config",
-                    "routes",
-                    "test",
-                    f"--config.file={config}",
-                    f"--verify.receivers={','.join(case['receivers'])}",
-                    *labels,
-                ]
-            )
-            if out:
-                problems.append(f"{' '.join(labels)}: expected {case['receivers']}\n{out}")
+        problems = [p for p in in_pairs(functools.partial(_route_test, root, config), cases) if p]
         yield Check(f"amtool config routes test ({env}, {len(cases)} cases)", problems)
+
+
+def _route_test(root: Path, config: Path, case: dict) -> str:
+    """What is wrong with one routing case (alertmanager/tests/routes.yml), or nothing."""
+    labels = [f"{k}={v}" for k, v in case["labels"].items()]
+    out = run(
+        [
+            tool(root, "amtool"),
+            "config",
+            "routes",
+            "test",
+            f"--config.file={config}",
+            f"--verify.receivers={','.join(case['receivers'])}",
+            *labels,
+        ]
+    )
+    return f"{' '.join(labels)}: expected {case['receivers']}\n{out}" if out else ""
 
 
 def compose_files(root: Path, work: Path) -> Iterator[Check]:
@@ -187,15 +217,19 @@ def compose_files(root: Path, work: Path) -> Iterator[Check]:
     checker = str(Path(sys.executable).parent / "check-jsonschema")
     out = run([checker, "--builtin-schema", "vendor.compose-spec", *map(str, files)])
     yield Check(f"check-jsonschema compose-spec ({len(files)} files)", [out] if out else [])
-    for project in projects(root, work, local_too=True):
-        args = [COMPOSE, *project.compose_args(), "config", "-q"]
-        out = run(args, cwd=root, env=project.environ())
+    found = list(projects(root, work, local_too=True))
+    for project, out in zip(found, in_pairs(_compose_config, found), strict=True):
         yield Check(f"docker-compose config ({described(project)})", [out] if out else [])
+
+
+def _compose_config(project: Project) -> str:
+    args = [COMPOSE, *project.compose_args(), "config", "-q"]
+    return run(args, cwd=project.root, env=project.environ())
 
 
 def containers(root: Path, work: Path) -> Iterator[Check]:
     """Every service hardened, or the reason why not (stack/hardening.py)."""
-    for project in projects(root, work, local_too=True):
+    for project in composed(projects(root, work, local_too=True)):
         stated = hardening.stated_exceptions(project.files())
         problems = hardening.problems(project.services(), stated)
         yield Check(f"container hardening ({described(project)})", problems)
@@ -206,7 +240,7 @@ def ports_agree(root: Path, work: Path) -> Iterator[Check]:
     ``service:port`` address is the one its service exposes (stack/ports.py), in every
     environment."""
     problems: dict[str, None] = {}  # in order, each once: most are common to the environments
-    for project in projects(root, work):
+    for project in composed(projects(root, work)):
         problems.update(dict.fromkeys(ports.problems(project)))
     yield Check("container ports agree with each service's expose", list(problems))
 
@@ -214,7 +248,7 @@ def ports_agree(root: Path, work: Path) -> Iterator[Check]:
 def web_authentication(root: Path, work: Path) -> Iterator[Check]:
     """Prometheus, Alertmanager and the exporters behind the web configuration `make up`
     writes, every client with the monitoring user (stack/webauth.py)."""
-    for project in projects(root, work):
+    for project in composed(projects(root, work)):
         source = root / "prometheus" / "generated" / prometheus_file(project.env, project.ha)
         problems = hardening.auth_problems(project, source.read_text())
         web = project.run_dir / webauth.WEB_CONFIG
@@ -227,7 +261,7 @@ def web_authentication(root: Path, work: Path) -> Iterator[Check]:
 def long_term_store(root: Path, work: Path) -> Iterator[Check]:
     """VictoriaMetrics in the HA topology alone: its dedup, retention and monitoring user,
     the replicas' remote_write, Grafana's global view (stack/longterm.py)."""
-    for project in projects(root, work):
+    for project in composed(projects(root, work)):
         source = root / "prometheus" / "generated" / prometheus_file(project.env, project.ha)
         problems = longterm.problems(project, source.read_text())
         yield Check(f"long-term store ({described(project)})", problems)
@@ -235,7 +269,7 @@ def long_term_store(root: Path, work: Path) -> Iterator[Check]:
 
 def dashboards(root: Path, work: Path) -> Iterator[Check]:
     problems: list[str] = []
-    datasources = yaml.safe_load(
+    datasources = load_yaml(
         (root / "grafana" / "provisioning" / "datasources" / "prometheus.yml").read_text()
     )["datasources"]
     if len(datasources) != 1 or not datasources[0].get("uid"):

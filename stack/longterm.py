@@ -19,13 +19,12 @@ import re
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from . import hardening, webauth
 from .project import Project
 from .promql import seconds
 from .services import GLOBAL_VIEW
 from .settings import environment_settings
+from .yamlfile import load_yaml
 
 SERVICE = GLOBAL_VIEW
 ENTRYPOINT = "/usr/local/bin/stack-entrypoint.sh"
@@ -55,7 +54,7 @@ def flags(service: dict[str, Any]) -> dict[str, str]:
 def problems(project: Project, prometheus_config: str) -> list[str]:
     """``prometheus_config``: the environment's generated configuration, its topology's."""
     services = project.services()
-    config = yaml.safe_load(prometheus_config)
+    config = load_yaml(prometheus_config)
     if not project.ha:
         found = [f"{SERVICE}: in the single topology"] if SERVICE in services else []
         return found + ["remote_write in the single topology"] * ("remote_write" in config)
@@ -126,7 +125,7 @@ def writer_problems(config: dict[str, Any]) -> list[str]:
 
 
 def datasource_problems(root: Path) -> list[str]:
-    sources = yaml.safe_load((root / HA_DATASOURCES).read_text())["datasources"]
+    sources = load_yaml((root / HA_DATASOURCES).read_text())["datasources"]
     default = [
         (s.get("uid"), _names_service(s.get("url", ""))) for s in sources if s.get("isDefault")
     ]

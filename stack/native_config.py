@@ -37,6 +37,7 @@ from .project import Project, job_hosts
 from .render import prometheus_file
 from .services import Service, records
 from .settings import StackError
+from .yamlfile import load_yaml
 
 GRAFANA_BINARIES = ("grafana-server", "grafana")
 GRAFANA_PROVISIONING = "/etc/grafana/provisioning"  # where Compose mounts grafana/provisioning
@@ -499,7 +500,7 @@ def prometheus_config(
     the folder of other hosts' targets is the checkout's prometheus/targets/."""
     root = project.root
     source = root / "prometheus" / "generated" / prometheus_file(project.env, project.ha)
-    config = yaml.safe_load(source.read_text())
+    config = load_yaml(source.read_text())
     config["rule_files"] = [str(root / rules.LOADED / Path(f).name) for f in config["rule_files"]]
 
     def local(text: str) -> str:
@@ -511,7 +512,7 @@ def prometheus_config(
 
     def made_local(section: Any) -> Any:  # local addresses, the secrets' and targets' paths
         text = yaml.safe_dump(section).replace("/run/secrets/", secrets)
-        return yaml.safe_load(local(text.replace(TARGETS_MOUNT, targets)))
+        return load_yaml(local(text.replace(TARGETS_MOUNT, targets)))
 
     config["alerting"] = made_local(config["alerting"])
     if "remote_write" in config:  # the HA topology's long-term store
@@ -542,7 +543,7 @@ def discovered_targets(
     relabelling turns it into ``component``)."""
     source = project.root / "prometheus" / "generated" / prometheus_file(project.env, project.ha)
     files = {}
-    for job in yaml.safe_load(source.read_text())["scrape_configs"]:
+    for job in load_yaml(source.read_text())["scrape_configs"]:
         groups = [
             {"targets": [f"127.0.0.1:{local_ports[replica]}"], "labels": {"__meta_dns_name": name}}
             for dns in job.get("dns_sd_configs") or []

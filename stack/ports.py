@@ -12,9 +12,8 @@ from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from .project import Project
+from .yamlfile import load_yaml
 
 SCRAPE_CONFIG = Path("prometheus") / "prometheus.yml"
 HA_SCRAPE_CONFIG = Path("prometheus") / "ha.yml"  # the HA topology's changes to it
@@ -125,7 +124,7 @@ def address_files(root: Path) -> dict[str, str]:
 def defined_in(project: Project) -> Where:
     """The last of the project's Compose files that sets the service's key (an overlay's
     setting wins), relative to the root."""
-    files = [(f, yaml.safe_load(f.read_text()).get("services") or {}) for f in project.files()]
+    files = [(f, load_yaml(f.read_text()).get("services") or {}) for f in project.files()]
 
     def where(name: str, key: str) -> str:
         found = [f for f, services in files if key in (services.get(name) or {})]
@@ -141,7 +140,7 @@ def problems(project: Project) -> list[str]:
         problem
         for config in (SCRAPE_CONFIG, HA_SCRAPE_CONFIG)
         for problem in scrape_problems(
-            yaml.safe_load((project.root / config).read_text()), services, str(config)
+            load_yaml((project.root / config).read_text()), services, str(config)
         )
     ]
     return [

@@ -24,10 +24,9 @@ from functools import cache
 from pathlib import Path
 from typing import NamedTuple
 
-import yaml
-
 from . import ROOT, rules
 from .project import job_hosts
+from .yamlfile import load_yaml
 
 
 class Produced(NamedTuple):
@@ -101,7 +100,7 @@ def produced(root: Path = ROOT) -> dict[str, Produced]:
 def scrape_targets(root: Path = ROOT) -> dict[str, list[str]]:
     """``{job: the hosts of its targets, or the names it discovers}`` from
     prometheus/prometheus.yml."""
-    config = yaml.safe_load((root / "prometheus" / "prometheus.yml").read_text())
+    config = load_yaml((root / "prometheus" / "prometheus.yml").read_text())
     return {job["job_name"]: sorted(job_hosts(job)) for job in config["scrape_configs"]}
 
 
@@ -116,7 +115,7 @@ def custom_queries(root: Path, targets: dict[str, list[str]]) -> dict[str, Produ
         service = _mounting_service(root, path)
         job = next((j for j, hosts in targets.items() if service in hosts), "?")
         source = f"{_exposed_by(job, targets)}: custom query in {path.relative_to(root)}"
-        for key, query in yaml.safe_load(path.read_text()).items():
+        for key, query in load_yaml(path.read_text()).items():
             columns = [(n, c["usage"]) for m in query["metrics"] for n, c in m.items()]
             labels = sorted(n for n, usage in columns if usage == "LABEL")
             for column, usage in columns:
@@ -128,7 +127,7 @@ def custom_queries(root: Path, targets: dict[str, list[str]]) -> dict[str, Produ
 def _mounting_service(root: Path, path: Path) -> str:
     """The Compose service (compose/compose.yaml) that mounts ``path``."""
     compose = root / "compose"
-    services = yaml.safe_load((compose / "compose.yaml").read_text())["services"]
+    services = load_yaml((compose / "compose.yaml").read_text())["services"]
     for name, service in services.items():
         for volume in service.get("volumes", []):
             source = volume.split(":")[0] if isinstance(volume, str) else volume.get("source", "")

@@ -21,11 +21,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from . import ROOT
 from .services import Service, local_images, records
 from .settings import StackError, environment_settings, images, topology
+from .yamlfile import load_yaml
 
 COMPOSE = "docker-compose"  # Debian's Compose v1: `config` merges and interpolates
 MAX_REPLICAS = 9  # of one service (API_REPLICAS, ...): natively each takes a port of its own
@@ -200,4 +199,4 @@ def _config(
         ) from exc
     if done.returncode != 0:
         raise StackError(f"{COMPOSE} config failed:\n{done.stderr.strip()}")
-    return yaml.safe_load(done.stdout)  # type: ignore[no-any-return]
+    return load_yaml(done.stdout)  # type: ignore[no-any-return]

@@ -24,6 +24,7 @@ import yaml
 from . import ENVIRONMENTS, ROOT, catalog, dashboards, rules
 from .services import pins, records
 from .settings import VERSIONS_FILE, StackError, environment_settings, substitute
+from .yamlfile import load_yaml
 
 VERSIONS_BEGIN = "<!-- versions:begin (make generate) -->"
 VERSIONS_END = "<!-- versions:end -->"
@@ -96,8 +97,8 @@ def prometheus_ha_config(env: str, root: Path = ROOT) -> str:
     change = root / "prometheus" / "ha.yml"
     values = settings | {REPLICA_VARIABLE: f"${{{REPLICA_VARIABLE}}}"}
     config = merged(
-        yaml.safe_load(substitute(base.read_text(), settings, str(base))),
-        yaml.safe_load(substitute(change.read_text(), values, str(change))),
+        load_yaml(substitute(base.read_text(), settings, str(base))),
+        load_yaml(substitute(change.read_text(), values, str(change))),
     )
     sources = ("prometheus/prometheus.yml", "prometheus/ha.yml", f"compose/env/{env}.env")
     return _header(*sources) + yaml.dump(config, Dumper=_Plain, sort_keys=False)
@@ -174,10 +175,11 @@ def generated(root: Path = ROOT) -> dict[Path, str]:
     return files
 
 
-def drift(root: Path = ROOT) -> list[Path]:
+def drift(root: Path = ROOT, files: dict[Path, str] | None = None) -> list[Path]:
     """Generated files whose content on disk differs from what `make generate` writes, and
-    generated rule files left without their source (Prometheus would still load them)."""
-    files = generated(root)
+    generated rule files left without their source (Prometheus would still load them).
+    ``files``: ``generated(root)``, when the caller has it already."""
+    files = generated(root) if files is None else files
     loaded = sorted((root / rules.LOADED).rglob("*.yml"))
     return [
         path for path, text in files.items() if not path.exists() or path.read_text() != text
@@ -185,8 +187,8 @@ def drift(root: Path = ROOT) -> list[Path]:
 
 
 def write(root: Path = ROOT) -> list[Path]:
-    changed = drift(root)
     files = generated(root)
+    changed = drift(root, files)
     for path in changed:
         if path not in files:
             path.unlink()

@@ -15,9 +15,8 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-import yaml
-
 from . import ROOT
+from .yamlfile import load_yaml
 
 BASE_URL = "https://git.example.com/personal-assistant/monitoring/-/blob/main/runbooks/"
 # Pages that serve several alerts; every other alert has a page named after itself.
@@ -61,7 +60,7 @@ def alert_runbooks(root: Path = ROOT) -> dict[str, str]:
     """``{alert name: runbook_url}`` for every alert in prometheus/rules/."""
     found = {}
     for path in sorted((root / "prometheus" / "rules").glob("*.rules.yml")):
-        for group in yaml.safe_load(path.read_text())["groups"]:
+        for group in load_yaml(path.read_text())["groups"]:
             for rule in group["rules"]:
                 if "alert" in rule:
                     found[rule["alert"]] = url(rule["alert"])

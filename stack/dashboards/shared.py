@@ -13,7 +13,6 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, TypeVar
 
-import yaml
 from grafana_foundation_sdk.builders import common as common_builders
 from grafana_foundation_sdk.builders import dashboard as dashboard_builders
 from grafana_foundation_sdk.builders import prometheus
@@ -26,6 +25,7 @@ from grafana_foundation_sdk.models import dashboard as model
 from grafana_foundation_sdk.models.prometheus import PromQueryFormat
 
 from .. import ROOT, runbooks
+from ..yamlfile import load_yaml
 
 PROVISIONED = ROOT / "grafana" / "provisioning" / "datasources" / "prometheus.yml"
 PROMETHEUS = ROOT / "prometheus" / "prometheus.yml"
@@ -33,7 +33,7 @@ PROMETHEUS = ROOT / "prometheus" / "prometheus.yml"
 
 def provisioned_uid(path: Path = PROVISIONED) -> str:
     """The uid the provisioning file gives the one datasource: its one home."""
-    return str(yaml.safe_load(path.read_text())["datasources"][0]["uid"])
+    return str(load_yaml(path.read_text())["datasources"][0]["uid"])
 
 
 DATASOURCE_UID = provisioned_uid()
@@ -49,7 +49,7 @@ PanelT = TypeVar("PanelT", sdk_stat.Panel, sdk_timeseries.Panel, sdk_table.Panel
 def scrape_interval(job: str, path: Path = PROMETHEUS) -> str | None:
     """A scrape job's own ``scrape_interval`` in prometheus/prometheus.yml (its one home), or
     None when it scrapes at the global interval: the datasource's ``timeInterval``."""
-    config = yaml.safe_load(path.read_text())
+    config = load_yaml(path.read_text())
     found = next(j for j in config["scrape_configs"] if j["job_name"] == job)
     return found.get("scrape_interval")
 
