@@ -21,6 +21,7 @@ from tests.security.conftest import Attack
 from tests.security.processes import (
     REPO,
     TOKEN,
+    Reply,
     Running,
     assistant,
     assistant_env,
@@ -47,6 +48,15 @@ def dev(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Running, int
         ASSISTANT_METRICS_TOKEN=METRICS_TOKEN,
     ) as running:
         yield running, metrics_port
+
+
+def refused(a: Attack, port: int, raw: bytes, status: int) -> Reply:
+    """Send ``raw``; the attack is blocked when the answer is ``status``."""
+    reply = exchange(port, raw)
+    a.happened = str(reply.status)
+    assert reply.status == status, reply
+    a.blocked = True
+    return reply
 
 
 def stall(port: int) -> float:
@@ -90,10 +100,7 @@ def test_the_block_route_demands_the_api_token_and_bounds_its_seconds(
 ) -> None:
     running, _ = dev
     a = attack("POST /debug/block without the API token", "401")
-    reply = exchange(running.port, request("POST", "/debug/block?seconds=1"))
-    a.happened = str(reply.status)
-    assert reply.status == 401
-    a.blocked = True
+    refused(a, running.port, request("POST", "/debug/block?seconds=1"), 401)
     a = attack("POST /debug/block?seconds=11 (over 10 s)", "422")
     replies = [
         exchange(running.port, request("POST", f"/debug/block?seconds={s}", API))
@@ -109,10 +116,8 @@ def test_the_listener_answers_behind_its_token_while_the_route_blocks_the_loop(
 ) -> None:
     running, metrics_port = dev
     a = attack("GET /metrics on the metrics listener without the metrics token", "401")
-    reply = exchange(metrics_port, request("GET", "/metrics"))
-    a.happened = str(reply.status)
-    assert reply.status == 401 and reply.headers["www-authenticate"] == 'Bearer realm="metrics"'
-    a.blocked = True
+    reply = refused(a, metrics_port, request("GET", "/metrics"), 401)
+    assert reply.headers["www-authenticate"] == 'Bearer realm="metrics"'
     assert stall(metrics_port) == 0
     with ThreadPoolExecutor(1) as pool:
         blocking = pool.submit(
