@@ -46,9 +46,10 @@ _REASONS = {200: "OK", 400: "Bad Request", 401: "Unauthorized", 404: "Not Found"
             405: "Method Not Allowed", 408: "Request Timeout",
             431: "Request Header Fields Too Large", 500: "Internal Server Error",
             503: "Service Unavailable", 505: "HTTP Version Not Supported"}  # fmt: skip
+_BUSY_TEXT = b"too many metrics connections\n"
 _BUSY = (
     b"HTTP/1.1 503 Service Unavailable\r\ncontent-type: text/plain; charset=utf-8\r\n"
-    b"content-length: 28\r\nconnection: close\r\n\r\ntoo many metrics connections\n"
+    b"content-length: %d\r\nconnection: close\r\n\r\n%s" % (len(_BUSY_TEXT), _BUSY_TEXT)
 )
 
 
@@ -155,7 +156,7 @@ class MetricsListener:
                 head, buffered = _read_head(conn, buffered, idle)
                 if head is None:
                     return  # closed, or idle too long, before a request began
-                keep = self._answer(conn, head) and served + 1 < MAX_REQUESTS
+                keep = self._answer(conn, head, last=served + 1 == MAX_REQUESTS)
                 if not keep or self._stopping.is_set():
                     return
         except _Refused as refused:
@@ -173,10 +174,11 @@ class MetricsListener:
             conn.close()
             self._slots.release()
 
-    def _answer(self, conn: socket.socket, head: bytes) -> bool:
+    def _answer(self, conn: socket.socket, head: bytes, last: bool) -> bool:
         """Answer one request; whether the connection may serve another."""
         method, target, version, headers = _parse(head)
         keep = version == "HTTP/1.1" and b"close" not in headers.get(b"connection", b"").lower()
+        keep = keep and not last
         if headers.get(b"content-length", b"0").strip() != b"0" or b"transfer-encoding" in headers:
             keep = False  # a body: never read, so the connection cannot go on
         path, _, query = target.partition("?")
