@@ -176,7 +176,10 @@ class ScrapeTimeValues:
         now = monotonic()
         for source in list(self._sources.values()):
             with self._busy_lock:
-                started = source.running_since or self._pending_since
+                # running, or waiting since it was asked for and due, whichever came last
+                started = source.running_since or max(
+                    self._pending_since, source.fetched_at + source.ttl
+                )
                 if now - source.fetched_at < source.ttl or now - started < source.timeout:
                     continue
                 self._timed_out(source, f"the event loop did not run it for {now - started:.1f}s")
