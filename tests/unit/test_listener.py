@@ -19,7 +19,7 @@ from fastapi import FastAPI
 from app_metrics import listener as listener_module
 from app_metrics.listener import MAX_HEAD, Headers, MetricsListener
 
-from .driver import isolated, samples
+from .driver import call, isolated, samples
 
 HOST = "127.0.0.1"
 
@@ -249,3 +249,19 @@ def test_a_listener_that_cannot_bind_fails_the_startup_and_says_why(
 def test_metrics_port_is_checked() -> None:
     with pytest.raises(ValueError, match=r"metrics_port must be an int within 0\.\.65535"):
         isolated(FastAPI(), metrics_port=70000)
+
+
+def test_without_a_lifespan_the_first_request_starts_it_and_a_closed_loop_stops_it() -> None:
+    app = FastAPI()
+
+    @app.get("/running")
+    async def running() -> bool:
+        return metrics.listener is not None and metrics.listener.running
+
+    metrics = isolated(app, metrics_port=0)
+    assert metrics.listener is not None and not metrics.listener.running
+    assert call(app, "/running").body == b"true"  # asyncio.run: a loop closed after it
+    deadline = time.monotonic() + 5
+    while metrics.listener.running and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert not metrics.listener.running and not metrics.event_loop.running
