@@ -59,6 +59,7 @@ class EventLoopMonitor:
         self._stall = stall.labels(*const) if const else stall
         self.interval = interval
         self.on_gone: Callable[[], None] = lambda: None  # the loop was closed without stop()
+        self.lag = 0.0  # the last beat's lag, seconds
         self.loop: asyncio.AbstractEventLoop | None = None
         self._lock = threading.Lock()
         self._generation = 0  # a beat of an earlier start() sees a newer one and stops
@@ -125,7 +126,8 @@ class EventLoopMonitor:
     def _beat(self, generation: int) -> None:
         if generation != self._generation:
             return
-        self._lag.observe(max(0.0, monotonic() - self._due))
+        self.lag = max(0.0, monotonic() - self._due)
+        self._lag.observe(self.lag)
         self._schedule(generation)
 
     def _watch(self, loop: asyncio.AbstractEventLoop, stopped: threading.Event) -> None:

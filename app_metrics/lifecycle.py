@@ -71,14 +71,16 @@ def listener_answer(
     endpoint: MetricsEndpoint, values: ScrapeTimeValues, monitor: EventLoopMonitor
 ) -> Respond:
     """The listener's answers: the endpoint's token check and body, the scrape-time values
-    refreshed on the monitored loop for at most ``LOOP_WAIT``."""
+    refreshed on the monitored loop for at most ``LOOP_WAIT``, and not waited for at all
+    while the loop is too late to make it (its last beat later than that, or one overdue)."""
 
     def respond(method: str, headers: Headers, query: str) -> Answer:
         refused = endpoint.refusal(method, headers.get(b"authorization"))
         if refused is not None:
             status, body, extra = refused
             return status, extra, body
-        values.refresh_from(monitor.loop, LOOP_WAIT)
+        busy = monitor.lag > LOOP_WAIT or monitor.stall() > 0
+        values.refresh_from(monitor.loop, 0.0 if busy else LOOP_WAIT)
         body, extra = endpoint.body(headers, query)
         return 200, extra, body
 

@@ -3,8 +3,8 @@
 A scrape of the in-app endpoint waits for the event loop, so it is late when the API is
 saturated and never answered while a handler blocks the loop. The listener accepts on its own
 thread and answers each connection on another; only the scrape-time refresh is asked of the
-loop, for at most ``LOOP_WAIT`` (``ScrapeTimeValues.refresh_from``: what the loop has not
-refreshed by then comes from the cache).
+loop, for at most ``LOOP_WAIT``, not at all while it lags more than that
+(``ScrapeTimeValues.refresh_from``: what the loop has not refreshed comes from the cache).
 
 HTTP/1.0 and 1.1, as much as a scraper needs, every input bounded: a request head of at most
 ``MAX_HEAD`` bytes (431), complete within ``HEAD_TIMEOUT`` seconds (408); ``MAX_CONNECTIONS``
