@@ -12,7 +12,7 @@ from .test_import_cycles import REPO, imports
 LAYERS = {
     "model": ["stack", "stack.settings", "stack.services", "stack.tools", "stack.processes",
               "stack.apt", "stack.packages", "stack.project", "stack.promql", "stack.runbooks",
-              "stack.rules", "stack.webauth", "stack.redis_acl"],
+              "stack.rules", "stack.webauth", "stack.redis_acl", "stack.yamlfile"],
     "generated": ["stack.dashboards", "stack.catalog", "stack.producers", "stack.render",
                   "stack.secrets", "stack.strength", "stack.postgres_roles"],
     "checks": ["stack.lint", "stack.hardening", "stack.ports", "stack.longterm",
