@@ -6,7 +6,8 @@ named) a quality above zero, in any spelling of the ``q`` parameter (RFC 9110).
 
 Scrape-time values are refreshed on the event loop (each with its own timeout),
 then the registry is rendered in a worker thread so a large exposition never
-blocks request handling.
+blocks request handling. The metrics listener (``listener.py``) answers through the same
+``refusal`` and ``body``, from its own threads.
 """
 
 from __future__ import annotations
@@ -37,28 +38,43 @@ class MetricsEndpoint:
         self._token = token.encode() if token else None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["method"] not in ("GET", "HEAD"):
-            await _respond(send, 405, b"method not allowed\n", [(b"allow", b"GET, HEAD")])
-            return
         headers = _headers(scope)
-        if self._token is not None and not self.authorized(headers.get(b"authorization")):
-            await _respond(
-                send,
+        refused = self.refusal(scope["method"], headers.get(b"authorization"))
+        if refused is not None:
+            await _respond(send, *refused)
+            return
+        await self._refresh()
+        query = scope.get("query_string", b"").decode("latin-1")
+        body, extra = await anyio.to_thread.run_sync(self.body, headers, query)
+        await _respond(send, 200, b"" if scope["method"] == "HEAD" else body, extra, len(body))
+
+    def refusal(
+        self, method: str, authorization: bytes | None
+    ) -> tuple[int, bytes, list[tuple[bytes, bytes]]] | None:
+        """The answer to a request refused for its method or its token, or None."""
+        if method not in ("GET", "HEAD"):
+            return 405, b"method not allowed\n", [(b"allow", b"GET, HEAD")]
+        if self._token is not None and not self.authorized(authorization):
+            return (
                 401,
                 b"a bearer token is required for /metrics\n",
                 [(b"www-authenticate", b'Bearer realm="metrics"')],
             )
-            return
-        await self._refresh()
+        return None
+
+    def body(
+        self, headers: dict[bytes, bytes], query: str
+    ) -> tuple[bytes, list[tuple[bytes, bytes]]]:
+        """The exposition for these request headers (lower-case names) and query, and its
+        headers: rendered, gzipped when asked for (blocking: run it off the event loop)."""
         accept = headers.get(b"accept", b"").decode("latin-1")
-        names = parse_qs(scope.get("query_string", b"").decode("latin-1")).get("name[]")
-        body, content_type = await anyio.to_thread.run_sync(self._render, accept, names)
+        body, content_type = self._render(accept, parse_qs(query).get("name[]"))
         extra = [(b"content-type", content_type.encode())]
         if len(body) >= _GZIP_MIN_BYTES and _accepts_gzip(headers.get(b"accept-encoding", b"")):
-            body = await anyio.to_thread.run_sync(gzip.compress, body, 6)
+            body = gzip.compress(body, 6)
             extra.append((b"content-encoding", b"gzip"))
         extra.append((b"vary", b"accept, accept-encoding"))
-        await _respond(send, 200, b"" if scope["method"] == "HEAD" else body, extra, len(body))
+        return body, extra
 
     def authorized(self, authorization: bytes | None) -> bool:
         """Whether an ``Authorization`` value carries this endpoint's token (never when it

@@ -113,8 +113,12 @@ class MetricsMiddleware:
         metrics_path: str,
         metrics_endpoint: ASGIApp,
         exclude: Collection[str] = (),
+        lifecycle: Any = None,
     ) -> None:
         self.app = app
+        # what starts with the server (lifecycle.Lifecycle): at its lifespan startup, or
+        # at the first request of a server that runs none
+        self.lifecycle = lifecycle
         self.metrics = metrics
         self.resolver = resolver
         self.metrics_path = metrics_path
@@ -124,8 +128,13 @@ class MetricsMiddleware:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
-            await self.app(scope, receive, send)
+            if scope["type"] == "lifespan" and self.lifecycle is not None:
+                await self.lifecycle.lifespan(self.app, scope, receive, send)
+            else:
+                await self.app(scope, receive, send)
             return
+        if self.lifecycle is not None and self.lifecycle.pending:
+            self.lifecycle.first_request()
         root_path = scope.get("root_path", "")
         path = scope["path"]
         if root_path and path.startswith(root_path):

@@ -20,12 +20,15 @@ from .domain import (
     SourceOptions,
     TaskMetrics,
 )
+from .eventloop import EventLoopMonitor
 from .exposition import MetricsEndpoint
 from .factory import MetricFactory
 from .families import FamilyWriter
 from .health import HealthChecks
 from .http import HTTP_BUCKETS, HTTPMetrics, MetricsMiddleware
 from .labels import DEFAULT_LABEL_CAP
+from .lifecycle import Lifecycle, listener_answer
+from .listener import MetricsListener
 from .routes import TemplateResolver
 from .safe import SafeView, registry_collectors
 from .scrape import ERROR_REASONS, ScrapeTimeValues
@@ -54,6 +57,7 @@ class Metrics:
         self.registry = registry
         self.multiprocess_dir = multiprocess_dir
         self.endpoint: MetricsEndpoint | None = None  # set by instrument()
+        self.listener: MetricsListener | None = None  # set by instrument(metrics_port=...)
         self._writer = FamilyWriter()
         self._collector_errors = factory.counter(
             "app_metrics_collector_errors_total",
@@ -74,6 +78,7 @@ class Metrics:
             lambda source: [self._source_errors.labels(source, r) for r in ERROR_REASONS],
         )
         self.http = HTTPMetrics(factory, buckets, shared=bool(multiprocess_dir))
+        self.event_loop = EventLoopMonitor(factory)
         self.sms = SMSMetrics(factory, self.values, source_options, sms_providers)
         self.oauth = OAuthMetrics(factory, self.values, source_options, oauth_providers)
         self.tasks = TaskMetrics(factory, self.values, source_options, task_types, task_queues)
@@ -121,6 +126,7 @@ class Metrics:
         Written by app_metrics' own writers (the same text, faster); prometheus_client's
         encoder writes a ``name[]`` selection and the ``dots`` escaping.
         """
+        self.event_loop.stall()  # the gauge as of now, also while the loop is blocked
         try:
             encoder, content_type = choose_encoder(accept)
         except Exception:  # prometheus_client trips on some malformed Accept headers
@@ -149,6 +155,8 @@ def instrument(
     app: Starlette,
     *,
     metrics_path: str = "/metrics",
+    metrics_port: int | None = None,
+    metrics_host: str = "127.0.0.1",
     exclude_paths: Collection[str] = (),
     registry: CollectorRegistry | None = None,
     const_labels: Mapping[str, str] | None = None,
@@ -170,6 +178,10 @@ def instrument(
     is answered by it directly, before the app's own middleware and auth, on the
     exact path. ``exclude_paths`` are raw paths or route templates not measured.
     ``token``/``token_file`` demand ``Authorization: Bearer <token>`` on ``/metrics``.
+    ``metrics_port`` also serves ``metrics_path`` on ``metrics_host:metrics_port`` from
+    threads of its own (0: any free port), answered while the event loop is saturated or
+    blocked; every worker shares it in multiprocess mode (``listener.py``). It and the
+    event-loop monitor start with the server (its lifespan startup) and stop with it.
     Call it once, before the app serves its first request.
     """
     if not isinstance(app, Starlette):
@@ -180,6 +192,10 @@ def instrument(
         raise RuntimeError("this app is instrumented already")
     if not metrics_path.startswith("/") or (metrics_path != "/" and metrics_path.endswith("/")):
         raise ValueError(f"metrics_path must start with '/' and not end with one: {metrics_path!r}")
+    if metrics_port is not None and (
+        not isinstance(metrics_port, int) or not 0 <= metrics_port <= 65535
+    ):
+        raise ValueError(f"metrics_port must be an int within 0..65535: {metrics_port!r}")
     if label_cap < 1:
         raise ValueError("label_cap must be at least 1")
     if health_history < 1:
@@ -205,6 +221,12 @@ def instrument(
         multiprocess_dir=mp_dir,
     )
     endpoint = metrics.endpoint = MetricsEndpoint(metrics.render, metrics.refresh, secret)
+    if metrics_port is not None:
+        answer = listener_answer(endpoint, metrics.values, metrics.event_loop)
+        metrics.listener = MetricsListener(
+            metrics_host, metrics_port, metrics_path, answer, reuse_port=bool(mp_dir)
+        )
+    lifecycle = Lifecycle(metrics.event_loop, metrics.listener)
     resolver = TemplateResolver(app.router.routes)
     build_inner = app.build_middleware_stack
 
@@ -216,6 +238,7 @@ def instrument(
             metrics_path=metrics_path,
             metrics_endpoint=endpoint,
             exclude=exclude_paths,
+            lifecycle=lifecycle,
         )
 
     app.build_middleware_stack = build_middleware_stack  # type: ignore[method-assign]

@@ -12,6 +12,12 @@ asyncio's default executor, which the application needs). A thread cannot be
 cancelled, so a sync reader still running after its timeout is not called again
 until it returns: meanwhile its source counts as timed out.
 
+A scrape answered outside the event loop (the metrics listener's threads) asks the loop for a
+refresh and waits a bounded time (``refresh_from``); a loop too busy or blocked to run it in
+time cannot time its sources out either, so the waiting side does: what the loop has not
+refreshed is served from the cache, until a source has waited its own timeout, after which it
+is left out and counted as timed out, as the loop would have done.
+
 The values live in this process and are served by a collector, not by
 prometheus_client gauges, so they also work in multiprocess mode, where
 prometheus_client would drop custom collectors (the worker that answers the
@@ -21,6 +27,7 @@ scrape adds this collector to its exposition registry).
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextvars
 import inspect
 import logging
@@ -75,6 +82,7 @@ class _Source:
     ttl: float
     values: dict[str, dict[tuple[str, ...], float]] = field(default_factory=dict)
     fetched_at: float = float("-inf")
+    running_since: float | None = None  # the run under way (a run timed out from outside ends it)
 
 
 # why a source's values were left out of a scrape (the ``reason`` label of its errors)
@@ -107,7 +115,9 @@ class ScrapeTimeValues:
         self._pool: ThreadPoolExecutor | None = None
         self._pool_pid = 0
         self._busy: set[str] = set()  # sources whose sync reader is running
-        self._busy_lock = threading.Lock()
+        self._busy_lock = threading.Lock()  # also guards a source's run against refresh_from
+        self._pending: concurrent.futures.Future[None] | None = None  # refresh_from's refresh
+        self._pending_since = 0.0
 
     def gauge(self, name: str, doc: str, labelnames: Sequence[str] = ()) -> None:
         """Declare a scrape-time gauge (idempotent for the same definition)."""
@@ -144,6 +154,35 @@ class ScrapeTimeValues:
             due = [s for s in self._sources.values() if now - s.fetched_at >= s.ttl]
             if due:
                 await asyncio.gather(*(self._run(s) for s in due))
+
+    def refresh_from(self, loop: asyncio.AbstractEventLoop | None, wait: float) -> None:
+        """From a thread other than ``loop``'s: have ``loop`` refresh (one refresh at a time)
+        and wait for it at most ``wait`` seconds; then time out, as the loop would have, each
+        due source that has waited for the loop or run for longer than its timeout."""
+        with self._busy_lock:
+            pending = self._pending
+            if (pending is None or pending.done()) and loop is not None and not loop.is_closed():
+                pending = self._pending = asyncio.run_coroutine_threadsafe(self.refresh(), loop)
+                self._pending_since = monotonic()
+        if pending is None:
+            return  # no loop yet: the cache as it is
+        try:
+            pending.result(wait)
+            return
+        except concurrent.futures.TimeoutError:
+            pass
+        except Exception:
+            log.exception("scrape-time refresh failed")
+        now = monotonic()
+        for source in list(self._sources.values()):
+            with self._busy_lock:
+                # running, or waiting since it was asked for and due, whichever came last
+                started = source.running_since or max(
+                    self._pending_since, source.fetched_at + source.ttl
+                )
+                if now - source.fetched_at < source.ttl or now - started < source.timeout:
+                    continue
+                self._timed_out(source, f"the event loop did not run it for {now - started:.1f}s")
 
     def update(self, name: str, result: Values) -> None:
         """Set source ``name``'s values from a run made outside a scrape (fresh for its ttl)."""
@@ -189,19 +228,35 @@ class ScrapeTimeValues:
         return self._pool
 
     async def _run(self, source: _Source) -> None:
+        started = source.running_since = monotonic()
         try:
             result = await asyncio.wait_for(self.call(source.name, source.fn), source.timeout)
-            source.values = self._normalise(source, result)
+            values = self._normalise(source, result)
         except TimeoutError as exc:
-            reason = str(exc) or f"timed out after {source.timeout:g}s"
-            log.warning("scrape-time source %s: %s", source.name, reason)
-            source.values = {}
-            self._on_error(source.name, ERROR_REASONS[1])
+            with self._busy_lock:
+                if source.running_since == started:
+                    self._timed_out(source, str(exc) or f"timed out after {source.timeout:g}s")
+            return
         except Exception:
-            log.exception("scrape-time source %s failed", source.name)
-            source.values = {}
-            self._on_error(source.name, ERROR_REASONS[0])
-        source.fetched_at = monotonic()
+            with self._busy_lock:
+                if source.running_since == started:
+                    log.exception("scrape-time source %s failed", source.name)
+                    self._ended(source, {}, ERROR_REASONS[0])
+            return
+        with self._busy_lock:
+            if source.running_since == started:  # else timed out from outside meanwhile
+                self._ended(source, values)
+
+    def _timed_out(self, source: _Source, reason: str) -> None:
+        log.warning("scrape-time source %s: %s", source.name, reason)
+        self._ended(source, {}, ERROR_REASONS[1])
+
+    def _ended(
+        self, source: _Source, values: dict[str, dict[tuple[str, ...], float]], error: str = ""
+    ) -> None:
+        source.values, source.fetched_at, source.running_since = values, monotonic(), None
+        if error:
+            self._on_error(source.name, error)
 
     def _normalise(
         self, source: _Source, result: Values

@@ -24,7 +24,7 @@ from .config import Settings
 from .db import Database, is_unavailable
 from .gate import BodyGate
 from .redis_client import create_redis
-from .routes import health, sessions, users
+from .routes import debug, health, sessions, users
 from .routes import oauth as oauth_routes
 from .routes import sms as sms_routes
 from .routes import tasks as task_routes
@@ -90,10 +90,14 @@ def create_app(
     if settings.serves_api:
         for module in (users, sessions, sms_routes, task_routes, oauth_routes):
             app.include_router(module.router)
+    if settings.debug_routes:  # dev only (config.py refuses it elsewhere)
+        app.include_router(debug.router)
 
     metrics = app_metrics.instrument(
         app,
         registry=registry,
+        metrics_port=settings.metrics_port,
+        metrics_host=settings.host,
         token=settings.metrics_token,
         token_file=settings.metrics_token_file,
         # probes, not API traffic: counted apart, in http_excluded_requests_total

@@ -31,6 +31,14 @@ class Settings:
     metrics_token_file: str | None = None
     host: str = "127.0.0.1"
     port: int = 8000
+    # app_metrics' metrics listener: /metrics also on ASSISTANT_HOST:<this port>, from threads
+    # of its own, answered while the event loop is saturated or blocked (None: off)
+    metrics_port: int | None = None
+    # which stack this runs in (dev, stage, prod): stage and prod refuse what is for tests
+    environment: str = "dev"
+    # POST /debug/block?seconds=N: a sync sleep in an async route, which blocks the event loop
+    # for up to 10 s (the integration suite's blocked loop); dev only, needs the API token
+    debug_routes: bool = False
     # Host header values answered, comma-separated (a port is ignored): anything else gets
     # 400, so a DNS-rebound name cannot reach the API from a browser. Compose adds its
     # service names (api, worker: how Prometheus and the traffic generator reach it).
@@ -126,6 +134,19 @@ class Settings:
             raise ValueError("metrics_source_ttl_seconds and db_max_overflow must be >= 0")
         if not 0 <= self.port <= 65535:
             raise ValueError(f"port {self.port} is not within 0..65535")
+        if self.metrics_port is not None and not 1 <= self.metrics_port <= 65535:
+            raise ValueError(f"metrics_port {self.metrics_port} is not within 1..65535")
+        if self.metrics_port is not None and self.metrics_port == self.port:
+            raise ValueError(f"metrics_port and port are both {self.port}: give each its own")
+        if self.environment not in ENVIRONMENTS:
+            raise ValueError(
+                f"environment {self.environment!r} is not one of {', '.join(ENVIRONMENTS)}"
+            )
+        if self.debug_routes and self.environment != "dev":
+            raise ValueError(
+                f"ASSISTANT_DEBUG_ROUTES is refused in {self.environment}: /debug/block lets a "
+                "caller stall the service's event loop on purpose (dev only)"
+            )
         if self.role not in ROLES:
             raise ValueError(f"role {self.role!r} is not one of {', '.join(ROLES)}")
         if not self.api_token.strip():
@@ -240,6 +261,7 @@ class Profile:
 
 
 ROLES = ("all", "api", "worker")
+ENVIRONMENTS = ("dev", "stage", "prod")  # the stack's (stack/__init__.py)
 _FROM_FILE = ("database_url", "redis_url")  # or ASSISTANT_<NAME>_FILE
 _SMS_KEYS = ("latency", "failure", "cost")
 _TASK_KEYS = ("latency", "failure")
@@ -277,6 +299,7 @@ _TYPES: dict[str, Callable[[str], object]] = {
     "str": str,
     "str | None": str,
     "int": int,
+    "int | None": int,
     "float": float,
     "bool": boolean,
 }

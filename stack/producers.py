@@ -224,4 +224,6 @@ def _module(name: str) -> str:
         return "app_metrics (health checks)"
     if name.startswith("app_metrics_"):
         return "app_metrics (self-monitoring)"
+    if name.startswith("event_loop_"):
+        return "app_metrics (event-loop monitor)"
     return "app_metrics (domain metrics)"

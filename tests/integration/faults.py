@@ -105,14 +105,17 @@ class Outcome(NamedTuple):
 def inject(stack: Stack, faults: dict[str, Fault]) -> dict[str, Outcome]:
     """Every fault at once: each alert waits out its own `for:` (a minute or two), so together
     they take as long as the slowest, not the sum. Stops each component, waits for every
-    alert, starts them all again, waits for every resolution."""
-    begin = time.time()
-    for fault in faults.values():
+    alert, starts them all again, waits for every resolution. Each fault's time counts from
+    its own stop (on Compose each `stop` takes seconds: the last would otherwise carry the
+    others')."""
+    began = {}
+    for name, fault in faults.items():
+        began[name] = time.time()
         stack.stop(fault.component)
     fired = {}
     try:
         for name, fault in faults.items():
-            fired[name] = wait_for(stack, fault, "firing", begin)
+            fired[name] = wait_for(stack, fault, "firing", began[name])
     finally:
         restart = time.time()
         stack.start(*(fault.component for fault in faults.values()))
@@ -120,7 +123,7 @@ def inject(stack: Stack, faults: dict[str, Fault]) -> dict[str, Outcome]:
     for name, fault in faults.items():
         resolved = wait_for(stack, fault, "resolved", restart)
         outcomes[name] = Outcome(
-            fired[name], resolved, fired[name]["received_at"] - begin,
+            fired[name], resolved, fired[name]["received_at"] - began[name],
             resolved["received_at"] - restart,
         )  # fmt: skip
     return outcomes

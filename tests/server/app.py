@@ -38,6 +38,12 @@ async def pid(block: float = 0.0) -> dict[str, int]:
     return {"pid": os.getpid()}
 
 
+@api.get("/block")
+async def block(seconds: float = 1.0) -> dict[str, float]:
+    time.sleep(min(seconds, 10.0))  # a sync call in an async route: the loop runs nothing
+    return {"blocked": seconds}
+
+
 @api.get("/slow")
 async def slow(seconds: float = 1.0) -> dict[str, float]:
     await asyncio.sleep(seconds)
@@ -80,7 +86,9 @@ async def database_check() -> bool:
     return True
 
 
-metrics = app_metrics.instrument(api)
+# set by a test: the metrics listener's port (every worker shares it)
+_METRICS_PORT = os.environ.get("TEST_APP_METRICS_PORT")
+metrics = app_metrics.instrument(api, metrics_port=int(_METRICS_PORT) if _METRICS_PORT else None)
 metrics.sms.queue_length_from(lambda: SMS_QUEUE_LENGTH)
 metrics.health.add("database", database_check)
 

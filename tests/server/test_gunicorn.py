@@ -12,11 +12,13 @@ separate ``uvicorn-worker`` package (gunicorn >= 25 also has a native ``-k asgi`
 from __future__ import annotations
 
 import sys
+import time
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 import gunicorn
+import httpx
 import pytest
 
 from .conftest import (
@@ -24,7 +26,9 @@ from .conftest import (
     HOST,
     Scrape,
     Server,
+    free_port,
     launch,
+    parse,
     running_servers,
     send_requests,
     wait_for_total,
@@ -64,7 +68,12 @@ def start_gunicorn(tmp_path: Path) -> Iterator[StartGunicorn]:
     config = tmp_path / "gunicorn.conf.py"
     config.write_text("")
 
-    def start(mp_dir: Path, workers: int = 2, args: Sequence[str] = ()) -> Server:
+    def start(
+        mp_dir: Path,
+        workers: int = 2,
+        args: Sequence[str] = (),
+        env: dict[str, str] | None = None,
+    ) -> Server:
         def command(port: int) -> list[str]:
             return [
                 sys.executable, "-m", "gunicorn",
@@ -79,7 +88,7 @@ def start_gunicorn(tmp_path: Path) -> Iterator[StartGunicorn]:
             ]  # fmt: skip
 
         server = launch(
-            "gunicorn", command, tmp_path, workers, mp_dir, drop_env=("GUNICORN_CMD_ARGS",)
+            "gunicorn", command, tmp_path, workers, mp_dir, env, drop_env=("GUNICORN_CMD_ARGS",)
         )
         started.append(server)
         return server
@@ -181,3 +190,32 @@ def test_gunicorn_restarts_a_sigkilled_worker_and_its_counts_stay(
     assert min(totals) >= before_kill, totals
 
     assert_replacement_completes_the_counts(server, victim, replacement, sent)
+
+
+@pytest.mark.parametrize(
+    ("workers", "args"), [(2, ()), (1, ("--preload",))], ids=["fork", "preload"]
+)
+def test_the_workers_share_the_metrics_listener_and_each_serves_the_sum(
+    start_gunicorn: StartGunicorn, tmp_path: Path, workers: int, args: tuple[str, ...]
+) -> None:
+    """Each worker binds the listener's port when its lifespan starts (with --preload the
+    master imported the app, but runs no lifespan, so never binds it; one worker, as above:
+    the app's pid header would name the master)."""
+    port = free_port()
+    env = {"TEST_APP_METRICS_PORT": str(port)}
+    server = start_gunicorn(tmp_path / "mp", workers, args, env)
+    sent, _ = send_to_every_worker(server, N)
+
+    def listener_total() -> float:
+        response = httpx.get(f"http://{HOST}:{port}/metrics", timeout=10)
+        assert response.status_code == 200, response.text[:300]
+        return Scrape(parse(response.text), 0, response.text).total(
+            "http_requests_total", endpoint=ROUTE
+        )
+
+    deadline = time.monotonic() + 10
+    for _ in range(200):  # a worker counts just after its response (bounded poll)
+        if listener_total() == sent or time.monotonic() > deadline:
+            break
+        time.sleep(0.02)
+    assert [listener_total() for _ in range(10)] == [sent] * 10

@@ -75,3 +75,20 @@ def test_verification_limits_and_the_sms_outbox_come_from_the_environment() -> N
         Settings.from_env({**env, "ASSISTANT_VERIFICATION_USER_LIMIT": "0"})
     with pytest.raises(ValueError, match="ASSISTANT_SMS_OUTBOX='maybe' is not a valid boolean"):
         Settings.from_env({**env, "ASSISTANT_SMS_OUTBOX": "maybe"})
+
+
+def test_the_metrics_listener_port_and_the_environment_come_from_the_environment() -> None:
+    env = {"ASSISTANT_API_TOKEN": "t"}
+    assert Settings.from_env(env).metrics_port is None  # off by default
+    assert Settings.from_env(env).environment == "dev"
+    settings = Settings.from_env(
+        {**env, "ASSISTANT_METRICS_PORT": "9464", "ASSISTANT_ENVIRONMENT": "prod"}
+    )
+    assert (settings.metrics_port, settings.environment) == (9464, "prod")
+    with pytest.raises(ValueError, match=r"metrics_port 0 is not within 1\.\.65535"):
+        Settings.from_env({**env, "ASSISTANT_METRICS_PORT": "0"})
+    with pytest.raises(ValueError, match="metrics_port and port are both 8000"):
+        Settings.from_env({**env, "ASSISTANT_METRICS_PORT": "8000"})
+    with pytest.raises(ValueError, match="environment 'qa' is not one of dev, stage, prod"):
+        Settings.from_env({**env, "ASSISTANT_ENVIRONMENT": "qa"})
+    assert Settings.from_env({**env, "ASSISTANT_DEBUG_ROUTES": "true"}).debug_routes  # dev

@@ -339,3 +339,59 @@ def test_concurrent_callers_share_one_run_even_without_a_ttl() -> None:
 
     asyncio.run(two_bursts())
     assert len(calls) == 2
+
+
+def test_from_another_thread_a_blocked_loop_serves_the_cache_then_times_the_source_out() -> None:
+    """The listener's path: the loop cannot run the refresh, so the waiting thread serves the
+    cached value, and once the source has waited its timeout leaves it out and counts it,
+    while the loop is still blocked; after the block the source is read again."""
+    from app_metrics.scrape import ScrapeTimeValues
+
+    errors: list[tuple[str, str]] = []
+    values = ScrapeTimeValues({}, 10, lambda *a: None, lambda s, r: errors.append((s, r)))
+    values.gauge("g", "a gauge")
+    reads = iter(range(1, 100))
+    values.source("src", lambda: {"g": next(reads)}, ["g"], timeout=0.2, ttl=0)
+
+    def g() -> float | None:
+        family = next(f for f in values.collect() if f.name == "g")
+        return family.samples[0].value if family.samples else None
+
+    loop = asyncio.new_event_loop()
+    runner = threading.Thread(target=loop.run_forever)
+    runner.start()
+    blocked, release = threading.Event(), threading.Event()
+    try:
+        values.refresh_from(loop, 5.0)
+        assert g() == 1.0
+        loop.call_soon_threadsafe(lambda: (blocked.set(), release.wait(10)))
+        assert blocked.wait(5)
+        values.refresh_from(loop, 0.01)  # the loop cannot run it: the cache
+        assert g() == 1.0 and errors == []
+        deadline = time.monotonic() + 5
+        while not errors and time.monotonic() < deadline:
+            time.sleep(0.02)
+            values.refresh_from(loop, 0.01)
+        assert not release.is_set()  # still blocked when the timeout was counted
+        assert errors == [("src", "timeout")] and g() is None
+    finally:
+        release.set()
+    try:
+        deadline = time.monotonic() + 5
+        while g() is None and time.monotonic() < deadline:
+            values.refresh_from(loop, 0.5)
+        assert (g() or 0) >= 2 and errors == [("src", "timeout")]  # counted once
+    finally:
+        loop.call_soon_threadsafe(loop.stop)
+        runner.join(5)
+        loop.close()
+
+
+def test_without_a_loop_refresh_from_serves_the_cache_as_it_is() -> None:
+    from app_metrics.scrape import ScrapeTimeValues
+
+    values = ScrapeTimeValues({}, 10, lambda *a: None, lambda s, r: None)
+    values.gauge("g", "a gauge")
+    values.source("src", lambda: {"g": 1}, ["g"], ttl=0)
+    values.refresh_from(None, 0.01)
+    assert [f.samples for f in values.collect()] == [[]]
