@@ -14,11 +14,14 @@ from fastapi import FastAPI
 from fastapi.responses import StreamingResponse
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.sampling import ALWAYS_OFF
+from prometheus_client import CollectorRegistry
 from prometheus_client.exposition import generate_latest
 from prometheus_client.openmetrics.exposition import generate_latest as openmetrics_latest
 from prometheus_client.openmetrics.parser import text_string_to_metric_families as om_parse
 
 from app_metrics import exemplars
+from app_metrics.factory import MetricFactory
+from app_metrics.http import HTTP_BUCKETS, HTTPMetrics
 
 from .driver import request
 from .test_endpoint import instrumented
@@ -188,3 +191,12 @@ def test_the_api_alone_records_no_trace_so_nothing_is_looked_up() -> None:
         "assert exemplars.current_trace_id is None\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
+
+
+def test_multiprocess_mode_keeps_no_exemplars() -> None:
+    # prometheus_client's mmap files hold no exemplars: the shared store takes none
+    registry = CollectorRegistry()
+    shared = HTTPMetrics(MetricFactory(registry, {}), HTTP_BUCKETS, shared=True)
+    shared.finish("GET", "/a", 200, 0.01, "ab" * 16)
+    assert shared.local_store is None
+    assert " # {" not in openmetrics_latest(registry).decode()
