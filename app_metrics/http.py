@@ -16,6 +16,7 @@ from typing import Any
 
 from starlette.routing import compile_path
 
+from .exemplars import current_trace_id
 from .factory import MetricFactory
 from .httpstore import LocalStore, SharedStore, Store
 from .labels import OTHER, UNMATCHED
@@ -66,8 +67,16 @@ class HTTPMetrics:
         """Count a request to an excluded path (it is in no other HTTP metric)."""
         self._excluded.labels(endpoint, str(status) if 100 <= status <= 599 else OTHER).inc()
 
-    def finish(self, method: str, endpoint: str | None, status: int, seconds: float) -> None:
-        """Record a completed request; ``endpoint=None`` means not measured (excluded)."""
+    def finish(
+        self,
+        method: str,
+        endpoint: str | None,
+        status: int,
+        seconds: float,
+        trace_id: str | None = None,
+    ) -> None:
+        """Record a completed request; ``endpoint=None`` means not measured (excluded).
+        ``trace_id``: the request's trace, kept as its duration bucket's exemplar."""
         if endpoint is None:
             self._store.finish(method, None, seconds)
             return
@@ -75,6 +84,8 @@ class HTTPMetrics:
         if series is None:
             series = self._new_series(method, endpoint, status)
         self._store.finish(method, series, seconds)
+        if trace_id is not None:
+            self._store.exemplar(series, seconds, trace_id)
 
     def observe(self, method: str, endpoint: str, status: int, seconds: float) -> None:
         """Record a request that was not started through ``start`` (tests, back-fills)."""
@@ -157,7 +168,9 @@ class MetricsMiddleware:
                     code = CLIENT_CLOSED
                 await send(message)
                 done = True
-                self._record(scope, root_path, method, code, start)
+                # the app's span (if any) is current here: the app itself calls this send
+                trace_id = None if current_trace_id is None else current_trace_id()
+                self._record(scope, root_path, method, code, start, trace_id)
             else:
                 await send(message)
 
@@ -189,7 +202,15 @@ class MetricsMiddleware:
             raise
         self.metrics.excluded(path, status or 500)
 
-    def _record(self, scope: Scope, root_path: str, method: str, status: int, start: float) -> None:
+    def _record(
+        self,
+        scope: Scope,
+        root_path: str,
+        method: str,
+        status: int,
+        start: float,
+        trace_id: str | None = None,
+    ) -> None:
         try:
             endpoint: str | None = self.resolver.endpoint(scope, root_path)
         except Exception:  # a route whose matches() fails on a copied scope, ...
@@ -198,7 +219,7 @@ class MetricsMiddleware:
         if endpoint in self.exclude:
             self.metrics.excluded(endpoint, status)
             endpoint = None
-        self.metrics.finish(method, endpoint, status, perf_counter() - start)
+        self.metrics.finish(method, endpoint, status, perf_counter() - start, trace_id)
 
 
 def _client_left(receive: Receive) -> bool:

@@ -11,6 +11,7 @@ metrics, whose mmap files let every worker's counts add up.
 from __future__ import annotations
 
 import threading
+import time
 from bisect import bisect_left
 from collections.abc import Iterator, Sequence
 from itertools import accumulate
@@ -24,8 +25,10 @@ from prometheus_client.metrics_core import (
     HistogramMetricFamily,
     Metric,
 )
+from prometheus_client.samples import Exemplar as ClientExemplar
 from prometheus_client.utils import floatToGoString
 
+from .exemplars import LABEL, Exemplars, latest, suffix
 from .factory import MetricFactory
 from .textformat import EXPONENT, Prefixes, header, number, template
 
@@ -51,16 +54,20 @@ class Store(Protocol):
     def finish(self, method: str, series: Any, seconds: float) -> None:
         """A request completed; ``series`` is None when it is not measured (excluded)."""
 
+    def exemplar(self, series: Any, seconds: float, trace_id: str) -> None:
+        """The trace of a request just finished, as its duration bucket's latest exemplar."""
+
 
 class _Cell:
     """One label set in one thread's shard: its latency histogram, whose total is
     also the request count (so the two can never disagree)."""
 
-    __slots__ = ("buckets", "sum")
+    __slots__ = ("buckets", "exemplars", "sum")
 
     def __init__(self, size: int) -> None:
         self.buckets = [0] * size  # per bucket, not cumulative; the last is +Inf
         self.sum = 0.0
+        self.exemplars: Exemplars | None = None  # made by the first traced request
 
 
 class _Shard:
@@ -93,8 +100,9 @@ class LocalStore:
         self._lock = threading.Lock()  # guards the list of shards only
         self._shards: dict[int, _Shard] = {}
         self._lines = _Lines(factory.const_labels, self._les)
-        # per format: the label sets (counters, histograms) the cached whole template is for
-        self._templates: dict[bool, tuple[tuple[Any, ...], tuple[Any, ...], str]] = {}
+        # per (format, with exemplars): the label sets (counters, histograms) the cached whole
+        # template is for
+        self._templates: dict[tuple[bool, bool], tuple[tuple[Any, ...], tuple[Any, ...], str]] = {}
         factory.registry.register(self)
 
     def series(self, method: str, endpoint: str, status: str) -> tuple[str, str, str]:
@@ -119,17 +127,34 @@ class LocalStore:
         cell.buckets[bisect_left(self._bounds, seconds)] += 1  # first bound >= seconds: "le"
         cell.sum += seconds
 
+    def exemplar(self, series: tuple[str, str, str], seconds: float, trace_id: str) -> None:
+        shard = self._shards.get(get_ident()) or self._shard()
+        cell = shard.cells.get(series)
+        if cell is None:  # finish() made it first; a churned-away cell has no bucket to mark
+            return
+        if cell.exemplars is None:
+            cell.exemplars = [None] * len(self._les)
+        cell.exemplars[bisect_left(self._bounds, seconds)] = (trace_id, seconds, time.time())
+
     def describe(self) -> Iterator[Metric]:
         yield CounterMetricFamily(*REQUESTS, labels=())
         yield HistogramMetricFamily(*DURATION, labels=())
         yield GaugeMetricFamily(*IN_PROGRESS, labels=())
 
-    def _snapshot(self) -> tuple[dict[tuple[str, str, str], tuple[Bucket, float]], dict[str, int]]:
-        """Per-bucket counts and sum of each label set, and the levels, summed over the shards."""
+    def _snapshot(
+        self,
+    ) -> tuple[
+        dict[tuple[str, str, str], tuple[Bucket, float]],
+        dict[str, int],
+        dict[tuple[str, str], Exemplars],
+    ]:
+        """Per-bucket counts and sum of each label set, and the levels, summed over the shards;
+        and each histogram's latest exemplar per bucket, where a traced request left one."""
         with self._lock:
             shards = list(self._shards.values())
         cells: dict[tuple[str, str, str], tuple[Bucket, float]] = {}
         levels = dict.fromkeys(self._methods, 0)
+        exemplars: dict[tuple[str, str], Exemplars] = {}
         for shard in shards:
             # finished before started: a request finishing meanwhile can only make
             # the level read high, never negative
@@ -144,7 +169,9 @@ class LocalStore:
                 if known is not None:
                     buckets, total = tuple(map(add, known[0], buckets)), known[1] + total
                 cells[key] = (buckets, total)
-        return cells, levels
+                if cell.exemplars is not None:
+                    latest(exemplars.setdefault(key[:2], [None] * len(buckets)), cell.exemplars)
+        return cells, levels, exemplars
 
     @staticmethod
     def _histograms(
@@ -160,14 +187,18 @@ class LocalStore:
         return out
 
     def collect(self) -> Iterator[Metric]:
-        cells, levels = self._snapshot()
+        cells, levels, exemplars = self._snapshot()
         names, values = self._const_names, self._const_values
         requests = CounterMetricFamily(*REQUESTS, labels=("method", "endpoint", "status", *names))
         for key, (buckets, _) in cells.items():
             requests.add_metric([*key, *values], sum(buckets))
         duration = HistogramMetricFamily(*DURATION, labels=("method", "endpoint", *names))
         for key, (buckets, total) in self._histograms(cells).items():
-            cumulative = list(zip(self._les, accumulate(buckets), strict=True))
+            cumulative: list[Any] = list(zip(self._les, accumulate(buckets), strict=True))
+            for i, exemplar in enumerate(exemplars.get(key, ())):
+                if exemplar is not None:
+                    trace_id, seconds, at = exemplar
+                    cumulative[i] = (*cumulative[i], ClientExemplar({LABEL: trace_id}, seconds, at))
             duration.add_metric([*key, *values], cumulative, total)
         in_progress = GaugeMetricFamily(*IN_PROGRESS, labels=("method", *names))
         for method, level in levels.items():
@@ -181,27 +212,37 @@ class LocalStore:
         template and a scrape formats all the counts in one call; from 1e6 on (an exponent is
         due), line by line.
         """
-        cells, levels = self._snapshot()
+        cells, levels, exemplars = self._snapshot()
         histograms = self._histograms(cells)
+        if not (openmetrics and exemplars):  # the text format has no exemplars
+            exemplars = {}
         args: list[Any] = [sum(buckets) for buckets, _ in cells.values()]
         largest = 0
-        for buckets, total in histograms.values():
+        for key, (buckets, total) in histograms.items():
             cumulative = list(accumulate(buckets))
             largest = max(largest, cumulative[-1])  # no count is larger than its histogram's
-            args += cumulative
+            if exemplars:  # each bucket's count, then its exemplar ("" when none)
+                marks = exemplars.get(key) or [None] * len(cumulative)
+                pairs = zip(cumulative, map(suffix, marks), strict=True)
+                args += [x for pair in pairs for x in pair]
+            else:
+                args += cumulative
             args += (cumulative[-1], number(total))
         if largest >= EXPONENT:
-            return self._lines_one_by_one(cells, histograms, levels, openmetrics)
+            return self._lines_one_by_one(cells, histograms, levels, openmetrics, exemplars)
         args += [number(n) for n in levels.values()]
-        return self._template(tuple(cells), tuple(histograms), openmetrics) % tuple(args)
+        text = self._template(tuple(cells), tuple(histograms), openmetrics, bool(exemplars))
+        return text % tuple(args)
 
     def _template(
         self,
         cells: tuple[tuple[str, str, str], ...],
         histograms: tuple[tuple[str, str], ...],
         openmetrics: bool,
+        exemplars: bool = False,
     ) -> str:
-        known = self._templates.get(openmetrics)
+        kind = (openmetrics, exemplars)
+        known = self._templates.get(kind)
         if known is not None and known[0] == cells and known[1] == histograms:
             return known[2]
         lines = self._lines
@@ -210,12 +251,12 @@ class LocalStore:
                 template(header(_TOTAL, REQUESTS[1], "counter", openmetrics)),
                 *(lines.counter(key) for key in cells),
                 template(header(*DURATION, "histogram", openmetrics)),
-                *(lines.histogram(key) for key in histograms),
+                *(lines.histogram(key, exemplars) for key in histograms),
                 template(header(*IN_PROGRESS, "gauge", openmetrics)),
                 *(template(lines.level(method)) + "%s\n" for method in self._methods),
             ]
         )
-        self._templates[openmetrics] = (cells, histograms, text)
+        self._templates[kind] = (cells, histograms, text)
         return text
 
     def _lines_one_by_one(
@@ -224,13 +265,15 @@ class LocalStore:
         histograms: dict[tuple[str, str], tuple[Bucket, float]],
         levels: dict[str, int],
         openmetrics: bool,
+        exemplars: dict[tuple[str, str], Exemplars],
     ) -> str:
         lines = self._lines
         out = [header(_TOTAL, REQUESTS[1], "counter", openmetrics)]
         out += [lines.counter_line(key, sum(buckets)) for key, (buckets, _) in cells.items()]
         out.append(header(*DURATION, "histogram", openmetrics))
         for key, (buckets, total) in histograms.items():
-            out.append(lines.histogram_lines(key, list(accumulate(buckets)), total))
+            marks = [suffix(e) for e in exemplars.get(key, ())]
+            out.append(lines.histogram_lines(key, list(accumulate(buckets)), total, marks))
         out.append(header(*IN_PROGRESS, "gauge", openmetrics))
         out += [lines.level(m) + number(n) + "\n" for m, n in levels.items()]
         return "".join(out)
@@ -244,7 +287,7 @@ class _Lines:
         self._prefix = Prefixes(const).get
         self._les = tuple(les)
         self._counters: dict[tuple[str, str, str], str] = {}
-        self._histograms: dict[tuple[str, str], str] = {}
+        self._histograms: dict[tuple[str, str, bool], str] = {}
 
     def counter(self, key: tuple[str, str, str]) -> str:
         line = self._counters.get(key)
@@ -257,21 +300,28 @@ class _Lines:
     def counter_line(self, key: tuple[str, str, str], n: float) -> str:
         return self._prefix(_TOTAL, _REQUEST_LABELS, key) + number(n) + "\n"
 
-    def histogram(self, key: tuple[str, str]) -> str:
-        """Buckets, then ``_count``, then ``_sum`` (formatted by the caller)."""
-        lines = self._histograms.get(key)
+    def histogram(self, key: tuple[str, str], exemplars: bool = False) -> str:
+        """Buckets, then ``_count``, then ``_sum`` (formatted by the caller); with
+        ``exemplars``, each bucket's count is followed by its exemplar (a string)."""
+        lines = self._histograms.get((*key, exemplars))
         if lines is None:
-            prefixes = [*self._bucket_prefixes(key), *self._count_sum_prefixes(key)]
-            lines = "".join(template(p) + "%d.0\n" for p in prefixes[:-1])
-            lines += template(prefixes[-1]) + "%s\n"
+            buckets, count_sum = self._bucket_prefixes(key), self._count_sum_prefixes(key)
+            bucket = "%d.0%s\n" if exemplars else "%d.0\n"
+            lines = "".join(template(p) + bucket for p in buckets)
+            lines += template(count_sum[0]) + "%d.0\n" + template(count_sum[1]) + "%s\n"
             self._histograms = _bounded(self._histograms)
-            self._histograms[key] = lines
+            self._histograms[(*key, exemplars)] = lines
         return lines
 
-    def histogram_lines(self, key: tuple[str, str], cumulative: list[int], total: float) -> str:
+    def histogram_lines(
+        self, key: tuple[str, str], cumulative: list[int], total: float, marks: Sequence[str] = ()
+    ) -> str:
         values = [*cumulative, cumulative[-1], total]
+        ends = [*marks, *[""] * (len(values) - len(marks))]
         prefixes = [*self._bucket_prefixes(key), *self._count_sum_prefixes(key)]
-        return "".join(p + number(v) + "\n" for p, v in zip(prefixes, values, strict=True))
+        return "".join(
+            p + number(v) + end + "\n" for p, v, end in zip(prefixes, values, ends, strict=True)
+        )
 
     def level(self, method: str) -> str:
         return self._prefix(IN_PROGRESS[0], ("method",), (method,))
@@ -325,3 +375,6 @@ class SharedStore:
         if series is not None:
             series.counter.inc()
             series.histogram.observe(seconds)
+
+    def exemplar(self, series: _ClientSeries, seconds: float, trace_id: str) -> None:
+        """Nothing: prometheus_client's mmap files keep no exemplars (single process only)."""

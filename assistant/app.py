@@ -17,7 +17,7 @@ from starlette.types import ASGIApp
 
 import app_metrics
 
-from . import errors, oauth, redis_client
+from . import errors, oauth, redis_client, tracing
 from .addresses import own_addresses
 from .auth import holds_api_token
 from .config import Settings
@@ -84,6 +84,8 @@ def create_app(
         max_bytes=settings.max_body_bytes,
         timeout=settings.body_timeout_seconds,
     )
+    # outermost of the app's middleware, inside app_metrics': its span covers every answer
+    tracing.install(app, settings.tracing)
     app.include_router(health.router)
     if settings.serves_api:
         for module in (users, sessions, sms_routes, task_routes, oauth_routes):

@@ -47,6 +47,9 @@ class Settings:
     # the address DNS discovery gives it (Compose sets it; an IP is no DNS-rebound name)
     allow_own_addresses: bool = False
     api_docs: bool = False  # /docs, /redoc and /openapi.json (the dev stack turns them on)
+    # a span per request (tracing.py; needs opentelemetry-sdk), its trace id app_metrics'
+    # exemplar on the request duration; the dev stack turns it on
+    tracing: bool = False
     # Requests (gate.py): a body is read only for a caller with the API token, up to
     # max_body_bytes (413 beyond, unread), within body_timeout_seconds (408). The server
     # (server.py, python -m assistant): a request head within header_timeout_seconds and

@@ -87,6 +87,15 @@ def test_the_single_topology_is_one_of_each_and_ha_adds_the_replicas_and_the_sto
     assert "--enable-feature=expand-external-labels" not in single["prometheus"]["command"]
 
 
+def test_every_prometheus_keeps_exemplars_in_both_topologies(tmp_path: Path) -> None:
+    # the API's request durations carry trace ids (app_metrics, ASSISTANT_TRACING in dev)
+    for topology, names in (("single", ["prometheus"]), ("ha", ["prometheus", "prometheus-2"])):
+        services = project("dev", tmp_path, topology).services()
+        for name in names:
+            assert "--enable-feature=exemplar-storage" in services[name]["command"], name
+    assert services["api"]["environment"]["ASSISTANT_TRACING"] == "true"
+
+
 def test_each_replica_keeps_its_own_data(tmp_path: Path) -> None:
     services = project("prod", tmp_path).services()
     mounts = {

@@ -52,6 +52,8 @@ def test_the_declared_ranges_admit_the_installed_versions() -> None:
     # the library's (pyproject.toml, published), then the sample service's and the tools'
     pyproject = tomllib.loads((REPO / "pyproject.toml").read_text())
     declared = [Requirement(r) for r in pyproject["project"]["dependencies"]]
+    for extra in pyproject["project"].get("optional-dependencies", {}).values():
+        declared += [Requirement(r) for r in extra]
     declared += ranges(REPO / "requirements" / "dev.txt")
     assert {"fastapi", "asyncpg", "pytest"} <= {r.name for r in declared}
     outside = [

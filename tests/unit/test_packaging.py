@@ -64,9 +64,11 @@ def test_the_wheel_is_described_by_the_package_readme(wheel: zipfile.ZipFile) ->
 
 def test_the_wheel_needs_the_library_dependencies_only(wheel: zipfile.ZipFile) -> None:
     metadata = _metadata(wheel)
-    assert metadata.get_all("Provides-Extra") is None  # no dev or service extra published
+    # no dev or service extra published: only otel, the library's own optional dependency
+    assert metadata.get_all("Provides-Extra") == ["otel"]
     required = sorted(str(Requirement(r)) for r in metadata.get_all("Requires-Dist"))
-    assert required == sorted(str(Requirement(r)) for r in PROJECT["dependencies"])
+    otel = [f'{r}; extra == "otel"' for r in PROJECT["optional-dependencies"]["otel"]]
+    assert required == sorted(str(Requirement(r)) for r in (*PROJECT["dependencies"], *otel))
 
 
 def test_the_checkout_is_on_the_venv_path_from_any_directory(tmp_path: Path) -> None:
