@@ -5,6 +5,7 @@ from __future__ import annotations
 import socket
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -76,8 +77,15 @@ def month_start(now: float) -> int:
     return (int(now) // DAY - 1) * DAY - 28 * DAY
 
 
-def evaluate(seed: int, form: Form = FULL, root: Path = ROOT, rules_path: Path | None = None,
-             say=print) -> Result:  # fmt: skip
+def evaluate(
+    seed: int,
+    form: Form = FULL,
+    root: Path = ROOT,
+    rules_path: Path | None = None,
+    say: Callable[[str], object] = print,
+) -> Result:
+    """Run the evaluation of ``seed`` in ``form``; ``rules_path``: another rule file than the
+    loaded anomaly rules (a changed threshold, tried before it is committed)."""
     timings: dict[str, float] = {}
     clock = time.monotonic()
 
