@@ -22,6 +22,8 @@ REF ?= HEAD
 REPORT ?=
 # make mutation: only the mutants of the rule files or alerts whose name contains it
 ONLY ?=
+# make evaluate-anomaly: the generator's seed
+SEED ?= 18
 # make backup: a new folder (default .run/backups/<env>/<UTC time>); make restore: a backup's
 DIR ?=
 STACK := $(PY) -m stack
@@ -32,7 +34,7 @@ PACKAGES := $(PYTHON) -m stack.packages
 # prerequisites run in the order written: packages, then .venv, then the work
 .NOTPARALLEL:
 .PHONY: help venv packages-up packages-test acceptance lint mutation format generate test test-unit test-server test-service test-stack test-integration bench \
-	lock check-env secrets up down status logs clean distclean engine engine-down images backup restore
+	lock check-env secrets evaluate-anomaly up down status logs clean distclean engine engine-down images backup restore
 
 help: ## List every target
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  %-14s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -64,6 +66,9 @@ lint: packages-test venv ## ruff, then every stack configuration (promtool, amto
 
 mutation: venv ## Break each alert one way at a time and count what the rule tests catch (ONLY=a file or alert)
 	$(STACK) mutation $(if $(ONLY),--only $(ONLY))
+
+evaluate-anomaly: packages-test venv ## Score the anomaly rules on a replayed month (SEED=18; CI set: the reduced form): precision, recall, false alerts, time to detect, beside static thresholds
+	$(PY) -m stack.anomaly --seed $(SEED)
 
 generate: venv ## Rewrite the generated files (per-env Prometheus/Alertmanager configs, rules with runbook links, dashboards, compose/versions.env and docs/stack.md versions, docs/metrics.md)
 	$(STACK) generate

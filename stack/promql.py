@@ -54,3 +54,9 @@ def lookback(expr: str) -> float:
     ranges = [seconds(r) for r in _RANGE.findall(expr)]
     offsets = [seconds(o) for o in _OFFSET.findall(expr) if not o.startswith("-")]
     return max(ranges, default=0) + max(offsets, default=0)
+
+
+def offset(expr: str) -> float:
+    """The longest ``offset`` of an expression, in seconds: what it reads returns nothing on
+    a stack younger than that (a range alone returns what there is)."""
+    return max((seconds(o) for o in _OFFSET.findall(expr) if not o.startswith("-")), default=0)

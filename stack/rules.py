@@ -15,6 +15,7 @@ from typing import Any
 import yaml
 
 from . import runbooks
+from .promql import metric_names, offset
 from .settings import StackError
 from .yamlfile import load_yaml
 
@@ -48,6 +49,26 @@ def expected_alerts(document: Any) -> Iterator[tuple[str, dict[str, Any]]]:
         for case in test.get("alert_rule_test", []):
             for expected in case.get("exp_alerts") or []:
                 yield case["alertname"], expected
+
+
+def needs_history(root: Path, seconds: float) -> set[str]:
+    """The recorded names whose rules read data more than ``seconds`` old (an ``offset``),
+    directly or through another recorded name: a stack younger than that has none of them yet
+    (the anomaly baselines read the same hour one to three weeks ago)."""
+    recording: dict[str, str] = {}
+    for path in rule_files(root):
+        for group in read(path)["groups"]:
+            for rule in group["rules"]:
+                if "record" in rule:
+                    name = rule["record"]
+                    recording[name] = f"{recording.get(name, '')} {rule['expr']}"
+    found = {name for name, expr in recording.items() if offset(expr) > seconds}
+    for _ in range(len(recording)):  # bounded: a pass adds a name or changes nothing
+        more = found | {n for n, expr in recording.items() if metric_names(expr) & found}
+        if more == found:
+            break
+        found = more
+    return found
 
 
 # ---- the generated copies ------------------------------------------------------------------

@@ -33,6 +33,9 @@ NOT_METRICS = {
     "pg_terminate_backend": "PostgreSQL's function that ends a session",
     "redis_exporter": "the exporter's program",
     "scrape_interval": "a field of prometheus.yml",
+    "sms_cost_rate": "a value of the anomaly rules' signal label (anomaly.rules.yml)",
+    "sms_failure_ratio": "a value of the anomaly rules' signal label (anomaly.rules.yml)",
+    "sms_sent": "a value of the anomaly rules' signal label (anomaly.rules.yml)",
     "scrape_timeout": "a field of prometheus.yml",
 }
 _SECTION = re.compile(r"^\*\*([A-Z][\w ]*)\.\*\*", re.MULTILINE)

@@ -12,9 +12,9 @@ import json
 from collections.abc import Callable
 from typing import Any
 
-from . import api_overview, business, host, postgresql, redis, slo, stack_health
+from . import anomaly, api_overview, business, host, postgresql, redis, slo, stack_health
 
-MODULES = (api_overview, business, host, postgresql, redis, slo, stack_health)
+MODULES = (anomaly, api_overview, business, host, postgresql, redis, slo, stack_health)
 DASHBOARDS: dict[str, Callable[[], dict[str, Any]]] = {m.PATH: m.build for m in MODULES}
 
 

@@ -7,7 +7,9 @@ import time
 
 import pytest
 
+from stack import ROOT
 from stack.promql import selectors
+from stack.rules import needs_history
 
 from .conftest import get, until
 from .runtimes import Stack
@@ -20,6 +22,10 @@ SERIES_WAIT = 90.0
 # fire when the series appears (an `unless ... offset` clause: increase() misses the first
 # value), which the test checks instead; their promtool cases cover the firing.
 BORN_AT_FIRST_EVENT = {'redis_errors_total{err="OOM"}'}
+# A rule that reads further back than this records nothing on a stack this young: the anomaly
+# baselines read the same hour one to three weeks ago (docs/anomaly.md). Its recorded name, and
+# every name recorded from it, match nothing here; their promtool cases cover them.
+HISTORY = 86400.0
 
 
 def test_selector_extraction() -> None:
@@ -46,7 +52,14 @@ def test_every_rule_group_evaluates_without_error(stack: Stack) -> None:
 
 def test_every_selector_in_every_rule_matches_series(stack: Stack) -> None:
     """Within a bounded wait: the traffic creates some series only once it has run a little."""
-    wanted = {(r["name"], sel) for r in rules(stack) for sel in selectors(r["query"])}
+    young = needs_history(ROOT, HISTORY)
+    assert "signal:value:expected" in young  # the anomaly baselines, a week back and more
+    wanted = {
+        (r["name"], sel)
+        for r in rules(stack)
+        for sel in selectors(r["query"])
+        if sel.split("{")[0] not in young
+    }
     deadline = time.monotonic() + SERIES_WAIT
     while True:
         start = str(time.time() - 600)

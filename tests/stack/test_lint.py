@@ -232,9 +232,9 @@ MISTAKES = {
         "prometheus_configs", "field limit not found",
     ),
     "HA retention shorter than a rule's range": Mistake(
-        "compose/env/prod.env", "HA_RETENTION_TIME=4d", "HA_RETENTION_TIME=2d",
+        "compose/env/prod.env", "HA_RETENTION_TIME=22d", "HA_RETENTION_TIME=2d",
         "ha_retention", "compose/env/prod.env: HA_RETENTION_TIME=2d does not cover "
-        "prometheus/rules/slo.rules.yml",
+        "prometheus/rules/anomaly.rules.yml",
     ),
     "a peer gossiping with another on a port it does not expose": Mistake(
         "compose/compose.ha.yaml", "--cluster.peer=alertmanager-2:9094",

@@ -246,13 +246,14 @@ def test_durations_and_how_far_back_an_expression_reads() -> None:
 
 def test_ha_retention_must_outlast_the_longest_rule_range(repo_copy: Path, tmp_path: Path) -> None:
     (check,) = lint.ha_retention(repo_copy, tmp_path)
-    assert check.problems == [] and "(3 d)" in check.name
-    edit(repo_copy / "compose" / "env" / "prod.env", "HA_RETENTION_TIME=4d", "HA_RETENTION_TIME=3d")
-    edit(repo_copy / "compose" / "env" / "stage.env", "HA_RETENTION_TIME=4d", "HA_RETENTION_TIME=4")
+    assert check.problems == [] and "(21.0208 d)" in check.name
+    env = repo_copy / "compose" / "env"
+    edit(env / "prod.env", "HA_RETENTION_TIME=22d", "HA_RETENTION_TIME=3w")
+    edit(env / "stage.env", "HA_RETENTION_TIME=22d", "HA_RETENTION_TIME=4")
     (check,) = lint.ha_retention(repo_copy, tmp_path)
     assert len(check.problems) == 2
     assert (
-        "prod.env: HA_RETENTION_TIME=3d does not cover prometheus/rules/slo.rules.yml"
+        "prod.env: HA_RETENTION_TIME=3w does not cover prometheus/rules/anomaly.rules.yml"
         in (check.problems[1])
     )
     assert "stage.env: HA_RETENTION_TIME: '4' is not a Prometheus duration" in check.problems[0]
