@@ -83,9 +83,7 @@ class HTTPMetrics:
         series = self._series.get((method, endpoint, status))
         if series is None:
             series = self._new_series(method, endpoint, status)
-        self._store.finish(method, series, seconds)
-        if trace_id is not None:
-            self._store.exemplar(series, seconds, trace_id)
+        self._store.finish(method, series, seconds, trace_id)
 
     def observe(self, method: str, endpoint: str, status: int, seconds: float) -> None:
         """Record a request that was not started through ``start`` (tests, back-fills)."""

@@ -51,11 +51,9 @@ class Store(Protocol):
     def start(self, method: str) -> None:
         """A request arrived."""
 
-    def finish(self, method: str, series: Any, seconds: float) -> None:
-        """A request completed; ``series`` is None when it is not measured (excluded)."""
-
-    def exemplar(self, series: Any, seconds: float, trace_id: str) -> None:
-        """The trace of a request just finished, as its duration bucket's latest exemplar."""
+    def finish(self, method: str, series: Any, seconds: float, trace_id: str | None = None) -> None:
+        """A request completed; ``series`` is None when it is not measured (excluded);
+        ``trace_id``: its trace, kept as its duration bucket's latest exemplar."""
 
 
 class _Cell:
@@ -116,7 +114,13 @@ class LocalStore:
         shard = self._shards.get(get_ident()) or self._shard()
         shard.started[method] += 1
 
-    def finish(self, method: str, series: tuple[str, str, str] | None, seconds: float) -> None:
+    def finish(
+        self,
+        method: str,
+        series: tuple[str, str, str] | None,
+        seconds: float,
+        trace_id: str | None = None,
+    ) -> None:
         shard = self._shards.get(get_ident()) or self._shard()
         shard.finished[method] += 1
         if series is None:
@@ -124,17 +128,13 @@ class LocalStore:
         cell = shard.cells.get(series)
         if cell is None:
             cell = shard.cells[series] = _Cell(len(self._les))
-        cell.buckets[bisect_left(self._bounds, seconds)] += 1  # first bound >= seconds: "le"
+        bucket = bisect_left(self._bounds, seconds)  # first bound >= seconds: "le"
+        cell.buckets[bucket] += 1
         cell.sum += seconds
-
-    def exemplar(self, series: tuple[str, str, str], seconds: float, trace_id: str) -> None:
-        shard = self._shards.get(get_ident()) or self._shard()
-        cell = shard.cells.get(series)
-        if cell is None:  # finish() made it first; a churned-away cell has no bucket to mark
-            return
-        if cell.exemplars is None:
-            cell.exemplars = [None] * len(self._les)
-        cell.exemplars[bisect_left(self._bounds, seconds)] = (trace_id, seconds, time.time())
+        if trace_id is not None:
+            if cell.exemplars is None:
+                cell.exemplars = [None] * len(self._les)
+            cell.exemplars[bucket] = (trace_id, seconds, time.time())
 
     def describe(self) -> Iterator[Metric]:
         yield CounterMetricFamily(*REQUESTS, labels=())
@@ -370,11 +370,14 @@ class SharedStore:
     def start(self, method: str) -> None:
         self._levels[method].inc()
 
-    def finish(self, method: str, series: _ClientSeries | None, seconds: float) -> None:
+    def finish(
+        self,
+        method: str,
+        series: _ClientSeries | None,
+        seconds: float,
+        trace_id: str | None = None,  # unkept: prometheus_client's mmap files hold no exemplars
+    ) -> None:
         self._levels[method].dec()
         if series is not None:
             series.counter.inc()
             series.histogram.observe(seconds)
-
-    def exemplar(self, series: _ClientSeries, seconds: float, trace_id: str) -> None:
-        """Nothing: prometheus_client's mmap files keep no exemplars (single process only)."""
