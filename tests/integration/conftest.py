@@ -4,6 +4,7 @@ the tests are printed at the end of the run."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import subprocess
 import sys
@@ -44,21 +45,30 @@ def stack() -> Iterator[Stack]:
         running.close()
 
 
-def warm_up(stack: Stack) -> None:
-    """The traffic generator at 40 requests/s, beside the stack's own, until Prometheus has
-    every sample kind of WARM_UP with a non-zero value (bounded)."""
-    traffic = subprocess.Popen(
-        [sys.executable, "-m", "assistant.traffic", "--url", stack.api, "--rate", "40",
-         "--duration", str(WARM_UP_TIMEOUT), "--token-file", str(stack.api_token_file),
+@contextlib.contextmanager
+def traffic(stack: Stack, rate: float = 40.0, duration: float = 900.0) -> Iterator[None]:
+    """The traffic generator at ``rate`` requests/s beside the stack's own (5/s), for at most
+    ``duration`` s or until the block ends. The 5xx come from the simulated OAuth providers'
+    failures: about 1.5 a minute at the stack's own rate, about 12 at 40/s more."""
+    generator = subprocess.Popen(
+        [sys.executable, "-m", "assistant.traffic", "--url", stack.api, "--rate", f"{rate:g}",
+         "--duration", f"{duration:g}", "--token-file", str(stack.api_token_file),
          "--progress", "3600"],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )  # fmt: skip
     try:
+        yield
+    finally:
+        generator.terminate()
+        generator.wait(30)
+
+
+def warm_up(stack: Stack) -> None:
+    """Extra traffic until Prometheus has every sample kind of WARM_UP with a non-zero value
+    (bounded)."""
+    with traffic(stack, duration=WARM_UP_TIMEOUT):
         until(lambda: all(query(stack, f"sum({s}) > 0") for s in WARM_UP), WARM_UP_TIMEOUT, 1.0,
               f"the traffic mix produced {WARM_UP}")  # fmt: skip
-    finally:
-        traffic.terminate()
-        traffic.wait(30)
 
 
 def pytest_terminal_summary(terminalreporter: Any) -> None:

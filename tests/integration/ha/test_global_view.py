@@ -13,13 +13,14 @@ import sys
 import time
 import urllib.parse
 import urllib.request
+from collections.abc import Iterator
 from types import SimpleNamespace
 
 import pytest
 
 from stack import ROOT
 
-from ..conftest import FIGURES, query, until
+from ..conftest import FIGURES, query, traffic, until
 from ..runtimes import ENV, Stack
 from ..test_dashboards import cases, fill
 from .conftest import IN_CI, url_of
@@ -96,11 +97,18 @@ def test_the_store_stopped_loses_nothing_once_remote_write_catches_up(ha: Stack)
     )
 
 
+@pytest.fixture(scope="module")
+def busy(ha: Stack) -> Iterator[Stack]:
+    """Extra traffic while the panels are read (a 5xx panel's 1-minute window holds one)."""
+    with traffic(ha):
+        yield ha
+
+
 @pytest.mark.parametrize(("where", "expr", "board"), cases(), ids=[c[0] for c in cases()])
 def test_every_panel_query_answers_from_the_global_view(
-    ha: Stack, where: str, expr: str, board: dict
+    busy: Stack, where: str, expr: str, board: dict
 ) -> None:
-    store = SimpleNamespace(prometheus=url_of(ha, STORE))
+    store = SimpleNamespace(prometheus=url_of(busy, STORE))
     filled = fill(store, expr, board)  # type: ignore[arg-type]
     until(lambda: query(store, filled), 90.0, 1.0,  # type: ignore[arg-type]
           f"{where}: no data from the global view for {filled}")  # fmt: skip
