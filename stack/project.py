@@ -117,17 +117,13 @@ class Project:
         return int(str(exposed[0]).split("/")[0]) if exposed else None
 
     def start_waves(self) -> list[list[str]]:
-        """The services in waves, each depending only on earlier ones (`depends_on`); a
-        record's `early` service goes in the first wave."""
+        """The services in waves, each depending only on earlier ones (`depends_on`)."""
         services = self.services()
-        early = {n for n, r in self.records().items() if r.early and n in services}
         placed: dict[str, int] = {}
         for _ in range(len(services) + 1):
             for name, service in services.items():
                 deps = [d for d in service.get("depends_on") or {} if d in services]
-                if name in early:
-                    placed[name] = 0
-                elif all(d in placed for d in deps):
+                if all(d in placed for d in deps):
                     placed[name] = 1 + max((placed[d] for d in deps), default=-1)
             if len(placed) == len(services):
                 break

@@ -32,7 +32,6 @@ class Service:
     listen: str | None = None
     cluster_port: str | None = None  # the variable that moves its gossip port natively
     local_cluster_port: int | None = None
-    early: bool = False
     replicas: str | None = None  # the variable that sets how many of it run
     local_image: str | None = None  # its local image's folder in images/, if not its name
 

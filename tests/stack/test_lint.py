@@ -35,7 +35,7 @@ MISTAKES = {
         "prometheus_configs", "field scrape_protocols not found",
     ),
     "a rule that does not parse": Mistake(
-        "prometheus/rules/database.rules.yml", "expr: pg_up == 0", "expr: pg_up ==",
+        "prometheus/rules/database.rules.yml", "(pg_up[45s]) == 0", "(pg_up[45s]) ==",
         "rules", "parse error",
     ),
     "a rule test that expects the wrong value": Mistake(
@@ -44,7 +44,7 @@ MISTAKES = {
     ),
     "a for: shorter than three scrapes of its job": Mistake(
         "prometheus/rules/database.rules.yml",
-        "expr: pg_up == 0\n        for: 1m", "expr: pg_up == 0\n        for: 10s",
+        "== 0\n        for: 1m", "== 0\n        for: 10s",
         "alert_windows",
         "PostgresDown: for: 10s is shorter than 3 scrapes of postgres in dev (15 s)",
     ),
@@ -95,7 +95,7 @@ MISTAKES = {
         "rules", "Watchdog: no severity label",
     ),
     "a metric read without a producer": Mistake(
-        "prometheus/rules/database.rules.yml", "expr: redis_up == 0", "expr: redis_alive == 0",
+        "prometheus/rules/database.rules.yml", "(redis_up[45s]) == 0", "(redis_alive[45s]) == 0",
         "metrics_used", "redis_alive: read by a rule or dashboard, produced by nothing known",
     ),
     "a runbook without its Verify section": Mistake(

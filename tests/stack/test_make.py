@@ -43,7 +43,7 @@ def test_prod_without_secrets_names_them_and_starts_nothing(tmp_path: Path) -> N
 @pytest.mark.parametrize(
     ("file", "old", "new", "message"),
     [
-        ("prometheus/rules/database.rules.yml", "expr: redis_up == 0", "expr: redis_up = 0",
+        ("prometheus/rules/database.rules.yml", "(redis_up[45s]) == 0", "(redis_up[45s]) = 0",
          "prometheus configuration for dev is invalid"),
         ("alertmanager/alertmanager.yml", "  receiver: default\n", "  receiver: nobody\n",
          'undefined receiver "nobody"'),

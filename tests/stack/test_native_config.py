@@ -117,7 +117,7 @@ def test_each_process_gets_the_compose_settings_made_local(
     url_file = str(layout.run_dir / "secrets" / "native_database_url")
     made = {c.name: c for c in components(project, layout, local, url_file)}
     exporter = made["postgres-exporter"]
-    uri = "127.0.0.1:5432/assistant?sslmode=disable&connect_timeout=2"
+    uri = "127.0.0.1:5432/assistant?sslmode=disable&connect_timeout=1"
     assert exporter.env["DATA_SOURCE_URI"] == uri
     assert exporter.env["DATA_SOURCE_PASS_FILE"] == str(
         layout.run_dir / "secrets" / "postgres_exporter_password"
