@@ -8,6 +8,10 @@ import urllib.parse
 import urllib.request
 from typing import Any, NamedTuple
 
+from stack import ROOT
+from stack.promql import seconds
+from stack.rules import alerts, read, rule_files
+
 from .runtimes import Stack
 
 # a down alert waits its `for:` before it is sent (1 min for the pages, 2 min for a ticket
@@ -100,6 +104,28 @@ class Outcome(NamedTuple):
     resolved: dict[str, Any]
     delivered_after: float  # seconds from the fault to the firing notification
     resolved_after: float  # seconds from the restart to the resolved one
+
+    @property
+    def beyond_for(self) -> float:
+        """The delivery less its rule's `for:`: the time to see the fault and to send it."""
+        return self.delivered_after - waited(self.fired)
+
+
+def waited(alert: dict[str, Any]) -> float:
+    """The `for:` (seconds) of the rule that sent ``alert`` (a notification's alert): the rule
+    of its name whose own labels it carries (TargetDown has three rules; those whose labels
+    are the same wait as long)."""
+    labels = alert["labels"]
+    fors = {
+        seconds(rule.get("for", "0s"))
+        for path in rule_files(ROOT)
+        for rule in alerts(read(path))
+        if rule["alert"] == labels["alertname"]
+        and rule.get("labels", {}).items() <= labels.items()
+    }  # fmt: skip
+    if len(fors) != 1:
+        raise AssertionError(f"{labels['alertname']}: rules with for: {sorted(fors)}")
+    return fors.pop()
 
 
 def inject(stack: Stack, faults: dict[str, Fault]) -> dict[str, Outcome]:

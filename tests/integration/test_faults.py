@@ -35,5 +35,6 @@ def test_a_fault_is_delivered_then_resolved(outcomes: dict[str, Outcome], name: 
     assert resolved["labels"] == fired["labels"]
     FIGURES.append(
         f"{name}: {fault.alertname} delivered {outcome.delivered_after:.1f} s after the fault "
-        f"(all faults at once), resolved {outcome.resolved_after:.1f} s after the restart"
+        f"({outcome.beyond_for:.1f} s beyond its for:; all faults at once), resolved "
+        f"{outcome.resolved_after:.1f} s after the restart"
     )
