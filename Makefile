@@ -95,11 +95,12 @@ test-stack: packages-test venv ## Tests of the stack's configuration and tooling
 test: packages-test lint ## Install what the checks need, lint, then every test suite (what CI runs)
 	$(PY) -m pytest tests $(PYTEST_ARGS)
 
-bench: venv ## app_metrics vs. peers (overhead, render, series); what exemplars add; its renderer vs. prometheus-client per line; scrapes of the metrics listener vs. in-app /metrics (saturated, blocked loop); the stack (up, faults, /metrics, memory); VictoriaMetrics (ingest, bytes/sample, RAM/series)
+bench: venv ## app_metrics vs. peers (overhead, render, series); what exemplars add; its renderer vs. prometheus-client per line; scrapes of the metrics listener vs. in-app /metrics (saturated, blocked loop); Prometheus' scrape durations of the API job, saturated and blocked, on both runtimes; the stack (up, faults, /metrics, memory); VictoriaMetrics (ingest, bytes/sample, RAM/series)
 	$(PY) bench/overhead.py
 	$(PY) bench/exemplars.py
 	$(PY) bench/render.py
 	$(PY) bench/listener.py
+	$(PY) bench/scrape.py
 	$(PY) bench/stack.py
 	$(PY) bench/victoriametrics.py
 

@@ -139,9 +139,13 @@ async def _load(port: int, seconds: float, connections: int) -> int:
     return done
 
 
-def start_server(app_port: int, metrics_port: int, log: Path) -> subprocess.Popen[bytes]:
+def start_server(
+    app_port: int, metrics_port: int, log: Path, switch: float | None = None
+) -> subprocess.Popen[bytes]:
     env = {k: v for k, v in os.environ.items() if k != "PROMETHEUS_MULTIPROC_DIR"}
     env["TEST_APP_METRICS_PORT"] = str(metrics_port)
+    if switch is not None:  # the server's sys.setswitchinterval
+        env["TEST_APP_SWITCH_INTERVAL"] = str(switch)
     command = [sys.executable, "-m", "uvicorn", "tests.server.app:app", "--host", HOST,
                "--port", str(app_port), "--no-access-log", "--log-level", "warning"]  # fmt: skip
     with log.open("wb") as out:
@@ -169,6 +173,8 @@ def stop(process: subprocess.Popen[bytes]) -> None:
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--seconds", type=float, default=20.0, help="idle and saturated phases")
+    p.add_argument("--switch-interval", type=float, default=None,
+                   help="the server's sys.setswitchinterval, s (default 0.005)")  # fmt: skip
     p.add_argument(
         "--load", nargs=3, metavar=("PORT", "SECONDS", "CONNECTIONS"), help=argparse.SUPPRESS
     )  # fmt: skip (the load generator's own process)
@@ -181,7 +187,7 @@ def main() -> int:
     app_port, metrics_port = free_port(), free_port()
     log = Path(os.environ.get("TMPDIR", "/tmp")) / f"bench-listener-{app_port}.log"
     say(f"uvicorn on {HOST}:{app_port}, metrics listener on :{metrics_port} (log {log})")
-    server = start_server(app_port, metrics_port, log)
+    server = start_server(app_port, metrics_port, log, args.switch_interval)
     listener, in_app = Scraper(metrics_port), Scraper(app_port)
     served = 0.0
     lag_mean = 0.0
@@ -230,7 +236,8 @@ def main() -> int:
     print(f"on a new connection every {SCRAPE_EVERY:g} s per endpoint, in one run")
     print(f"(saturated: {CONNECTIONS} connections back to back, {served:,.0f} requests/s served,")
     print(f"event-loop lag {lag_mean:.1f} ms per heartbeat on average; blocked: {BLOCKS} × "
-          f"{BLOCK_SECONDS} s)\n")  # fmt: skip
+          f"{BLOCK_SECONDS} s; switch interval "
+          f"{(args.switch_interval or sys.getswitchinterval()) * 1000:g} ms)\n")  # fmt: skip
     print(f"  {'phase':<10}{'endpoint':<12}{'scrapes':>8}{'failed':>8}{'p50 ms':>10}"
           f"{'p99 ms':>10}{'max ms':>10}   target (listener p99)")  # fmt: skip
     for phase in ("idle", "saturated", "blocked"):

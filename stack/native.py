@@ -15,6 +15,7 @@ from typing import Any
 from . import ROOT, apt, packages, webauth
 from .native_config import (
     CLUSTER,
+    METRICS,
     Component,
     Layout,
     addressed_secrets,
@@ -230,7 +231,11 @@ def _start(
         f"port {port} ({c.name}) is in use by {port_holder(port)}: stop it, or choose "
         f"another port with {port_variables()[key]}=<port>"
         for c in to_start
-        for port, key in ((c.port, c.service), (c.gossip, c.service + CLUSTER))
+        for port, key in (
+            (c.port, c.service),
+            (c.gossip, c.service + CLUSTER),
+            (c.metrics, c.service + METRICS),
+        )
         if port is not None and not port_free(port)
     ]
     if busy:
@@ -321,6 +326,7 @@ def _launch(
     running = launch(argv, log, environ, component.user, cwd=ROOT, pass_fds=fds)
     state["components"][component.name] = running.as_dict() | {
         "port": component.port, "url": component.url, "job": component.job,
+        "metrics": component.metrics,
         "service": component.service, "stop_signal": int(component.stop_signal),
     }  # fmt: skip
     save_state(where, state)
@@ -397,7 +403,8 @@ def status(env: str, topology: str | None = None) -> int:
     rows = [("component", "state", "url", "target")]
     for name, entry in entries.items():
         state_text = "running" if running_of(entry).alive() else "DEAD"
-        target = health.get(str(entry.get("port")), "-") if entry.get("job") else "-"
+        scraped = entry.get("metrics") or entry.get("port")  # its metrics listener's, if any
+        target = health.get(str(scraped), "-") if entry.get("job") else "-"
         rows.append((name, state_text, entry.get("url") or "-", target))
     up = sum(1 for h in health.values() if h == "up")
     widths = [max(len(r[i]) for r in rows) for i in range(4)]

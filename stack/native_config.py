@@ -11,6 +11,8 @@ listen address, its port variable and Prometheus job. The start order is Compose
 A replicated service (API_REPLICAS, ...; stack/project.py) runs as that many processes,
 ``api``, ``api-2``, ``api-3``, each on its own port (REPLICA_STRIDE apart), and Prometheus
 finds them in a file (``file_sd_configs``) where Compose's DNS discovery finds containers.
+A service with a metrics listener (its record's ``metrics_port``: the second port it exposes,
+9464) has a second local port per replica, REPLICA_STRIDE apart too.
 """
 
 from __future__ import annotations
@@ -48,7 +50,8 @@ REWRITTEN = {"prometheus": "prometheus.yml", "prometheus-alertmanager": "alertma
 # postgresql package makes /var/lib/postgresql the postgres user's home
 POSTGRES_HOME_DATA = Path("/var/lib/postgresql/personal-assistant-monitoring")
 # replica k of a service listens on its port + REPLICA_STRIDE * (k - 1): the API's 8000,
-# 8010, 8020 beside the worker's 8001, 8011, 8021 (MAX_REPLICAS of each, 9, never meet)
+# 8010, 8020 beside the worker's 8001, 8011, 8021 (MAX_REPLICAS of each, 9, never meet); its
+# metrics listener likewise: the API's 9464, 9474, ... beside the worker's 9465, 9475, ...
 REPLICA_STRIDE = 10
 # Prometheus' folder of other hosts' targets (compose.yaml mounts prometheus/targets there)
 TARGETS_MOUNT = "/etc/prometheus/targets/"
@@ -67,6 +70,7 @@ class Component:
     job: str | None = None  # the Prometheus job that scrapes it
     data: list[Path] = field(default_factory=list)
     gossip: int | None = None  # its cluster's port (an Alertmanager peer of the HA topology)
+    metrics: int | None = None  # its metrics listener's port (the API's and worker's)
     service: str = ""  # the Compose service it runs (a replica's: api for api-2)
 
     def __post_init__(self) -> None:
@@ -138,13 +142,18 @@ class Layout:
 GOSSIP_LISTEN = "--cluster.listen-address"  # Alertmanager's cluster; empty: no cluster
 GOSSIP_ADVERTISE = "--cluster.advertise-address"
 CLUSTER = " cluster"  # port_variables' key of a service's gossip port: "<service> cluster"
+METRICS = " metrics"  # and of its metrics listener's: "<service> metrics"
 
 
 def port_variables() -> dict[str, str]:
-    """The variable that moves each service's port natively (``API_PORT``, ...), and each
-    gossip port (``"alertmanager cluster": "ALERTMANAGER_CLUSTER_PORT"``)."""
-    web = {name: r.port for name, r in records().items() if r.port}
-    return web | {name + CLUSTER: r.cluster_port for name, r in records().items() if r.cluster_port}
+    """The variable that moves each service's port natively (``API_PORT``, ...), each
+    gossip port (``"alertmanager cluster": "ALERTMANAGER_CLUSTER_PORT"``) and each metrics
+    listener's (``"api metrics": "API_METRICS_PORT"``)."""
+    found = {name: r.port for name, r in records().items() if r.port}
+    for name, r in records().items():
+        found |= {name + CLUSTER: r.cluster_port} if r.cluster_port else {}
+        found |= {name + METRICS: r.metrics_port} if r.metrics_port else {}
+    return found
 
 
 def gossip_port(service: Mapping[str, Any]) -> int | None:
@@ -160,34 +169,40 @@ def gossip_port(service: Mapping[str, Any]) -> int | None:
 def ports(project: Project, environ: Mapping[str, str] = os.environ) -> dict[str, int]:
     """Each service's port on 127.0.0.1: its variable, else its record's local port, else the
     port it exposes; its other replicas' under their names (``api-2``), REPLICA_STRIDE
-    apart. A gossip port under ``"<service>:<its port in Compose>"``."""
+    apart. A gossip port, and a metrics listener's port (each replica's), under
+    ``"<service or replica>:<its port in Compose>"`` (``api-2:9464``)."""
     found = {}
     services = project.services()
     for key, variable in port_variables().items():
-        name = key.removesuffix(CLUSTER)
+        name = key.removesuffix(CLUSTER).removesuffix(METRICS)
         if name not in services:
             continue
         record = records()[name]
         if key == name:
             default = record.local_port or project.exposed_port(name)
         else:
-            gossip = gossip_port(services[name])
-            if gossip is None:
+            cluster = key.endswith(CLUSTER)
+            inside = gossip_port(services[name]) if cluster else project.metrics_port(name)
+            if inside is None:
                 continue
-            key, default = f"{name}:{gossip}", record.local_cluster_port or gossip
+            local = record.local_cluster_port if cluster else record.local_metrics_port
+            key, default = f"{name}:{inside}", local or inside
         raw = environ.get(variable, str(default))
         if not raw.isdigit() or not 0 < int(raw) < 65536:
             raise StackError(f"{variable}={raw!r} is not a port number")
         found[key] = int(raw)
     for name, count in project.replicas(environ).items():
-        for number in range(2, count + 1) if name in found else ():
-            port = found[name] + REPLICA_STRIDE * (number - 1)
-            if port >= 65536:
-                variable = records()[name].port
-                raise StackError(
-                    f"{name} replica {number} would listen on {port}: lower {variable}"
-                )
-            found[replica_name(name, number)] = port
+        record, metrics = records()[name], project.metrics_port(name)
+        # "": its own port; ":9464": its metrics listener's
+        suffixes = {"": record.port} | ({f":{metrics}": record.metrics_port} if metrics else {})
+        for suffix, variable in suffixes.items():
+            for number in range(2, count + 1) if name + suffix in found else ():
+                port = found[name + suffix] + REPLICA_STRIDE * (number - 1)
+                if port >= 65536:
+                    raise StackError(
+                        f"{name} replica {number} would listen on {port}: lower {variable}"
+                    )
+                found[replica_name(name, number) + suffix] = port
     clashes = {p for p in found.values() if list(found.values()).count(p) > 1}
     if clashes:
         raise StackError(f"two services on one port: {sorted(clashes)} (see *_PORT variables)")
@@ -199,7 +214,7 @@ def ports(project: Project, environ: Mapping[str, str] = os.environ) -> dict[str
 
 def localize(text: str, project: Project, local_ports: Mapping[str, int]) -> str:
     """``service:exposed_port`` (and Prometheus' ``localhost:9090``) as ``127.0.0.1:port``;
-    ``service:gossip_port`` as its local gossip port."""
+    ``service:gossip_port`` and ``service:metrics_port`` as its local gossip or metrics port."""
     services = project.services()
     exposed = {n: project.exposed_port(n) for n in local_ports if n in services}
     names = "|".join(sorted(map(re.escape, exposed), key=len, reverse=True))
@@ -319,8 +334,13 @@ def _component(
                if not v.startswith("/")]  # fmt: skip
     secret = project.healthcheck_secret(name)  # its Authorization header's file
     probe = http_probe(probe_url, mapping[secret] if secret else None)
+    inside = project.metrics_port(name)  # its metrics listener's port in Compose, if any
+    metrics = local_ports.get(f"{replica_name(name, number)}:{inside}") if inside else None
+    if metrics is not None:  # the environment's value that names it (9464): the local one
+        env_vars = {k: str(metrics) if v == str(inside) else v for k, v in env_vars.items()}
     part = _local(records()[name], command, env_vars, layout, port, probe,
                   database_url_file, volumes)  # fmt: skip
+    part.metrics = metrics
     if records()[name].runs == "binary":
         part.argv = [*entry_script(service, mapping), *part.argv]
     gossip = gossip_port(service)
@@ -539,13 +559,18 @@ def discovered_targets(
 ) -> dict[Path, str]:
     """Per job that discovers its targets by DNS, the file (file_sd_configs) the native
     Prometheus reads them from instead: each running replica of each name it resolves, at
-    its local address, as DNS would have found it (``__meta_dns_name``: the job's own
-    relabelling turns it into ``component``)."""
+    the local address of the port it scrapes (the API's metrics listener), as DNS would have
+    found it (``__meta_dns_name``: the job's own relabelling turns it into ``component``)."""
     source = project.root / "prometheus" / "generated" / prometheus_file(project.env, project.ha)
     files = {}
+
+    def scraped(replica: str, name: str, port: int) -> int:  # that port's local one
+        return local_ports[replica if project.exposed_port(name) == port else f"{replica}:{port}"]
+
     for job in load_yaml(source.read_text())["scrape_configs"]:
         groups = [
-            {"targets": [f"127.0.0.1:{local_ports[replica]}"], "labels": {"__meta_dns_name": name}}
+            {"targets": [f"127.0.0.1:{scraped(replica, name, int(dns['port']))}"],
+             "labels": {"__meta_dns_name": name}}
             for dns in job.get("dns_sd_configs") or []
             for name in dns["names"]
             for number in range(1, project.replicas().get(name, 1) + 1)

@@ -1,9 +1,10 @@
 """A container's port has one home, its Compose service's `expose`; every place that repeats it
 must agree: the URL its healthcheck fetches, the container side of what it publishes (`ports:`),
 Prometheus's static targets (``service:port`` in prometheus/prometheus.yml) and the port its DNS
-discovery scrapes each replica of a service on (``dns_sd_configs``), and every other
-``service:port`` address: in the services' commands and environments, and in the configuration
-files the containers read (ADDRESS_FILES)."""
+discovery scrapes each replica of a service on (``dns_sd_configs``), the port a service's own
+environment tells it to listen on (a ``*_PORT`` variable: ``ASSISTANT_METRICS_PORT: "9464"``),
+and every other ``service:port`` address: in the services' commands and environments, and in
+the configuration files the containers read (ADDRESS_FILES)."""
 
 from __future__ import annotations
 
@@ -48,6 +49,18 @@ def healthcheck_problems(services: Services, where: Where) -> list[str]:
         for port in sorted({int(p) for p in LOCAL_URL.findall(test)}):
             file = where(name, "healthcheck")
             problems += _disagree(file, name, "its healthcheck fetches port", port, services)
+    return problems
+
+
+def environment_problems(services: Services, where: Where) -> list[str]:
+    """Each ``*_PORT`` variable of a service's environment: a port it listens on, so one it
+    exposes."""
+    problems = []
+    for name, service in services.items():
+        for key, value in (service.get("environment") or {}).items():
+            if key.endswith("_PORT") and str(value).isdigit():
+                file, what = where(name, "environment"), f"its environment's {key} is"
+                problems += _disagree(file, name, what, int(str(value)), services)
     return problems
 
 
@@ -145,6 +158,7 @@ def problems(project: Project) -> list[str]:
     ]
     return [
         *healthcheck_problems(services, where),
+        *environment_problems(services, where),
         *published_problems(services, where),
         *scraped,
         *address_problems(services, where, address_files(project.root)),

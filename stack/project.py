@@ -111,10 +111,19 @@ class Project:
     def records(self) -> dict[str, Service]:
         return records()
 
+    def exposed_ports(self, service: str) -> list[int]:
+        """The ports it exposes, in order: its own, then its metrics listener's, if any."""
+        return [int(str(p).split("/")[0]) for p in self.services()[service].get("expose") or []]
+
     def exposed_port(self, service: str) -> int | None:
-        """The port the service listens on in its container (its `expose`)."""
-        exposed = self.services()[service].get("expose") or []
-        return int(str(exposed[0]).split("/")[0]) if exposed else None
+        """The port the service listens on in its container (its first `expose`)."""
+        return next(iter(self.exposed_ports(service)), None)
+
+    def metrics_port(self, service: str) -> int | None:
+        """Its metrics listener's port in its container (its second `expose`), where its
+        record has a ``metrics_port``."""
+        exposed = self.exposed_ports(service)
+        return exposed[1] if self.records()[service].metrics_port and len(exposed) > 1 else None
 
     def start_waves(self) -> list[list[str]]:
         """The services in waves, each depending only on earlier ones (`depends_on`)."""

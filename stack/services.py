@@ -30,6 +30,9 @@ class Service:
     local_port: int | None = None
     job: str | None = None
     listen: str | None = None
+    # the variable that moves its metrics listener's port natively (its second `expose`)
+    metrics_port: str | None = None
+    local_metrics_port: int | None = None
     cluster_port: str | None = None  # the variable that moves its gossip port natively
     local_cluster_port: int | None = None
     replicas: str | None = None  # the variable that sets how many of it run

@@ -18,7 +18,7 @@ from typing import Any
 from stack import ROOT
 from stack.compose import engine_error
 from stack.native import running_of
-from stack.native_config import REPLICA_STRIDE, port_variables
+from stack.native_config import METRICS, REPLICA_STRIDE, port_variables
 from stack.processes import port_free, stop, wait_for_targets
 from stack.project import Project
 from tests.service.backends import free_port
@@ -151,11 +151,12 @@ class NativeStack(Stack):
 
 
 def free_ports(api_replicas: int, tries: int = 50) -> dict[str, int]:
-    """A free port per port variable, the API's chosen so that its other replicas' ports
-    (REPLICA_STRIDE apart) are free too and meet no other one."""
+    """A free port per port variable, the API's (and its metrics listener's) chosen so that
+    its other replicas' ports (REPLICA_STRIDE apart) are free too and meet no other one."""
     for _ in range(tries):
         chosen = {service: free_port() for service in port_variables()}
-        replicas = {chosen["api"] + REPLICA_STRIDE * n for n in range(1, api_replicas)}
+        replicas = {chosen[key] + REPLICA_STRIDE * n for key in ("api", "api" + METRICS)
+                    for n in range(1, api_replicas)}  # fmt: skip
         if all(port_free(p) for p in replicas) and not replicas & set(chosen.values()):
             return chosen
     raise RuntimeError(f"no free ports for {api_replicas} API replicas in {tries} tries")

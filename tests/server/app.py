@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import sys
 import time
 import warnings
 from collections.abc import AsyncIterator
@@ -89,6 +90,11 @@ async def database_check() -> bool:
 # set by a test: the metrics listener's port (every worker shares it)
 _METRICS_PORT = os.environ.get("TEST_APP_METRICS_PORT")
 metrics = app_metrics.instrument(api, metrics_port=int(_METRICS_PORT) if _METRICS_PORT else None)
+# bench/listener.py --switch-interval: how often the loop's thread hands the GIL to the
+# listener's (the interpreter's setting, the whole process; Python's default 0.005 s)
+_SWITCH = os.environ.get("TEST_APP_SWITCH_INTERVAL")
+if _SWITCH:
+    sys.setswitchinterval(float(_SWITCH))
 metrics.sms.queue_length_from(lambda: SMS_QUEUE_LENGTH)
 metrics.health.add("database", database_check)
 

@@ -28,6 +28,7 @@ from stack.native_config import (
 )
 from stack.processes import http_probe
 from stack.project import Project
+from stack.render import prometheus_file
 from stack.secrets import EXAMPLE
 from stack.services import records
 from stack.settings import StackError, read_env_file
@@ -70,6 +71,42 @@ def test_ports_are_the_exposed_ones_overridable_and_checked(project: Project) ->
         ports(project, {"PROMETHEUS_PORT": "x"})
     with pytest.raises(StackError, match="two services on one port"):
         ports(project, {"API_PORT": "9090"})
+
+
+@pytest.mark.parametrize("topology", ["single", "ha"])
+@pytest.mark.parametrize("env", ENVIRONMENTS)
+def test_the_api_and_worker_expose_a_metrics_listener_their_job_scrapes(
+    env: str, topology: str, tmp_path: Path
+) -> None:
+    """Every environment and topology: the second port each exposes is its metrics
+    listener's, which its environment turns on and Prometheus' job scrapes; the healthcheck
+    stays on the first."""
+    model = Project(env, stand_in_run_dir(env, tmp_path), topology=topology)
+    services = model.services()
+    config = yaml.safe_load(
+        (ROOT / "prometheus" / "generated" / prometheus_file(env, model.ha)).read_text()
+    )
+    [job] = [j for j in config["scrape_configs"] if j["job_name"] == "personal_assistant_api"]
+    for name in ("api", "worker"):
+        assert model.exposed_ports(name) == [8000, 9464]
+        assert model.metrics_port(name) == 9464
+        assert services[name]["environment"]["ASSISTANT_METRICS_PORT"] == "9464"
+        assert "healthcheck" in services[name]["healthcheck"]["test"][1]  # the API port's
+    assert [d["port"] for d in job["dns_sd_configs"]] == [9464]
+    assert job["authorization"] == {"credentials_file": "/run/secrets/metrics_token"}
+    assert model.metrics_port("prometheus") is None  # one port, no listener
+
+
+def test_natively_the_metrics_ports_move_with_their_variables(project: Project) -> None:
+    local = ports(project, {})
+    assert (local["api:9464"], local["worker:9464"]) == (9464, 9465)
+    moved = ports(project, {"API_METRICS_PORT": "19464", "WORKER_METRICS_PORT": "19465"})
+    assert (moved["api:9464"], moved["worker:9464"]) == (19464, 19465)
+    assert localize("api:9464", project, moved) == "127.0.0.1:19464"
+    with pytest.raises(StackError, match="two services on one port"):
+        ports(project, {"API_METRICS_PORT": "9465"})
+    with pytest.raises(StackError, match="replica 9 would listen on 65544: lower API_METRICS"):
+        ports(project, {"API_METRICS_PORT": "65464", "API_REPLICAS": "9"})
 
 
 @pytest.mark.parametrize("topology", ["single", "ha"])

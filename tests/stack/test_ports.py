@@ -37,6 +37,7 @@ def scrape() -> dict[str, Any]:
 
 def test_the_dev_project_agrees_everywhere(services: dict[str, Any], scrape: dict) -> None:
     assert ports.healthcheck_problems(services, where) == []
+    assert ports.environment_problems(services, where) == []
     assert ports.published_problems(services, where) == []
     assert ports.scrape_problems(scrape, services, "prometheus.yml") == []
     assert ports.address_problems(services, where, ports.address_files(ROOT)) == []
@@ -50,6 +51,19 @@ def test_a_healthcheck_on_another_port(changed: dict[str, Any]) -> None:
     assert ports.healthcheck_problems(changed, where) == [
         "<healthcheck of redis-exporter>: redis-exporter: its healthcheck fetches port 9122, "
         "but redis-exporter exposes 9121"
+    ]
+
+
+def test_a_listen_port_in_the_environment_the_service_does_not_expose(
+    changed: dict[str, Any],
+) -> None:
+    changed["api"]["environment"]["ASSISTANT_METRICS_PORT"] = "9465"
+    changed["worker"]["expose"] = ["8000"]  # the metrics listener's port left out
+    assert ports.environment_problems(changed, where) == [
+        "<environment of api>: api: its environment's ASSISTANT_METRICS_PORT is 9465, "
+        "but api exposes 8000, 9464",
+        "<environment of worker>: worker: its environment's ASSISTANT_METRICS_PORT is 9464, "
+        "but worker exposes 8000",
     ]
 
 
@@ -71,16 +85,16 @@ def test_a_port_published_by_a_service_that_exposes_none(changed: dict[str, Any]
 
 def test_a_scrape_target_on_another_port(services: dict[str, Any], scrape: dict) -> None:
     text = (ROOT / ports.SCRAPE_CONFIG).read_text()
-    text = text.replace("port: 8000", "port: 8001").replace('"localhost:9090"', '"localhost:9091"')
+    text = text.replace("port: 9464", "port: 8001").replace('"localhost:9090"', '"localhost:9091"')
     text = text.replace('targets: ["alertmanager:9093"]', 'targets: ["alertmanager:9094"]', 1)
     problems = ports.scrape_problems(yaml.safe_load(text), services, "prometheus.yml")
     assert problems == [
         "prometheus.yml: alertmanager: alerting sends to alertmanager on port 9094, "
         "but alertmanager exposes 9093",
         "prometheus.yml: api: job personal_assistant_api discovers api on port 8001, "
-        "but api exposes 8000",  # DNS discovery: every replica of each name on that port
+        "but api exposes 8000, 9464",  # DNS discovery: every replica of each name on that port
         "prometheus.yml: worker: job personal_assistant_api discovers worker on port 8001, "
-        "but worker exposes 8000",
+        "but worker exposes 8000, 9464",
         "prometheus.yml: prometheus: job prometheus scrapes localhost on port 9091, "
         "but prometheus exposes 9090",  # localhost: Prometheus itself
     ]
@@ -109,7 +123,8 @@ def test_an_address_in_an_environment_or_a_command_on_another_port(
     assert ports.address_problems(changed, where, {}) == [
         "<environment of redis-exporter>: redis: its environment addresses redis on port 6380, "
         "but redis exposes 6379",
-        "<command of traffic>: api: its command addresses api on port 8001, but api exposes 8000",
+        "<command of traffic>: api: its command addresses api on port 8001, but api exposes "
+        "8000, 9464",
     ]
 
 

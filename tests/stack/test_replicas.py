@@ -75,6 +75,10 @@ def test_natively_each_replica_is_a_process_on_its_own_port(
     assert [c.name for c in apis] == ["api", "api-2", "api-3"]
     assert [c.port for c in apis] == [8000, 8000 + REPLICA_STRIDE, 8000 + 2 * REPLICA_STRIDE]
     assert [c.env["ASSISTANT_PORT"] for c in apis] == [str(c.port) for c in apis]
+    # the metrics listener: a second port each, REPLICA_STRIDE apart too, the worker's beside
+    assert [c.metrics for c in apis] == [9464, 9464 + REPLICA_STRIDE, 9464 + 2 * REPLICA_STRIDE]
+    assert [c.env["ASSISTANT_METRICS_PORT"] for c in apis] == [str(c.metrics) for c in apis]
+    assert (made["worker"].metrics, made["worker"].env["ASSISTANT_METRICS_PORT"]) == (9465, "9465")
     assert {c.job for c in apis} == {"personal_assistant_api"}
     assert [c.argv for c in apis] == [apis[0].argv] * 3  # the same process, each its port
     assert [c.name for c in made.values() if c.service == "worker"] == ["worker"]
@@ -87,15 +91,15 @@ def test_natively_prometheus_reads_the_replicas_from_a_file(
 ) -> None:
     monkeypatch.setenv("API_REPLICAS", "3")
     project = Project("dev", layout.run_dir, topology=topology)
-    local = ports(project, {"API_PORT": "18000", "API_REPLICAS": "3"})
+    local = ports(project, {"API_METRICS_PORT": "19464", "API_REPLICAS": "3"})
     running = {c.name for c in components(project, layout, local, "url_file")}
     [(path, text)] = discovered_targets(project, layout, local, running).items()
     assert path == layout.targets_dir / "personal_assistant_api.yml"
-    assert yaml.safe_load(text) == [
-        {"targets": ["127.0.0.1:18000"], "labels": {"__meta_dns_name": "api"}},
-        {"targets": ["127.0.0.1:18010"], "labels": {"__meta_dns_name": "api"}},
-        {"targets": ["127.0.0.1:18020"], "labels": {"__meta_dns_name": "api"}},
-        {"targets": ["127.0.0.1:8001"], "labels": {"__meta_dns_name": "worker"}},
+    assert yaml.safe_load(text) == [  # each replica's metrics listener, as Compose's job
+        {"targets": ["127.0.0.1:19464"], "labels": {"__meta_dns_name": "api"}},
+        {"targets": ["127.0.0.1:19474"], "labels": {"__meta_dns_name": "api"}},
+        {"targets": ["127.0.0.1:19484"], "labels": {"__meta_dns_name": "api"}},
+        {"targets": ["127.0.0.1:9465"], "labels": {"__meta_dns_name": "worker"}},
     ]
     config = yaml.safe_load(prometheus_config(project, layout, local, running))
     jobs = {j["job_name"]: j for j in config["scrape_configs"]}
@@ -113,7 +117,7 @@ def test_every_prometheus_discovers_the_replicas_and_other_hosts(env: str, ha: b
     text = (ROOT / "prometheus" / "generated" / prometheus_file(env, ha)).read_text()
     jobs = {j["job_name"]: j for j in yaml.safe_load(text)["scrape_configs"]}
     assert jobs["personal_assistant_api"]["dns_sd_configs"] == [
-        {"names": ["api", "worker"], "type": "A", "port": 8000, "refresh_interval": "5s"}
+        {"names": ["api", "worker"], "type": "A", "port": 9464, "refresh_interval": "5s"}
     ]
     assert "static_configs" not in jobs["personal_assistant_api"]
     assert jobs["node"]["static_configs"] == [{"targets": ["node-exporter:9100"]}]
