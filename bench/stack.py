@@ -15,7 +15,8 @@ local images) side by side on this machine, medians of several runs.
 
 Figures 3 and 4 are the application's and are measured on the native runtime.
 
-``python bench/stack.py [--runs 3] [--fault-runs 5] [--requests 100000] [--runtimes native,compose] [--no-cold]``;
+``python bench/stack.py [--runs 3] [--fault-runs 5] [--requests 100000]
+[--runtimes native,compose] [--no-cold]``;
 progress on stderr, figures on stdout.
 Targets on this machine: every target up within 10 s (Compose: 15 s), each fault delivered
 within 15 s of its rule's `for:` (20 of 20 per runtime),
