@@ -168,7 +168,7 @@ def test_lint_refuses_dedup_off_the_interval_short_retention_no_user_and_the_rep
         "victoriametrics: -dedup.minScrapeInterval is not SCRAPE_INTERVAL (1s)",
         "victoriametrics: no -envflag.enable: its entry point's -httpAuth.* are not read",
     ]
-    retention = "-retentionPeriod=2d is not longer than the replicas' HA_RETENTION_TIME=22d"
+    retention = "-retentionPeriod=2d is not longer than the replicas' HA_RETENTION_TIME=4d"
     assert f"victoriametrics: {retention}" in checks["long-term store (prod, ha)"]
     assert any("keeps the replica label" in p for p in checks["long-term store (stage, ha)"])
     assert checks["long-term store (dev)"] == []
