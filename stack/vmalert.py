@@ -26,9 +26,9 @@ from typing import Any
 from . import hardening, longterm, webauth
 from .project import Project
 from .rules import LOADED, rule_files
-from .services import GLOBAL_VIEW, records
+from .services import GLOBAL_RULES, GLOBAL_VIEW, records
 
-SERVICE = "vmalert"
+SERVICE = GLOBAL_RULES
 RULES_MOUNT = "/etc/vmalert/rules"  # prometheus/generated/rules/, read-only
 REPLICA_LABEL = "replica"
 PASSWORD = longterm.PASSWORD

@@ -109,9 +109,11 @@ def test_status_names_the_global_view() -> None:
     entries = {
         "prometheus": {"url": "http://127.0.0.1:9090", "job": "prometheus"},
         VM: {"url": "http://127.0.0.1:8428", "job": VM},
+        "vmalert": {"url": "http://127.0.0.1:8880", "job": "vmalert"},
     }
-    lines = native.replicas(entries, {})
-    assert lines[-1].startswith("global view: victoriametrics http://127.0.0.1:8428 ")
+    *_, view, rules = native.replicas(entries, {})
+    assert view.startswith("global view: victoriametrics http://127.0.0.1:8428 ")
+    assert rules.startswith("rules on the global view: vmalert http://127.0.0.1:8880 ")
 
 
 @pytest.mark.skipif(shutil.which("victoria-metrics") is None, reason="no victoria-metrics")
@@ -179,7 +181,8 @@ def test_compose_status_names_each_replica_peer_and_the_global_view(
 ) -> None:
     """stage's HA topology, Compose's answer stubbed (two peers left unpublished)."""
     model = project("stage", Layout("stage", tmp_path), "ha")
-    local = {"prometheus": 9090, "prometheus-2": 9091, "alertmanager": 9093, VM: 8428}
+    local = {"prometheus": 9090, "prometheus-2": 9091, "alertmanager": 9093, VM: 8428,
+             "vmalert": 8880}  # fmt: skip
 
     def published(_model: Project, _where: object, name: str, port: int) -> str | None:
         assert port == model.exposed_port(name)
@@ -191,6 +194,7 @@ def test_compose_status_names_each_replica_peer_and_the_global_view(
         "alertmanager peers: alertmanager http://127.0.0.1:9093, alertmanager-2 (not published), "
         "alertmanager-3 (not published)",
         "global view: victoriametrics http://127.0.0.1:8428",
+        "rules on the global view: vmalert http://127.0.0.1:8880",
     ]
 
 
