@@ -11,23 +11,15 @@ from pathlib import Path
 import pytest
 import yaml
 
-from stack import ENVIRONMENTS, ROOT, lint, render, vmalert
+from stack import ENVIRONMENTS, ROOT, lint, vmalert
 from stack.native_config import Layout, components, ports, prometheus_config
-from stack.project import Project
 from stack.rules import LOADED, rule_files
 from stack.services import records
 
+from .test_long_term_store import generated, project
+
 GLOBAL = ["anomaly.rules.yml"]  # what vmalert evaluates
 PEERS = ["http://alertmanager:9093", "http://alertmanager-2:9093", "http://alertmanager-3:9093"]
-
-
-def project(env: str, where: Layout, topology: str) -> Project:
-    return Project(env, lint.stand_in_run_dir(env, where.runs), topology=topology)
-
-
-def generated(env: str, ha: bool) -> dict:
-    path = ROOT / "prometheus" / "generated" / render.prometheus_file(env, ha)
-    return yaml.safe_load(path.read_text())  # type: ignore[no-any-return]
 
 
 @pytest.mark.parametrize("env", ENVIRONMENTS)
