@@ -18,7 +18,7 @@ from .processes import wait_for_targets
 from .project import Project
 from .render import prometheus_file
 from .secrets import changed_since_applied, mark_applied, run_root
-from .services import GLOBAL_VIEW
+from .services import GLOBAL_RULES, GLOBAL_VIEW
 from .settings import StackError, check_environment
 from .yamlfile import load_yaml
 
@@ -165,7 +165,7 @@ def status(env: str, topology: str | None = None) -> int:
 
 # what `make status` names in the HA topology: each group's services by their job
 HA_GROUPS = (("prometheus replicas", "prometheus"), ("alertmanager peers", "alertmanager"),
-             ("global view", GLOBAL_VIEW))  # fmt: skip
+             ("global view", GLOBAL_VIEW), ("rules on the global view", GLOBAL_RULES))  # fmt: skip
 
 
 def ha_status(model: Project, where: Target) -> list[str]:

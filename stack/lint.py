@@ -29,6 +29,7 @@ from . import (
     ports,
     runbook_checks,
     runbooks,
+    vmalert,
     webauth,
 )
 from .dashboards.shared import panels
@@ -38,6 +39,7 @@ from .render import drift, prometheus_file
 from .rules import LOADED, alert_problems, rule_files, rule_test_files
 from .rules import read as read_rules
 from .secrets import EXAMPLE, dotenv_path, prepare, resolve, run_root
+from .services import records
 from .settings import (
     TOPOLOGIES,
     StackError,
@@ -130,33 +132,76 @@ def prometheus_configs(root: Path, work: Path) -> Iterator[Check]:
             )
 
 
-def ha_retention(root: Path, work: Path) -> Iterator[Check]:
-    """In the HA topology each Prometheus replica keeps HA_RETENTION_TIME of its own data:
-    longer than any rule reads back, so every rule evaluates on the pair."""
+def longest_lookback(root: Path, names: Iterable[str]) -> tuple[float, str]:
+    """The furthest back (seconds) any rule of the files ``names`` (in
+    prometheus/generated/rules/) reads, and which rule that is."""
     longest, where = 0.0, "no rule"
-    for path in rule_files(root):
+    for name in names:
+        path = root / LOADED / name
         for group in read_rules(path)["groups"]:
             for rule in group["rules"]:
                 if lookback(rule["expr"]) > longest:
                     longest = lookback(rule["expr"])
                     where = f"{path.relative_to(root)}: {rule.get('record') or rule.get('alert')}"
-    problems = []
+    return longest, where
+
+
+def _retention_problems(root: Path, variable: str, ha: bool, advice: str) -> tuple[float, list]:
+    """Each environment's ``variable`` against the furthest back the rules its topology's
+    Prometheus loads read."""
+    problems, furthest = [], 0.0
     for env in ENVIRONMENTS:
-        kept = environment_settings(env, root).get("HA_RETENTION_TIME", "")
+        source = root / "prometheus" / "generated" / prometheus_file(env, ha)
+        longest, where = longest_lookback(root, vmalert.loaded(load_yaml(source.read_text()), root))
+        furthest = max(furthest, longest)
+        kept = environment_settings(env, root).get(variable, "")
         try:
             enough = seconds(kept) > longest
         except ValueError as exc:
-            problems.append(f"compose/env/{env}.env: HA_RETENTION_TIME: {exc}")
+            problems.append(f"compose/env/{env}.env: {variable}: {exc}")
             continue
         if not enough:
             problems.append(
-                f"compose/env/{env}.env: HA_RETENTION_TIME={kept} does not cover {where}, "
-                f"which reads {longest / 86400:g} d back (raise it, or evaluate that rule on "
-                "the global view with vmalert, docs/stack.md)"
+                f"compose/env/{env}.env: {variable}={kept} does not cover {where}, which reads "
+                f"{longest / 86400:g} d back ({advice})"
             )
+    return furthest, problems
+
+
+def ha_retention(root: Path, work: Path) -> Iterator[Check]:
+    """In the HA topology each Prometheus replica keeps HA_RETENTION_TIME of its own data:
+    longer than any rule it loads reads back (the rules that read further run in vmalert on
+    the global view, stack/vmalert.py)."""
+    advice = "raise it, or evaluate that rule file on the global view: vmalert, docs/stack.md"
+    longest, problems = _retention_problems(root, "HA_RETENTION_TIME", True, advice)
     yield Check(
-        f"HA retention longer than the longest rule range ({longest / 86400:g} d)", problems
+        f"HA retention longer than the replicas' longest rule range ({longest / 86400:g} d)",
+        problems,
     )
+
+
+def single_retention(root: Path, work: Path) -> Iterator[Check]:
+    """In the single topology Prometheus evaluates every rule, the anomaly baselines
+    included: RETENTION_TIME must reach as far back as they read, or they never fill."""
+    advice = "raise it; RETENTION_SIZE still bounds the disk"
+    longest, problems = _retention_problems(root, "RETENTION_TIME", False, advice)
+    yield Check(f"retention longer than the longest rule range ({longest / 86400:g} d)", problems)
+
+
+def global_rules(root: Path, work: Path) -> Iterator[Check]:
+    """The HA topology evaluates each rule file once, those of vmalert on the global view with
+    its clients' addresses, users and labels (stack/vmalert.py); vmalert accepts its files
+    (``vmalert -dryRun``: its MetricsQL parser and templates, Debian's 1.79)."""
+    files: dict[str, None] = {}
+    for project in composed(projects(root, work)):
+        source = root / "prometheus" / "generated" / prometheus_file(project.env, project.ha)
+        problems = vmalert.problems(project, load_yaml(source.read_text()))
+        yield Check(f"rules on the global view ({described(project)})", problems)
+        if project.ha and vmalert.SERVICE in project.services():
+            files.update(dict.fromkeys(vmalert.evaluated(project.services()[vmalert.SERVICE])))
+    binary = records()[vmalert.SERVICE].binary or vmalert.SERVICE
+    outs = [run([binary, "-dryRun", f"-rule={root / LOADED / name}"]) for name in files]
+    yield Check(f"vmalert -dryRun ({', '.join(files) or 'no file'})", [o for o in outs if o])
 
 
 def rules(root: Path, work: Path) -> Iterator[Check]:
@@ -420,6 +465,7 @@ CHECKS: list[Callable[[Path, Path], Iterator[Check]]] = [
     yaml_files,
     prometheus_configs,
     ha_retention,
+    single_retention,
     rules,
     alert_windows,
     alertmanager_configs,
@@ -428,6 +474,7 @@ CHECKS: list[Callable[[Path, Path], Iterator[Check]]] = [
     ports_agree,
     web_authentication,
     long_term_store,
+    global_rules,
     dashboards,
 ]
 

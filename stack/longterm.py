@@ -85,7 +85,9 @@ def flag_problems(project: Project, given: dict[str, str]) -> list[str]:
     return found
 
 
-def auth_problems(project: Project, service: dict[str, Any]) -> list[str]:
+def auth_problems(project: Project, service: dict[str, Any], name: str = SERVICE) -> list[str]:
+    """Its monitoring user from its entry point (``name``: VictoriaMetrics, or vmalert, which
+    runs the same one)."""
     entrypoint = [str(e) for e in service.get("entrypoint") or []]
     mounts = {v.split(":")[1]: v.split(":")[0] for v in service.get("volumes") or []}
     environment = service.get("environment") or {}
@@ -93,14 +95,14 @@ def auth_problems(project: Project, service: dict[str, Any]) -> list[str]:
     script = mounts.get(ENTRYPOINT) == str(project.root / ENTRYPOINT_SOURCE)
     found = []
     if entrypoint[:1] != [ENTRYPOINT] or not script:
-        found.append(f"{SERVICE}: its entry point is not {ENTRYPOINT_SOURCE} (its monitoring user)")
+        found.append(f"{name}: its entry point is not {ENTRYPOINT_SOURCE} (its monitoring user)")
     if "-envflag.enable" not in flags(service):
-        found.append(f"{SERVICE}: no -envflag.enable: its entry point's -httpAuth.* are not read")
+        found.append(f"{name}: no -envflag.enable: its entry point's -httpAuth.* are not read")
     if environment.get("MONITORING_AUTH") != webauth.mode(project.env, project.root):
-        found.append(f"{SERVICE}: its MONITORING_AUTH is not the environment's")
+        found.append(f"{name}: its MONITORING_AUTH is not the environment's")
     mounted = PASSWORD.rsplit("/", 1)[1] in secrets
     if environment.get("MONITORING_PASSWORD_FILE") != PASSWORD or not mounted:
-        found.append(f"{SERVICE}: MONITORING_PASSWORD_FILE is not the secret {PASSWORD}")
+        found.append(f"{name}: MONITORING_PASSWORD_FILE is not the secret {PASSWORD}")
     return found
 
 

@@ -45,7 +45,7 @@ from .processes import (
 from .project import Project
 from .secrets import changed_since_applied, mark_applied, run_root, write_new
 from .secrets import database_url as app_database_url
-from .services import GLOBAL_VIEW
+from .services import GLOBAL_RULES, GLOBAL_VIEW
 from .settings import StackError, check_environment
 
 READY_TIMEOUT = 30.0
@@ -432,12 +432,16 @@ def replicas(entries: dict[str, Any], headers: dict[str, str]) -> list[str]:
             seen = "not answering"
         peers.append(f"{name} {entry['url']} ({seen})")
     views = [f"{n} {e['url']}" for n, e in entries.items() if e.get("job") == GLOBAL_VIEW]
+    rules = [f"{n} {e['url']}" for n, e in entries.items() if e.get("job") == GLOBAL_RULES]
     return [
         "prometheus replicas: " + ", ".join(pair),
         "alertmanager peers: " + ", ".join(peers),
         "global view: "
         + (", ".join(views) or "not running")
         + " (both replicas' series, deduplicated; Grafana's default datasource)",
+        "rules on the global view: "
+        + (", ".join(rules) or "not running")
+        + " (the anomaly rules, evaluated once)",
     ]
 
 

@@ -16,6 +16,8 @@ RUNS = ("binary", "python", "assistant", "postgres", "redis", "grafana")
 PINNED = re.compile(r"[^\s@]+:[^\s:@/]+@sha256:[0-9a-f]{64}")  # repository:tag@sha256:digest
 # the HA topology's long-term store and global view: its service, record and Prometheus job
 GLOBAL_VIEW = "victoriametrics"
+# the rules evaluated once on the global view (vmalert): its service, record and job
+GLOBAL_RULES = "vmalert"
 
 
 @dataclass(frozen=True)

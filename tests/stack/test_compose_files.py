@@ -106,8 +106,8 @@ def published(env: str, **overrides: str) -> set[str]:
 
 
 def test_prod_publishes_only_grafana_on_loopback_unless_configured() -> None:
-    # stage, prod: the HA topology (its replicas, its long-term store)
-    replicas = {"prometheus-2", "alertmanager-2", "alertmanager-3", "victoriametrics"}
+    # stage, prod: the HA topology (its replicas, its long-term store, the rules on it)
+    replicas = {"prometheus-2", "alertmanager-2", "alertmanager-3", "victoriametrics", "vmalert"}
     assert published("prod") == {"grafana"}
     assert published("stage") == {"grafana", "prometheus", "alertmanager"} | replicas
     assert published("dev") == {"grafana", "prometheus", "alertmanager", "api", "receiver"}

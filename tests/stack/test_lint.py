@@ -232,9 +232,50 @@ MISTAKES = {
         "prometheus_configs", "field limit not found",
     ),
     "HA retention shorter than a rule's range": Mistake(
-        "compose/env/prod.env", "HA_RETENTION_TIME=22d", "HA_RETENTION_TIME=2d",
+        "compose/env/prod.env", "HA_RETENTION_TIME=4d", "HA_RETENTION_TIME=2d",
         "ha_retention", "compose/env/prod.env: HA_RETENTION_TIME=2d does not cover "
-        "prometheus/rules/anomaly.rules.yml",
+        "prometheus/generated/rules/slo.rules.yml",
+    ),
+    "a replica loading a rule that reads further back than it keeps": Mistake(
+        "prometheus/ha.yml", "  - ../rules/api.rules.yml\n",
+        "  - ../rules/anomaly.rules.yml\n  - ../rules/api.rules.yml\n", "ha_retention",
+        "compose/env/dev.env: HA_RETENTION_TIME=4d does not cover "
+        "prometheus/generated/rules/anomaly.rules.yml",
+    ),
+    "single retention shorter than the anomaly baselines": Mistake(
+        "compose/env/stage.env", "\nRETENTION_TIME=22d", "\nRETENTION_TIME=7d",
+        "single_retention", "compose/env/stage.env: RETENTION_TIME=7d does not cover "
+        "prometheus/generated/rules/anomaly.rules.yml",
+    ),
+    "a rule file evaluated by the replicas and by vmalert": Mistake(
+        "prometheus/ha.yml", "  - ../rules/api.rules.yml\n",
+        "  - ../rules/anomaly.rules.yml\n  - ../rules/api.rules.yml\n", "global_rules",
+        "anomaly.rules.yml: evaluated by the replicas and by vmalert (twice)",
+    ),
+    "a rule file evaluated by neither": Mistake(
+        "prometheus/ha.yml", "  - ../rules/api.rules.yml\n", "", "global_rules",
+        "api.rules.yml: evaluated by neither the replicas (rule_files) nor vmalert (-rule)",
+    ),
+    "vmalert notifying one peer only": Mistake(
+        "compose/compose.ha.yaml", "      - -notifier.url=http://alertmanager-3:9093\n", "",
+        "global_rules", "vmalert: -notifier.url ['http://alertmanager:9093', "
+        "'http://alertmanager-2:9093'] is not every peer",
+    ),
+    "vmalert querying the store without the monitoring user": Mistake(
+        "compose/compose.ha.yaml",
+        "      - -datasource.basicAuth.passwordFile=/run/secrets/monitoring_password\n", "",
+        "global_rules", "vmalert: -datasource.url without the monitoring user",
+    ),
+    "vmalert's alerts without the replicas' labels": Mistake(
+        "compose/compose.ha.yaml", "-external.label=env=${STACK_ENV:?no ENV}",
+        "-external.label=environment=${STACK_ENV:?no ENV}", "global_rules",
+        "vmalert: -external.label {'environment': 'dev'} is not the replicas' labels "
+        "{'env': 'dev'}",
+    ),
+    "a rule vmalert's MetricsQL parser refuses": Mistake(
+        "prometheus/rules/anomaly.rules.yml", "expr: vector(0.1), labels: {signal: request_rate}",
+        "expr: 'vector(0.1', labels: {signal: request_rate}", "global_rules",
+        "-dryRun",
     ),
     "a peer gossiping with another on a port it does not expose": Mistake(
         "compose/compose.ha.yaml", "--cluster.peer=alertmanager-2:9094",

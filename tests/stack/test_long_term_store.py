@@ -109,9 +109,11 @@ def test_status_names_the_global_view() -> None:
     entries = {
         "prometheus": {"url": "http://127.0.0.1:9090", "job": "prometheus"},
         VM: {"url": "http://127.0.0.1:8428", "job": VM},
+        "vmalert": {"url": "http://127.0.0.1:8880", "job": "vmalert"},
     }
-    lines = native.replicas(entries, {})
-    assert lines[-1].startswith("global view: victoriametrics http://127.0.0.1:8428 ")
+    *_, view, rules = native.replicas(entries, {})
+    assert view.startswith("global view: victoriametrics http://127.0.0.1:8428 ")
+    assert rules.startswith("rules on the global view: vmalert http://127.0.0.1:8880 ")
 
 
 @pytest.mark.skipif(shutil.which("victoria-metrics") is None, reason="no victoria-metrics")
@@ -168,7 +170,7 @@ def test_lint_refuses_dedup_off_the_interval_short_retention_no_user_and_the_rep
         "victoriametrics: -dedup.minScrapeInterval is not SCRAPE_INTERVAL (1s)",
         "victoriametrics: no -envflag.enable: its entry point's -httpAuth.* are not read",
     ]
-    retention = "-retentionPeriod=2d is not longer than the replicas' HA_RETENTION_TIME=22d"
+    retention = "-retentionPeriod=2d is not longer than the replicas' HA_RETENTION_TIME=4d"
     assert f"victoriametrics: {retention}" in checks["long-term store (prod, ha)"]
     assert any("keeps the replica label" in p for p in checks["long-term store (stage, ha)"])
     assert checks["long-term store (dev)"] == []
@@ -179,7 +181,8 @@ def test_compose_status_names_each_replica_peer_and_the_global_view(
 ) -> None:
     """stage's HA topology, Compose's answer stubbed (two peers left unpublished)."""
     model = project("stage", Layout("stage", tmp_path), "ha")
-    local = {"prometheus": 9090, "prometheus-2": 9091, "alertmanager": 9093, VM: 8428}
+    local = {"prometheus": 9090, "prometheus-2": 9091, "alertmanager": 9093, VM: 8428,
+             "vmalert": 8880}  # fmt: skip
 
     def published(_model: Project, _where: object, name: str, port: int) -> str | None:
         assert port == model.exposed_port(name)
@@ -191,6 +194,7 @@ def test_compose_status_names_each_replica_peer_and_the_global_view(
         "alertmanager peers: alertmanager http://127.0.0.1:9093, alertmanager-2 (not published), "
         "alertmanager-3 (not published)",
         "global view: victoriametrics http://127.0.0.1:8428",
+        "rules on the global view: vmalert http://127.0.0.1:8880",
     ]
 
 

@@ -178,7 +178,7 @@ def test_each_process_gets_the_compose_settings_made_local(
     assert made["api"].env["ASSISTANT_ROLE"] == "api" and made["worker"].port == 8001
     assert made["api"].env["ASSISTANT_DATABASE_URL_FILE"] == url_file
     assert "ASSISTANT_DATABASE_URL" not in made["api"].env
-    assert "--storage.tsdb.retention.time=2d" in made["prometheus"].argv
+    assert "--storage.tsdb.retention.time=22d" in made["prometheus"].argv
     assert "http://127.0.0.1:8000" in made["traffic"].argv
 
 

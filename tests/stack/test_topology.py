@@ -26,6 +26,7 @@ DEV_ONLY = {"traffic", "receiver"}
 REPLICAS = {"prometheus-2", "alertmanager-2", "alertmanager-3"}
 PEERS = ("alertmanager", "alertmanager-2", "alertmanager-3")
 LONG_TERM = {"victoriametrics"}  # the global view (tests/stack/test_long_term_store.py)
+GLOBAL_RULES = {"vmalert"}  # the rules on it (tests/stack/test_vmalert.py)
 
 
 def project(env: str, tmp_path: Path, topology: str | None = None) -> Project:
@@ -81,7 +82,7 @@ def test_the_single_topology_is_one_of_each_and_ha_adds_the_replicas_and_the_sto
     expected = SINGLE | (DEV_ONLY if env == "dev" else set())
     assert set(project(env, tmp_path, "single").services()) == expected
     services = project(env, tmp_path, "ha").services()
-    assert set(services) == expected | REPLICAS | LONG_TERM
+    assert set(services) == expected | REPLICAS | LONG_TERM | GLOBAL_RULES
     single = project(env, tmp_path, "single").services()
     assert single["alertmanager"]["command"].count("--cluster.listen-address=") == 1
     assert "--enable-feature=expand-external-labels" not in single["prometheus"]["command"]
@@ -157,11 +158,12 @@ def test_the_ha_configuration_is_the_single_one_with_only_the_ha_changes(env: st
     assert [j["job_name"] for j in ha["scrape_configs"]] == [
         *(j["job_name"] for j in single["scrape_configs"]),
         *LONG_TERM,
-    ]  # in the same order, the long-term store's job added
+        *GLOBAL_RULES,
+    ]  # in the same order, the long-term store's and vmalert's jobs added
     for job in single["scrape_configs"]:
         if job["job_name"] not in ("prometheus", "alertmanager"):
             assert jobs[job["job_name"]] == job
-    changed = ("global", "alerting", "scrape_configs", "remote_write")
+    changed = ("global", "alerting", "scrape_configs", "remote_write", "rule_files")
     assert {k: v for k, v in ha.items() if k not in changed} == {
         k: v for k, v in single.items() if k not in changed
     }
@@ -245,15 +247,30 @@ def test_durations_and_how_far_back_an_expression_reads() -> None:
 
 
 def test_ha_retention_must_outlast_the_longest_rule_range(repo_copy: Path, tmp_path: Path) -> None:
+    """Of the rules the replicas load: the anomaly baselines (21 d) run in vmalert."""
     (check,) = lint.ha_retention(repo_copy, tmp_path)
-    assert check.problems == [] and "(21.0208 d)" in check.name
+    assert check.problems == [] and "(3 d)" in check.name
     env = repo_copy / "compose" / "env"
-    edit(env / "prod.env", "HA_RETENTION_TIME=22d", "HA_RETENTION_TIME=3w")
-    edit(env / "stage.env", "HA_RETENTION_TIME=22d", "HA_RETENTION_TIME=4")
+    edit(env / "prod.env", "HA_RETENTION_TIME=4d", "HA_RETENTION_TIME=3d")
+    edit(env / "stage.env", "HA_RETENTION_TIME=4d", "HA_RETENTION_TIME=4")
     (check,) = lint.ha_retention(repo_copy, tmp_path)
     assert len(check.problems) == 2
     assert (
-        "prod.env: HA_RETENTION_TIME=3w does not cover prometheus/rules/anomaly.rules.yml"
+        "prod.env: HA_RETENTION_TIME=3d does not cover prometheus/generated/rules/slo.rules.yml"
         in (check.problems[1])
     )
     assert "stage.env: HA_RETENTION_TIME: '4' is not a Prometheus duration" in check.problems[0]
+
+
+def test_single_retention_must_outlast_the_anomaly_baselines(
+    repo_copy: Path, tmp_path: Path
+) -> None:
+    (check,) = lint.single_retention(repo_copy, tmp_path)
+    assert check.problems == [] and "(21.0208 d)" in check.name
+    edit(repo_copy / "compose" / "env" / "dev.env", "\nRETENTION_TIME=22d", "\nRETENTION_TIME=2d")
+    (check,) = lint.single_retention(repo_copy, tmp_path)
+    assert check.problems == [
+        "compose/env/dev.env: RETENTION_TIME=2d does not cover prometheus/generated/rules/"
+        "anomaly.rules.yml: signal:value:expected, which reads 21.0208 d back (raise it; "
+        "RETENTION_SIZE still bounds the disk)"
+    ]

@@ -16,6 +16,7 @@ LAYERS = {
     "generated": ["stack.dashboards", "stack.catalog", "stack.producers", "stack.render",
                   "stack.secrets", "stack.strength", "stack.postgres_roles"],
     "checks": ["stack.lint", "stack.hardening", "stack.ports", "stack.longterm",
+               "stack.vmalert",
                "stack.alert_checks", "stack.runbook_checks", "stack.mutants", "stack.mutation",
                "stack.anomaly"],
     "runtimes": ["stack.native_config", "stack.native", "stack.native_postgres",

@@ -124,3 +124,4 @@ def test_status_lists_every_replica_peer_and_the_global_view(ha: Stack) -> None:
                       "alertmanager-3", STORE):  # fmt: skip
         assert url_of(ha, component) in done.stdout, f"{component}:\n{done.stdout}"
     assert f"global view: {STORE} {url_of(ha, STORE)}" in done.stdout, done.stdout
+    assert f"rules on the global view: vmalert {url_of(ha, 'vmalert')}" in done.stdout
