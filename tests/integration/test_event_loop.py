@@ -68,7 +68,7 @@ def beats_later_than(stack: Stack, le: str, window: str = "2m") -> float:
     result = query(
         stack,
         f"sum(increase(event_loop_lag_seconds_count{{{API}}}[{window}]))"
-        f" - sum(increase(event_loop_lag_seconds_bucket{{{API}, le=\"{le}\"}}[{window}]))",
+        f' - sum(increase(event_loop_lag_seconds_bucket{{{API}, le="{le}"}}[{window}]))',
     )
     return float(result[0]["value"][1]) if result else 0.0
 
