@@ -56,12 +56,6 @@ ADHOC = {
     "health_check_duration_seconds": "per-check timing, for ad-hoc diagnosis of a slow check",
     "health_check_failures_total": "failures by reason (error, timeout, unhealthy), for "
     "diagnosis; the alert reads health_check_status",
-    # issue 16: the blocked-loop alert, its runbook and the panel come with the stack's wiring
-    # of the metrics listener (its port, the scrape config)
-    "event_loop_lag_seconds": "event-loop lag per heartbeat; its panel and alert come with "
-    "the stack's wiring of the metrics listener (issue 16)",
-    "event_loop_stall_seconds": "how long the loop is blocked right now; the blocked-loop "
-    "alert and its panel come with the stack's wiring of the metrics listener (issue 16)",
 }
 _UNITS = {"_seconds": "seconds", "_bytes": "bytes", "_percent": "percent (0-100)",
           "_ratio": "ratio (0-1)", "_rate": "ratio (0-1)", "_utilization": "ratio (0-1)",

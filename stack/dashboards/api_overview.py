@@ -104,6 +104,26 @@ def build() -> dict[str, Any]:
                 "{{endpoint}} {{status}}",
             ),
         ),
+        graph(
+            "Event-loop lag",
+            "s",
+            "How late each process's event loop runs a heartbeat due every 0.1 s: the 99th "
+            "percentile per instance (a loop slow all the time: CPU-bound work, too much load), "
+            "and the stall, how overdue the next beat is right now (a loop blocked at this "
+            "moment, read where the scrapes reach it while the loop runs nothing). One short "
+            "block hides in the percentile among thousands of beats; the alert counts it. "
+            "Alert: EventLoopBlocked, a beat more than 1 s late or a stall over 1 s.",
+            (
+                "histogram_quantile(0.99, sum by (le, component, instance) "
+                f"(rate(event_loop_lag_seconds_bucket{{{sel}}}[$__rate_interval])))",
+                "p99 {{component}} {{instance}}",
+            ),
+            (
+                f"max by (component, instance) (event_loop_stall_seconds{{{sel}}})",
+                "stall {{component}} {{instance}}",
+            ),
+            lines=(1.0,),
+        ),
         instant_table(
             "Slowest endpoints (p95 over the range)",
             "topk(10, histogram_quantile(0.95, sum by (le, method, endpoint) "

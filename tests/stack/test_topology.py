@@ -97,6 +97,21 @@ def test_every_prometheus_keeps_exemplars_in_both_topologies(tmp_path: Path) -> 
     assert services["api"]["environment"]["ASSISTANT_TRACING"] == "true"
 
 
+@pytest.mark.parametrize("env", ENVIRONMENTS)
+def test_only_dev_opens_the_debug_routes_and_the_others_would_refuse_them(
+    env: str, tmp_path: Path
+) -> None:
+    # POST /debug/block (the integration suite's blocked loop): dev's API alone; every
+    # environment tells the service which it is, so stage and prod refuse it even if set
+    for topology in ("single", "ha"):
+        services = project(env, tmp_path, topology).services()
+        for name in ("api", "worker"):
+            environment = services[name]["environment"]
+            assert environment["ASSISTANT_ENVIRONMENT"] == env, (topology, name)
+            debug = environment.get("ASSISTANT_DEBUG_ROUTES")
+            assert debug == ("true" if env == "dev" and name == "api" else None), (topology, name)
+
+
 def test_each_replica_keeps_its_own_data(tmp_path: Path) -> None:
     services = project("prod", tmp_path).services()
     mounts = {
