@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import time
 import urllib.parse
@@ -111,6 +112,12 @@ class Outcome(NamedTuple):
         return self.delivered_after - waited(self.fired)
 
 
+@functools.cache
+def alert_rules() -> tuple[dict[str, Any], ...]:
+    """Every alerting rule of prometheus/rules/, read once."""
+    return tuple(rule for path in rule_files(ROOT) for rule in alerts(read(path)))
+
+
 def waited(alert: dict[str, Any]) -> float:
     """The `for:` (seconds) of the rule that sent ``alert`` (a notification's alert): the rule
     of its name whose own labels it carries (TargetDown has three rules; those whose labels
@@ -118,8 +125,7 @@ def waited(alert: dict[str, Any]) -> float:
     labels = alert["labels"]
     fors = {
         seconds(rule.get("for", "0s"))
-        for path in rule_files(ROOT)
-        for rule in alerts(read(path))
+        for rule in alert_rules()
         if rule["alert"] == labels["alertname"]
         and rule.get("labels", {}).items() <= labels.items()
     }  # fmt: skip
