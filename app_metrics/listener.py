@@ -35,7 +35,7 @@ KEEP_ALIVE = 5.0
 MAX_REQUESTS = 100
 MAX_CONNECTIONS = 16
 WRITE_TIMEOUT = 10.0
-LOOP_WAIT = 0.025  # seconds a scrape waits for the event loop to refresh the scrape-time values
+LOOP_WAIT = 0.005  # seconds a scrape waits for the event loop to refresh the scrape-time values
 
 Headers = dict[bytes, bytes]  # lower-case names; repeated headers joined with ","
 Answer = tuple[int, list[tuple[bytes, bytes]], bytes]  # status, headers, body
