@@ -29,6 +29,7 @@ from .http import HTTP_BUCKETS, HTTPMetrics, MetricsMiddleware
 from .labels import DEFAULT_LABEL_CAP
 from .lifecycle import Lifecycle, listener_answer
 from .listener import MetricsListener
+from .process import ProcessReadings
 from .routes import TemplateResolver
 from .safe import SafeView, registry_collectors
 from .scrape import ERROR_REASONS, ScrapeTimeValues
@@ -101,6 +102,7 @@ class Metrics:
         else:
             registry.register(self.values)
             self._collectors = registry_collectors(registry)
+        self.process = ProcessReadings(self._collectors)  # started with the listener
 
     def holds_token(self, authorization: str | None) -> bool:
         """Whether an ``Authorization`` value carries the ``/metrics`` bearer token (never
@@ -115,7 +117,7 @@ class Metrics:
 
     def view(self, names: Sequence[str] | None = None, skip: object = None) -> SafeView:
         """What a scrape serves: all workers' metrics in multiprocess mode, never raising."""
-        return SafeView(self._collectors, self._collector_failed, names, skip)
+        return SafeView(self._collectors, self._collector_failed, names, skip, self.process)
 
     def _collector_failed(self, name: str) -> None:
         self._collector_errors.labels(name).inc()
@@ -226,7 +228,7 @@ def instrument(
         metrics.listener = MetricsListener(
             metrics_host, metrics_port, metrics_path, answer, reuse_port=bool(mp_dir)
         )
-    lifecycle = Lifecycle(metrics.event_loop, metrics.listener)
+    lifecycle = Lifecycle(metrics.event_loop, metrics.listener, metrics.process)
     resolver = TemplateResolver(app.router.routes)
     build_inner = app.build_middleware_stack
 

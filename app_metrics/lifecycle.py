@@ -1,4 +1,5 @@
-"""What runs beside the app while it serves: the event-loop monitor and the metrics listener.
+"""What runs beside the app while it serves: the event-loop monitor, the metrics listener and,
+with it, the process metrics' reader (``process.py``).
 
 Both start on the server's event loop when its lifespan startup completes (under a server that
 runs no lifespan, at the first request instead), and stop when its shutdown completes. A
@@ -14,17 +15,25 @@ from .eventloop import EventLoopMonitor
 from .exposition import MetricsEndpoint
 from .http import ASGIApp, Message, Receive, Scope, Send
 from .listener import LOOP_WAIT, Answer, Headers, MetricsListener, Respond
+from .process import ProcessReadings
 from .scrape import ScrapeTimeValues
 
 log = logging.getLogger("app_metrics")
 
 
 class Lifecycle:
-    """Starts and stops the monitor and the listener (``None``: no listener)."""
+    """Starts and stops the monitor and the listener (``None``: no listener, and no reader:
+    the in-app ``/metrics`` reads the process metrics itself)."""
 
-    def __init__(self, monitor: EventLoopMonitor, listener: MetricsListener | None) -> None:
+    def __init__(
+        self,
+        monitor: EventLoopMonitor,
+        listener: MetricsListener | None,
+        process: ProcessReadings | None = None,
+    ) -> None:
         self.monitor = monitor
         self.listener = listener
+        self.process = process
         self.pending = True  # the middleware starts them at a first request while this holds
         monitor.on_gone = self.stop
 
@@ -34,10 +43,14 @@ class Lifecycle:
         self.monitor.start()
         if self.listener is not None:
             self.listener.start()
+            if self.process is not None:
+                self.process.start()
 
     def stop(self) -> None:
         if self.listener is not None:
             self.listener.stop()
+        if self.process is not None:
+            self.process.stop()
         self.monitor.stop()
         self.pending = True
 

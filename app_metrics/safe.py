@@ -8,6 +8,8 @@ from typing import Any
 
 from prometheus_client.metrics_core import Metric
 
+from .process import ProcessReadings
+
 log = logging.getLogger("app_metrics")
 
 
@@ -16,7 +18,8 @@ class SafeView:
 
     ``names`` keeps only the samples with those names (a histogram's or counter's
     family name selects all its samples), like Prometheus's ``name[]`` parameter;
-    ``skip`` is a collector rendered by other means.
+    ``skip`` is a collector rendered by other means; ``readings`` serves the process
+    metrics read beside the scrape (``process.py``) while they are fresh.
     """
 
     def __init__(
@@ -25,9 +28,11 @@ class SafeView:
         on_error: Callable[[str], None],
         names: Iterable[str] | None = None,
         skip: object = None,
+        readings: ProcessReadings | None = None,
     ) -> None:
         self._collectors = collectors
         self._skip = skip
+        self._readings = readings
         self._on_error = on_error
         self._names = frozenset(names) if names else None
 
@@ -36,7 +41,8 @@ class SafeView:
             if collector is self._skip:
                 continue
             try:
-                metrics = list(collector.collect())
+                read = self._readings.metrics(collector) if self._readings else None
+                metrics = read if read is not None else list(collector.collect())
             except Exception:
                 name = type(collector).__name__
                 log.exception("collector %s failed; its metrics are left out of this scrape", name)
