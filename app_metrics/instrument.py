@@ -27,7 +27,7 @@ from .families import FamilyWriter
 from .health import HealthChecks
 from .http import HTTP_BUCKETS, HTTPMetrics, MetricsMiddleware
 from .labels import DEFAULT_LABEL_CAP
-from .lifecycle import Lifecycle, listener_answer
+from .lifecycle import Lifecycle, ListenerAnswers
 from .listener import MetricsListener
 from .process import ProcessReadings
 from .routes import TemplateResolver
@@ -102,7 +102,7 @@ class Metrics:
         else:
             registry.register(self.values)
             self._collectors = registry_collectors(registry)
-        self.process = ProcessReadings(self._collectors)  # started with the listener
+        self.process = ProcessReadings(self._collectors)  # read by the listener, if any
 
     def holds_token(self, authorization: str | None) -> bool:
         """Whether an ``Authorization`` value carries the ``/metrics`` bearer token (never
@@ -224,10 +224,11 @@ def instrument(
     )
     endpoint = metrics.endpoint = MetricsEndpoint(metrics.render, metrics.refresh, secret)
     if metrics_port is not None:
-        answer = listener_answer(endpoint, metrics.values, metrics.event_loop)
+        answers = ListenerAnswers(endpoint, metrics.values, metrics.event_loop, metrics.process)
         metrics.listener = MetricsListener(
-            metrics_host, metrics_port, metrics_path, answer, reuse_port=bool(mp_dir)
-        )
+            metrics_host, metrics_port, metrics_path, answers.respond, reuse_port=bool(mp_dir),
+            after=answers.after,
+        )  # fmt: skip
     lifecycle = Lifecycle(metrics.event_loop, metrics.listener, metrics.process)
     resolver = TemplateResolver(app.router.routes)
     build_inner = app.build_middleware_stack

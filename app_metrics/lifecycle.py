@@ -1,5 +1,5 @@
-"""What runs beside the app while it serves: the event-loop monitor, the metrics listener and,
-with it, the process metrics' reader (``process.py``).
+"""What runs beside the app while it serves: the event-loop monitor and the metrics listener
+(which reads the process metrics after its answers, ``process.py``).
 
 Both start on the server's event loop when its lifespan startup completes (under a server that
 runs no lifespan, at the first request instead), and stop when its shutdown completes. A
@@ -14,7 +14,7 @@ import logging
 from .eventloop import EventLoopMonitor
 from .exposition import MetricsEndpoint
 from .http import ASGIApp, Message, Receive, Scope, Send
-from .listener import LOOP_WAIT, Answer, Headers, MetricsListener, Respond
+from .listener import BUSY_LAG, LOOP_WAIT, Answer, Headers, MetricsListener
 from .process import ProcessReadings
 from .scrape import ScrapeTimeValues
 
@@ -22,8 +22,8 @@ log = logging.getLogger("app_metrics")
 
 
 class Lifecycle:
-    """Starts and stops the monitor and the listener (``None``: no listener, and no reader:
-    the in-app ``/metrics`` reads the process metrics itself)."""
+    """Starts and stops the monitor and the listener (``None``: no listener, and every scrape
+    reads the process metrics itself)."""
 
     def __init__(
         self,
@@ -44,13 +44,13 @@ class Lifecycle:
         if self.listener is not None:
             self.listener.start()
             if self.process is not None:
-                self.process.start()
+                self.process.enabled = True
 
     def stop(self) -> None:
         if self.listener is not None:
             self.listener.stop()
         if self.process is not None:
-            self.process.stop()
+            self.process.enabled = False
         self.monitor.stop()
         self.pending = True
 
@@ -80,21 +80,40 @@ class Lifecycle:
         await app(scope, receive, send_wrapper)
 
 
-def listener_answer(
-    endpoint: MetricsEndpoint, values: ScrapeTimeValues, monitor: EventLoopMonitor
-) -> Respond:
-    """The listener's answers: the endpoint's token check and body, the scrape-time values
-    refreshed on the monitored loop for at most ``LOOP_WAIT``, and not waited for at all
-    while the loop is too late to make it (its last beat later than that, or one overdue)."""
+class ListenerAnswers:
+    """The listener's answers (``respond``): the endpoint's token check and body, the
+    scrape-time values refreshed on the monitored loop for at most ``LOOP_WAIT``; while the
+    loop is busy (its last beat later than ``BUSY_LAG``, or one overdue) the refresh
+    is not waited for, and is asked for only once the answer is sent (``after``, with the
+    process metrics' reading): asking wakes the loop through a socket, a system call that
+    gives the GIL up, and taking it back from a saturated loop's thread takes up to 5 ms."""
 
-    def respond(method: str, headers: Headers, query: str) -> Answer:
-        refused = endpoint.refusal(method, headers.get(b"authorization"))
+    def __init__(
+        self,
+        endpoint: MetricsEndpoint,
+        values: ScrapeTimeValues,
+        monitor: EventLoopMonitor,
+        process: ProcessReadings,
+    ) -> None:
+        self.endpoint, self.values, self.monitor, self.process = endpoint, values, monitor, process
+        self._ask_after = False
+
+    def respond(self, method: str, headers: Headers, query: str) -> Answer:
+        refused = self.endpoint.refusal(method, headers.get(b"authorization"))
         if refused is not None:
             status, body, extra = refused
             return status, extra, body
-        busy = monitor.lag > LOOP_WAIT or monitor.stall() > 0
-        values.refresh_from(monitor.loop, 0.0 if busy else LOOP_WAIT)
-        body, extra = endpoint.body(headers, query)
+        busy = self.monitor.lag > BUSY_LAG or self.monitor.stall() > 0
+        if busy:
+            self._ask_after = True
+            self.values.refresh_from(self.monitor.loop, 0.0, ask=False)
+        else:
+            self.values.refresh_from(self.monitor.loop, LOOP_WAIT)
+        body, extra = self.endpoint.body(headers, query)
         return 200, extra, body
 
-    return respond
+    def after(self) -> None:
+        if self._ask_after:
+            self._ask_after = False
+            self.values.ask(self.monitor.loop)
+        self.process.read()

@@ -3,7 +3,7 @@
 A scrape of the in-app endpoint waits for the event loop, so it is late when the API is
 saturated and never answered while a handler blocks the loop. The listener accepts on its own
 thread and answers each connection on another; only the scrape-time refresh is asked of the
-loop, for at most ``LOOP_WAIT``, not at all while it lags more than that
+loop, for at most ``LOOP_WAIT``, not at all while it lags more than ``BUSY_LAG``
 (``ScrapeTimeValues.refresh_from``: what the loop has not refreshed comes from the cache).
 
 HTTP/1.0 and 1.1, as much as a scraper needs, every input bounded: a request head of at most
@@ -23,6 +23,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import socket
+import struct
 import threading
 from collections.abc import Callable
 from time import monotonic
@@ -36,6 +37,7 @@ MAX_REQUESTS = 100
 MAX_CONNECTIONS = 16
 WRITE_TIMEOUT = 10.0
 LOOP_WAIT = 0.005  # seconds a scrape waits for the event loop to refresh the scrape-time values
+BUSY_LAG = 0.001  # seconds: a loop whose last beat was later than this has work queued
 
 Headers = dict[bytes, bytes]  # lower-case names; repeated headers joined with ","
 Answer = tuple[int, list[tuple[bytes, bytes]], bytes]  # status, headers, body
@@ -61,13 +63,22 @@ class _Refused(Exception):
 
 class MetricsListener:
     """Serves ``path`` on ``host``:``port`` (0: a free port, ``port`` says which once started)
-    through ``respond``; ``reuse_port`` lets the workers of a server share the port."""
+    through ``respond``; ``reuse_port`` lets the workers of a server share the port; ``after``
+    runs once each answer of a scrape is sent (work for the next scrape, off this one's time)."""
 
     def __init__(
-        self, host: str, port: int, path: str, respond: Respond, *, reuse_port: bool = False
+        self,
+        host: str,
+        port: int,
+        path: str,
+        respond: Respond,
+        *,
+        reuse_port: bool = False,
+        after: Callable[[], None] | None = None,
     ) -> None:
         self.host, self.port, self.path = host, port, path
         self._respond = respond
+        self._after = after
         self._reuse_port = reuse_port
         self._sock: socket.socket | None = None
         self._accepting: threading.Thread | None = None
@@ -148,7 +159,9 @@ class MetricsListener:
             thread.start()
 
     def _serve(self, conn: socket.socket) -> None:
+        scraped = False  # a scrape answered and its after-work not yet done
         try:
+            conn.settimeout(None)  # blocking: the kernel times it out (``_timeout``)
             conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             buffered = b""
             for served in range(MAX_REQUESTS):
@@ -156,9 +169,12 @@ class MetricsListener:
                 head, buffered = _read_head(conn, buffered, idle)
                 if head is None:
                     return  # closed, or idle too long, before a request began
-                keep = self._answer(conn, head, last=served + 1 == MAX_REQUESTS)
+                keep, scraped = self._answer(conn, head, last=served + 1 == MAX_REQUESTS)
                 if not keep or self._stopping.is_set():
                     return
+                if scraped:  # kept alive: before waiting for the next request
+                    self._after_answer()
+                    scraped = False
         except _Refused as refused:
             with contextlib.suppress(OSError):
                 _send(conn, refused.status, [], f"{refused}\n".encode(), keep=False)
@@ -172,10 +188,20 @@ class MetricsListener:
                 conn.setblocking(False)
                 _close_gently(conn, 0.0)  # a body left unread, say
             conn.close()
+            if scraped:
+                self._after_answer()  # once the client has it all, connection closed
             self._slots.release()
 
-    def _answer(self, conn: socket.socket, head: bytes, last: bool) -> bool:
-        """Answer one request; whether the connection may serve another."""
+    def _after_answer(self) -> None:
+        if self._after is not None:
+            try:
+                self._after()
+            except Exception:
+                log.exception("the metrics listener's after-answer work failed")
+
+    def _answer(self, conn: socket.socket, head: bytes, last: bool) -> tuple[bool, bool]:
+        """Answer one request; whether the connection may serve another, and whether the
+        answer was a scrape's (200)."""
         method, target, version, headers = _parse(head)
         keep = version == "HTTP/1.1" and b"close" not in headers.get(b"connection", b"").lower()
         keep = keep and not last
@@ -193,7 +219,7 @@ class MetricsListener:
                 log.exception("the metrics listener failed to answer")
                 status, extra, body = 500, [], b"internal error\n"
         _send(conn, status, extra, body, keep, head_only=method == "HEAD")
-        return keep
+        return keep, status == 200
 
 
 def _close_gently(conn: socket.socket, wait: float) -> None:
@@ -228,16 +254,25 @@ def _read_head(conn: socket.socket, buffered: bytes, idle: float) -> tuple[bytes
             if data.strip():
                 raise _Refused(408, f"the request head took over {HEAD_TIMEOUT:g} s")
             return None, b""
-        conn.settimeout(remaining)
+        _timeout(conn, socket.SO_RCVTIMEO, remaining)
         try:
             chunk = conn.recv(4096)
-        except TimeoutError:
+        except BlockingIOError:  # SO_RCVTIMEO ran out
             continue  # the deadline check above decides
         if not chunk:
             return None, b""
         if not data.strip():  # the request begins: it has HEAD_TIMEOUT from here
             deadline = monotonic() + HEAD_TIMEOUT
         data += chunk
+
+
+def _timeout(conn: socket.socket, option: int, seconds: float) -> None:
+    """The kernel's own timeout for a blocking socket's receives or sends (``BlockingIOError``
+    when it runs out). Python's ``settimeout`` would cost two GIL hand-overs per call (a poll
+    before each receive or send, and the ``settimeout`` itself), each up to the switch
+    interval (5 ms) while a saturated event loop holds the GIL; ``setsockopt`` keeps it."""
+    whole, micro = divmod(max(round(seconds * 1e6), 1000), 1_000_000)  # 0 would be none
+    conn.setsockopt(socket.SOL_SOCKET, option, struct.pack("ll", whole, micro))
 
 
 def _parse(head: bytes) -> tuple[str, str, str, Headers]:
@@ -274,5 +309,5 @@ def _send(
     lines += [k + b": " + v for k, v in extra]
     lines.append(b"content-length: %d" % len(body))
     lines.append(b"connection: keep-alive" if keep else b"connection: close")
-    conn.settimeout(WRITE_TIMEOUT)
+    _timeout(conn, socket.SO_SNDTIMEO, WRITE_TIMEOUT)
     conn.sendall(b"\r\n".join(lines) + b"\r\n\r\n" + (b"" if head_only else body))

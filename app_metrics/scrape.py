@@ -147,6 +147,16 @@ class ScrapeTimeValues:
         self._sources[name] = _Source(name, fn, tuple(gauges), timeout, ttl)
         self._on_source(name)
 
+    def ask(self, loop: asyncio.AbstractEventLoop | None) -> concurrent.futures.Future[None] | None:
+        """Have ``loop`` refresh, from another thread, unless a refresh is under way; the
+        refresh under way or asked for (None: no loop)."""
+        with self._busy_lock:
+            pending = self._pending
+            if (pending is None or pending.done()) and loop is not None and not loop.is_closed():
+                pending = self._pending = asyncio.run_coroutine_threadsafe(self.refresh(), loop)
+                self._pending_since = monotonic()
+            return pending
+
     async def refresh(self) -> None:
         """Run every source whose cached values are older than its ttl."""
         async with self._loop_lock():
@@ -155,15 +165,14 @@ class ScrapeTimeValues:
             if due:
                 await asyncio.gather(*(self._run(s) for s in due))
 
-    def refresh_from(self, loop: asyncio.AbstractEventLoop | None, wait: float) -> None:
-        """From a thread other than ``loop``'s: have ``loop`` refresh (one refresh at a time)
-        and wait for it at most ``wait`` seconds; then time out, as the loop would have, each
-        due source that has waited for the loop or run for longer than its timeout."""
-        with self._busy_lock:
-            pending = self._pending
-            if (pending is None or pending.done()) and loop is not None and not loop.is_closed():
-                pending = self._pending = asyncio.run_coroutine_threadsafe(self.refresh(), loop)
-                self._pending_since = monotonic()
+    def refresh_from(
+        self, loop: asyncio.AbstractEventLoop | None, wait: float, ask: bool = True
+    ) -> None:
+        """From a thread other than ``loop``'s: have ``loop`` refresh (one refresh at a time;
+        ``ask`` False: only the one already asked for) and wait for it at most ``wait``
+        seconds; then time out, as the loop would have, each due source that has waited for
+        the loop or run for longer than its timeout."""
+        pending = self.ask(loop) if ask else self._pending
         if pending is None:
             return  # no loop yet: the cache as it is
         try:
