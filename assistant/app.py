@@ -6,6 +6,7 @@ Run it with ``python -m assistant``, or ``uvicorn --factory assistant.app:create
 
 from __future__ import annotations
 
+import gc
 import logging
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
@@ -50,6 +51,9 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         log.warning("database unavailable at start (%s); schema creation deferred", exc)
     if svc.settings.runs_worker:
         svc.worker.start()  # the delivery loops: SMS and task queues
+    # what the start made lives as long as the process: out of the collector's full passes,
+    # which otherwise walk it all while every thread, the metrics listener's too, waits
+    gc.freeze()
     try:
         yield
     finally:
