@@ -56,8 +56,8 @@ def query(stack: Stack, expr: str, at: float) -> float:
 
 def seen(stack: Stack, begin: float, end: float) -> dict[str, float]:
     """What Prometheus recorded of the job between ``begin`` and ``end``: its worst target's
-    p99 and max scrape duration (seconds), the lowest ``up``, the API's scrapes, and how many
-    requests per second the API answered."""
+    p99 and max scrape duration (seconds), each component's p99, the lowest ``up``, the API's
+    scrapes, and how many requests per second the API answered."""
     time.sleep(SETTLE)
     window = f"{math.ceil(end - begin)}s"
     job = f'job="{JOB}"'
@@ -66,6 +66,15 @@ def seen(stack: Stack, begin: float, end: float) -> dict[str, float]:
             stack, f"max(quantile_over_time(0.99, scrape_duration_seconds{{{job}}}[{window}]))", end
         ),
         "max": query(stack, f"max(max_over_time(scrape_duration_seconds{{{job}}}[{window}]))", end),
+        **{
+            f"{component} p99": query(
+                stack,
+                f"max(quantile_over_time(0.99, scrape_duration_seconds{{{job},"
+                f'component="{component}"}}[{window}]))',
+                end,
+            )
+            for component in ("api", "worker")
+        },
         "up": query(stack, f"min(min_over_time(up{{{job}}}[{window}]))", end),
         "scrapes": query(
             stack, f'max(count_over_time(up{{{job},component="api"}}[{window}]))', end
@@ -147,7 +156,9 @@ def report(runtime: str, found: dict[str, dict[str, float]]) -> None:
             f"    {phase:9}  scrape p99 {figures['p99'] * 1000:6.1f} ms (target < "
             f"{target * 1000:.0f} ms), max {figures['max'] * 1000:6.1f} ms, "
             f"min up {figures['up']:.0f} (target 1): {verdict}  "
-            f"[{figures['scrapes']:.0f} scrapes of the API{extra}]"
+            f"[p99 API {figures['api p99'] * 1000:.1f} ms, worker "
+            f"{figures['worker p99'] * 1000:.1f} ms; {figures['scrapes']:.0f} scrapes of the API"
+            f"{extra}]"
         )
 
 
