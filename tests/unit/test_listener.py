@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 from fastapi import FastAPI
 
+from app_metrics import lifecycle as lifecycle_module
 from app_metrics import listener as listener_module
 from app_metrics.listener import MAX_HEAD, Headers, MetricsListener
 
@@ -265,3 +266,23 @@ def test_without_a_lifespan_the_first_request_starts_it_and_a_closed_loop_stops_
     while metrics.listener.running and time.monotonic() < deadline:
         time.sleep(0.01)
     assert not metrics.listener.running and not metrics.event_loop.running
+
+
+def test_a_busy_loop_is_asked_to_refresh_after_the_answer_not_before(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(lifecycle_module, "BUSY_LAG", -1.0)  # every loop counts as busy
+    app = FastAPI()
+    metrics = isolated(app, metrics_port=0)
+    runs: list[float] = []
+    metrics.sms.queue_length_from(lambda: runs.append(time.monotonic()) or float(len(runs)))
+    queue = ("sms_queue_length", frozenset())
+    with serving(app):
+        port = metrics.listener.port
+        code, _, body = scrape(port)
+        assert code == 200 and queue not in samples(body.decode())  # not refreshed, not waited
+        deadline = time.monotonic() + 5
+        while not runs and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert runs  # asked once the answer was out
+        assert samples(scrape(port)[2].decode())[queue] == 1.0  # served by the next scrape
