@@ -21,7 +21,7 @@ from stack.native import running_of
 from stack.native_config import METRICS, REPLICA_STRIDE, port_variables
 from stack.processes import port_free, stop, wait_for_targets
 from stack.project import Project
-from tests.service.backends import free_port
+from tests.service.backends import distinct_free_ports
 
 ENV = "dev"
 UP_TIMEOUT = 600.0
@@ -154,7 +154,8 @@ def free_ports(api_replicas: int, tries: int = 50) -> dict[str, int]:
     """A free port per port variable, the API's (and its metrics listener's) chosen so that
     its other replicas' ports (REPLICA_STRIDE apart) are free too and meet no other one."""
     for _ in range(tries):
-        chosen = {service: free_port() for service in port_variables()}
+        names = list(port_variables())
+        chosen = dict(zip(names, distinct_free_ports(len(names)), strict=True))
         replicas = {chosen[key] + REPLICA_STRIDE * n for key in ("api", "api" + METRICS)
                     for n in range(1, api_replicas)}  # fmt: skip
         if all(port_free(p) for p in replicas) and not replicas & set(chosen.values()):
@@ -192,7 +193,10 @@ class ComposeStack(Stack):
         # the services dev publishes on the host, each on a free port of its own (set before
         # the project's variables, which derive the API's published ports from it)
         published = [n for n, s in project.services().items() if s.get("ports")]
-        os.environ.update({port_variables()[name]: str(free_port()) for name in published})
+        ports = distinct_free_ports(len(published))
+        os.environ.update(
+            {port_variables()[name]: str(port) for name, port in zip(published, ports, strict=True)}
+        )
         self.exposed = {name: project.exposed_port(name) for name in published}
         os.environ.update(project.variables())
         self.environ = dict(os.environ)

@@ -55,9 +55,18 @@ class BackendError(RuntimeError):
 
 def free_port() -> int:
     """A port the kernel reports free right now (bind to port 0, then release it)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((HOST, 0))
-        return int(sock.getsockname()[1])
+    return distinct_free_ports(1)[0]
+
+
+def distinct_free_ports(count: int) -> list[int]:
+    """``count`` different ports the kernel reports free right now: each held until all are
+    chosen (released one at a time, the same port can be handed out twice)."""
+    with contextlib.ExitStack() as held:
+        socks = [held.enter_context(socket.socket(socket.AF_INET, socket.SOCK_STREAM))
+                 for _ in range(count)]  # fmt: skip
+        for sock in socks:
+            sock.bind((HOST, 0))
+        return [int(sock.getsockname()[1]) for sock in socks]
 
 
 def postgres_bin_dir(base: Path = Path("/usr/lib/postgresql")) -> Path:
