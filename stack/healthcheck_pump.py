@@ -24,8 +24,6 @@ TICK = 1.0
 # checks at a time: a slow one (a container starting) no longer holds up the others' (one at
 # a time, a round of a dozen took seconds); each is a short command, 0.05 s of CPU or so
 CONCURRENT = 4
-DONE: Future[subprocess.CompletedProcess[str]] = Future()
-DONE.set_result(subprocess.CompletedProcess([], 0))
 
 
 def podman(*args: str) -> subprocess.CompletedProcess[str]:
@@ -68,7 +66,7 @@ def main() -> None:
             now = time.monotonic()
             found = containers()
             for cid, health in found.items():
-                if now < due.get(cid, 0.0) or not running.get(cid, DONE).done():
+                if now < due.get(cid, 0.0) or (cid in running and not running[cid].done()):
                     continue
                 if cid not in intervals:
                     intervals[cid] = interval(cid)
