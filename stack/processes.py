@@ -18,6 +18,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 from .settings import StackError
 
 STOP_TIMEOUT = 10.0
@@ -272,31 +274,48 @@ def cluster_status(alertmanager: str, headers: Mapping[str, str] | None = None) 
     return f"{cluster['status']}, {len(cluster.get('peers') or [])} members"
 
 
+def scrape_jobs(prometheus: str, headers: Mapping[str, str] | None = None) -> set[str]:
+    """The jobs of the configuration it runs."""
+    request = urllib.request.Request(
+        f"{prometheus}/api/v1/status/config", headers=dict(headers or {})
+    )
+    with urllib.request.urlopen(request, timeout=5) as response:
+        config = yaml.safe_load(json.loads(response.read())["data"]["yaml"])
+    return {job["job_name"] for job in config.get("scrape_configs") or []}
+
+
 def wait_for_targets(prometheus: str, say=print, headers: Mapping[str, str] | None = None) -> None:
-    """Until every target is up (the first scrape comes ~6 s after Prometheus starts)."""
+    """Until every job has a target and every target is up (the first scrape comes ~6 s after
+    Prometheus starts; a discovered job's first targets a DNS refresh or so later)."""
     deadline = time.monotonic() + TARGETS_TIMEOUT
     last = ""
+    jobs: set[str] = set()
     active: list[dict[str, Any]] = []
     while True:
         try:
+            jobs = jobs or scrape_jobs(prometheus, headers)
             active = targets(prometheus, headers)
         except OSError:  # restarting
             active = []
         up = [t for t in active if t["health"] == "up"]
-        line = f"  targets up: {len(up)}/{len(active)}"
+        undiscovered = sorted(jobs - {t["scrapePool"] for t in active})
+        line = f"  targets up: {len(up)}/{len(active)}" + (
+            f", none yet for {', '.join(undiscovered)}" if undiscovered else ""
+        )
         if line != last:
             say(line)
             last = line
-        if active and len(up) == len(active):
+        if jobs and not undiscovered and len(up) == len(active):
             return
         if time.monotonic() > deadline:
             down = [
                 f"{t['labels']['job']} {t['scrapeUrl']}: {t['lastError'] or t['health']}"
                 for t in active
                 if t["health"] != "up"
-            ] or [f"{prometheus} lists no target"]
+            ] + [f"{job}: no target discovered" for job in undiscovered]
             raise StackError(
                 f"not every target is up after {TARGETS_TIMEOUT:g} s (the stack keeps running; "
-                "see `make status`, `make logs`):\n  " + "\n  ".join(down)
+                "see `make status`, `make logs`):\n  "
+                + "\n  ".join(down or [f"{prometheus} answers no configuration"])
             )
         time.sleep(0.2)

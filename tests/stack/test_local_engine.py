@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from stack import ENVIRONMENTS, ROOT, engine, images
+from stack import ENVIRONMENTS, ROOT, bridge_pin, engine, images
 from stack.compose import local_prometheus_config
 from stack.lint import stand_in_run_dir
 from stack.project import Project, job_hosts
@@ -119,3 +119,20 @@ def test_the_engine_client_environment_points_at_its_socket() -> None:
     assert environ["DOCKER_HOST"] == f"unix://{engine.SOCKET}"
     assert Path(environ["CONTAINERS_CONF"]).read_text().count('runtime = "runc"') == 1
     assert environ["TESTCONTAINERS_RYUK_DISABLED"] == "true"
+
+
+def test_the_engines_bridges_not_yet_pinned_are_the_ones_pinned(tmp_path: Path) -> None:
+    def link(name: str, bridge: bool, assign_type: str, mac: str = "0a:00:00:00:00:07") -> None:
+        (tmp_path / name).mkdir()
+        if bridge:
+            (tmp_path / name / "bridge").mkdir()
+        (tmp_path / name / "addr_assign_type").write_text(assign_type + "\n")
+        (tmp_path / name / "address").write_text(mac + "\n")
+
+    link("podman3", bridge=True, assign_type="1")  # the kernel's choice: follows its ports
+    link("podman4", bridge=True, assign_type="3")  # pinned already
+    link("podman5", bridge=False, assign_type="1")  # not a bridge
+    link("docker0", bridge=True, assign_type="1")  # not the engine's
+    # its ports gone: pinned at the next port's MAC, never at none
+    link("podman6", bridge=True, assign_type="1", mac="00:00:00:00:00:00")
+    assert bridge_pin.unpinned(tmp_path) == {"podman3": "0a:00:00:00:00:07"}

@@ -105,7 +105,7 @@ def test_natively_prometheus_reads_the_replicas_from_a_file(
     jobs = {j["job_name"]: j for j in config["scrape_configs"]}
     api = jobs["personal_assistant_api"]
     assert "dns_sd_configs" not in api
-    assert api["file_sd_configs"] == [{"files": [str(path)], "refresh_interval": "5s"}]
+    assert api["file_sd_configs"] == [{"files": [str(path)], "refresh_interval": "2s"}]
     assert api["relabel_configs"][0]["target_label"] == "component"  # Compose's relabelling
     node = jobs["node"]["file_sd_configs"]
     assert node == [{"files": [str(ROOT / "prometheus" / "targets" / "node" / "*.yml")]}]
@@ -117,7 +117,7 @@ def test_every_prometheus_discovers_the_replicas_and_other_hosts(env: str, ha: b
     text = (ROOT / "prometheus" / "generated" / prometheus_file(env, ha)).read_text()
     jobs = {j["job_name"]: j for j in yaml.safe_load(text)["scrape_configs"]}
     assert jobs["personal_assistant_api"]["dns_sd_configs"] == [
-        {"names": ["api", "worker"], "type": "A", "port": 9464, "refresh_interval": "5s"}
+        {"names": ["api", "worker"], "type": "A", "port": 9464, "refresh_interval": "2s"}
     ]
     assert "static_configs" not in jobs["personal_assistant_api"]
     assert jobs["node"]["static_configs"] == [{"targets": ["node-exporter:9100"]}]

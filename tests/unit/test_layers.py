@@ -21,7 +21,7 @@ LAYERS = {
                "stack.anomaly"],
     "runtimes": ["stack.native_config", "stack.native", "stack.native_postgres",
                  "stack.native_grafana", "stack.native_user", "stack.compose", "stack.engine",
-                 "stack.images", "stack.healthcheck_pump", "stack.backup"],
+                 "stack.images", "stack.healthcheck_pump", "stack.bridge_pin", "stack.backup"],
     "command line": ["stack.__main__", "stack.acceptance"],
 }  # fmt: skip
 RANK = {"model": 0, "generated": 1, "checks": 2, "runtimes": 2, "command line": 3}
