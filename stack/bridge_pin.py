@@ -13,13 +13,12 @@ It exits when the engine process (the podman API service) is gone.
 
 from __future__ import annotations
 
-import argparse
 import select
 import subprocess
 import sys
 from pathlib import Path
 
-from stack.processes import Running
+from stack.processes import followed_engine
 
 NET = Path("/sys/class/net")
 PREFIX = "podman"  # netavark's bridges: podman0 (the default network), podman1, ...
@@ -56,11 +55,7 @@ def pin(net: Path = NET, say=print) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--engine-pid", type=int, required=True)
-    parser.add_argument("--engine-start-time", type=int, required=True, help="/proc stat field 22")
-    args = parser.parse_args()
-    engine = Running(args.engine_pid, args.engine_start_time, "")
+    engine = followed_engine(__doc__.splitlines()[0])
     say = lambda line: print(line, flush=True)  # noqa: E731
     # a line per link event: a bridge is pinned within milliseconds of its creation
     with subprocess.Popen(["ip", "-oneline", "monitor", "link"], stdout=subprocess.PIPE) as events:

@@ -11,12 +11,11 @@ It exits when the engine process (the podman API service) is gone.
 
 from __future__ import annotations
 
-import argparse
 import subprocess
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
 
-from stack.processes import Running
+from stack.processes import followed_engine
 
 STARTING_PERIOD = 1.0
 DEFAULT_INTERVAL = 30.0
@@ -53,11 +52,7 @@ def interval(cid: str) -> float:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--engine-pid", type=int, required=True)
-    parser.add_argument("--engine-start-time", type=int, required=True, help="/proc stat field 22")
-    args = parser.parse_args()
-    engine = Running(args.engine_pid, args.engine_start_time, "")
+    engine = followed_engine(__doc__.splitlines()[0])
     due: dict[str, float] = {}
     intervals: dict[str, float] = {}
     running: dict[str, Future[subprocess.CompletedProcess[str]]] = {}

@@ -3,6 +3,7 @@ is never signalled), with the probes the native runtime waits on."""
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import json
 import os
@@ -36,6 +37,16 @@ class Running:
 
     def as_dict(self) -> dict[str, object]:
         return asdict(self)
+
+
+def followed_engine(description: str) -> Running:
+    """For the local engine's helpers: the engine process (the podman API service) they run
+    beside, from ``--engine-pid PID --engine-start-time TICKS``."""
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--engine-pid", type=int, required=True)
+    parser.add_argument("--engine-start-time", type=int, required=True, help="/proc stat field 22")
+    args = parser.parse_args()
+    return Running(args.engine_pid, args.engine_start_time, "")
 
 
 def start_time(pid: int) -> int | None:
