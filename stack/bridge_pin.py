@@ -14,6 +14,7 @@ It exits when the engine process (the podman API service) is gone.
 from __future__ import annotations
 
 import select
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -56,6 +57,8 @@ def pin(net: Path = NET, say=print) -> None:
 
 def main() -> None:
     engine = followed_engine(__doc__.splitlines()[0])
+    # stopped by PID (SIGTERM): leave through the `finally` below, which ends `ip monitor` too
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     say = lambda line: print(line, flush=True)  # noqa: E731
     # a line per link event: a bridge is pinned within milliseconds of its creation
     with subprocess.Popen(["ip", "-oneline", "monitor", "link"], stdout=subprocess.PIPE) as events:

@@ -5,13 +5,18 @@ configuration it mounts. The engine itself runs in CI (`make test-integration RU
 from __future__ import annotations
 
 import json
+import os
 import re
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
 import yaml
 
-from stack import ENVIRONMENTS, ROOT, bridge_pin, engine, images
+from stack import ENVIRONMENTS, ROOT, bridge_pin, engine, images, processes
 from stack.compose import local_prometheus_config
 from stack.lint import stand_in_run_dir
 from stack.project import Project, job_hosts
@@ -136,3 +141,47 @@ def test_the_engines_bridges_not_yet_pinned_are_the_ones_pinned(tmp_path: Path) 
     # its ports gone: pinned at the next port's MAC, never at none
     link("podman6", bridge=True, assign_type="1", mac="00:00:00:00:00:00")
     assert bridge_pin.unpinned(tmp_path) == {"podman3": "0a:00:00:00:00:07"}
+
+
+def children(pid: int) -> list[int]:
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        if int(fields[1]) == pid and fields[0] != "Z":
+            found.append(int(stat.parent.name))
+    return found
+
+
+def test_the_pinner_stopped_by_pid_leaves_no_process_behind() -> None:
+    """`make engine-down` stops the helper by PID (SIGTERM); its `ip monitor` child must go
+    with it, not linger for every engine started since."""
+    with subprocess.Popen(["sleep", "60"]) as stand_in_engine:
+        ticks = processes.start_time(stand_in_engine.pid)
+        pinner = subprocess.Popen(
+            [sys.executable, "-m", "stack.bridge_pin", "--engine-pid", str(stand_in_engine.pid),
+             "--engine-start-time", str(ticks)],
+            cwd=ROOT, stdout=subprocess.DEVNULL,
+        )  # fmt: skip
+        monitor: list[int] = []
+        try:
+            deadline = time.monotonic() + 10
+            while not (monitor := children(pinner.pid)) and time.monotonic() < deadline:
+                time.sleep(0.05)
+            assert monitor, "the pinner started no `ip monitor` within 10 s"
+            pinner.send_signal(signal.SIGTERM)
+            assert pinner.wait(timeout=10) == 0
+            deadline = time.monotonic() + 5
+            while (left := [pid for pid in monitor if processes.start_time(pid)]) and (
+                time.monotonic() < deadline
+            ):
+                time.sleep(0.05)
+            assert not left, f"`ip monitor` left running: {left}"
+        finally:
+            for pid in [pinner.pid, *children(pinner.pid), *monitor]:
+                if processes.start_time(pid):
+                    os.kill(pid, signal.SIGKILL)
+            pinner.wait(timeout=10)
+            stand_in_engine.kill()
