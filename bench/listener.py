@@ -25,7 +25,6 @@ import http.client
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -35,6 +34,10 @@ from pathlib import Path
 from prometheus_client.parser import text_string_to_metric_families
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from stack.processes import free_ports  # noqa: E402
+
 HOST = "127.0.0.1"
 CONNECTIONS = 64
 LOAD_NICE = 10  # the load generator's niceness
@@ -47,12 +50,6 @@ TARGETS = {"saturated": 50.0, "blocked": 100.0}  # listener p99, ms
 
 def say(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind((HOST, 0))
-        return int(sock.getsockname()[1])
 
 
 def percentile(values: list[float], p: float) -> float:
@@ -184,7 +181,7 @@ def main() -> int:
         print(asyncio.run(_load(port, seconds, connections)))
         return 0
 
-    app_port, metrics_port = free_port(), free_port()
+    app_port, metrics_port = free_ports(2)
     log = Path(os.environ.get("TMPDIR", "/tmp")) / f"bench-listener-{app_port}.log"
     say(f"uvicorn on {HOST}:{app_port}, metrics listener on :{metrics_port} (log {log})")
     server = start_server(app_port, metrics_port, log, args.switch_interval)

@@ -159,6 +159,22 @@ def port_free(port: int, host: str = "127.0.0.1") -> bool:
     return True
 
 
+def free_ports(count: int, host: str = "127.0.0.1") -> list[int]:
+    """``count`` different ports the kernel reports free right now: each held until all are
+    chosen (released one at a time, the same port can be handed out twice)."""
+    with contextlib.ExitStack() as held:
+        socks = [held.enter_context(socket.socket(socket.AF_INET, socket.SOCK_STREAM))
+                 for _ in range(count)]  # fmt: skip
+        for sock in socks:
+            sock.bind((host, 0))
+        return [int(sock.getsockname()[1]) for sock in socks]
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A port the kernel reports free right now (bind to port 0, then release it)."""
+    return free_ports(1, host)[0]
+
+
 def _listeners(port: int) -> dict[str, int]:
     """``{"socket:[inode]": uid}`` of the sockets listening on TCP ``port`` (/proc/net/tcp and
     tcp6; state 0A is LISTEN)."""

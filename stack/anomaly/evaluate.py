@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import socket
 import tempfile
 import time
 from collections.abc import Callable
@@ -10,6 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .. import ROOT
+from ..processes import free_port
 from ..rules import LOADED, alerts, read
 from . import alerts as alert_eval
 from . import static
@@ -63,12 +63,6 @@ def is_detectable(anomaly: Anomaly, month: Month) -> bool:
     noise = relative_noise(anomaly.key, anomaly.start, month)
     big = abs(anomaly.size) >= DETECTABLE_NOISE[anomaly.kind] * noise
     return big and (anomaly.up or 1 + anomaly.size <= DROP_TO)
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def month_start(now: float) -> int:

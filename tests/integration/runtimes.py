@@ -15,13 +15,12 @@ import time
 from pathlib import Path
 from typing import Any
 
-from stack import ROOT
+from stack import ROOT, processes
 from stack.compose import engine_error
 from stack.native import running_of
 from stack.native_config import METRICS, REPLICA_STRIDE, port_variables
 from stack.processes import port_free, stop, wait_for_targets
 from stack.project import Project
-from tests.service.backends import distinct_free_ports
 
 ENV = "dev"
 UP_TIMEOUT = 600.0
@@ -155,7 +154,7 @@ def free_ports(api_replicas: int, tries: int = 50) -> dict[str, int]:
     its other replicas' ports (REPLICA_STRIDE apart) are free too and meet no other one."""
     for _ in range(tries):
         names = list(port_variables())
-        chosen = dict(zip(names, distinct_free_ports(len(names)), strict=True))
+        chosen = dict(zip(names, processes.free_ports(len(names)), strict=True))
         replicas = {chosen[key] + REPLICA_STRIDE * n for key in ("api", "api" + METRICS)
                     for n in range(1, api_replicas)}  # fmt: skip
         if all(port_free(p) for p in replicas) and not replicas & set(chosen.values()):
@@ -193,7 +192,7 @@ class ComposeStack(Stack):
         # the services dev publishes on the host, each on a free port of its own (set before
         # the project's variables, which derive the API's published ports from it)
         published = [n for n, s in project.services().items() if s.get("ports")]
-        ports = distinct_free_ports(len(published))
+        ports = processes.free_ports(len(published))
         os.environ.update(
             {port_variables()[name]: str(port) for name, port in zip(published, ports, strict=True)}
         )

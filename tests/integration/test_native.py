@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from stack import ROOT
-from tests.service.backends import distinct_free_ports
+from stack.processes import free_ports
 
 from .conftest import query, until
 from .runtimes import NativeStack, Stack
@@ -80,7 +80,7 @@ def test_a_process_dying_at_start_fails_up_with_its_log(native: NativeStack) -> 
     # ports of its own (not the running stack's + 1: bind(0) hands out even ports, and the odd
     # ones beside them are what outgoing connections use)
     names = [k for k in native.environ if k.endswith("_PORT")]
-    free = dict(zip(names, map(str, distinct_free_ports(len(names))), strict=True))
+    free = dict(zip(names, map(str, free_ports(len(names))), strict=True))
     environ = native.environ | free | {
         "STACK_RUN_ROOT": str(root), "PATH": f"{fake}:{os.environ['PATH']}",
     }  # fmt: skip

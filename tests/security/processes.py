@@ -20,7 +20,8 @@ from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from tests.server.conftest import free_port, stop_process_group
+from stack.processes import free_port
+from tests.server.conftest import stop_process_group
 
 REPO = Path(__file__).resolve().parents[2]
 HOST = "127.0.0.1"

@@ -33,9 +33,8 @@ from stack import secrets as stack_secrets
 from stack.native_config import Component, Layout, components, port_variables, ports, postgres_bin
 from stack.native_postgres import binary_of
 from stack.native_user import Reach, account
-from stack.processes import stop
+from stack.processes import free_port, stop
 from stack.project import Project
-from tests.service.backends import free_port
 
 TIMEOUT = 30.0
 

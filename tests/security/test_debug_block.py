@@ -17,6 +17,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from assistant.config import Settings
+from stack.processes import free_port
 from tests.security.conftest import Attack
 from tests.security.processes import (
     REPO,
@@ -28,7 +29,6 @@ from tests.security.processes import (
     exchange,
     request,
 )
-from tests.server.conftest import free_port
 
 pytestmark = pytest.mark.server
 

@@ -29,10 +29,10 @@ from stack import ENVIRONMENTS, ROOT, webauth
 from stack.hardening import stated_exceptions
 from stack.lint import stand_in_run_dir
 from stack.native_config import Layout, binary, path_map, set_flag, translate
+from stack.processes import free_port
 from stack.project import Project
 from stack.services import records
 from stack.tools import checkable
-from tests.service.backends import free_port
 from tests.stack.conftest import Process
 
 from .conftest import Attack

@@ -23,7 +23,8 @@ from stack.native_config import Component, Layout
 from stack.native_grafana import grafana_file_variables, reset_grafana_admin
 from stack.native_postgres import initdb
 from stack.postgres_roles import ROLES, roles_sql
-from tests.service.backends import free_port, postgres_bin_dir
+from stack.processes import free_port
+from tests.service.backends import postgres_bin_dir
 
 TIMEOUT = 60
 

@@ -27,8 +27,7 @@ import pytest
 from stack import ROOT
 from stack.native import running_of
 from stack.native_config import port_variables, postgres_bin
-from stack.processes import stop
-from tests.service.backends import free_port
+from stack.processes import free_port, stop
 
 pytestmark = pytest.mark.integration
 UP_TIMEOUT = 600.0

@@ -15,9 +15,10 @@ from pathlib import Path
 
 import pytest
 
+from stack.processes import free_port
 from tests.security.conftest import Attack
 from tests.security.processes import HOST, Running, exchange, request, server_spoke
-from tests.server.conftest import free_port, stop_process_group
+from tests.server.conftest import stop_process_group
 
 REPO = Path(__file__).resolve().parents[2]
 RECEIVER = str(REPO / "receiver" / "webhook_receiver.py")

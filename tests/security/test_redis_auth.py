@@ -39,11 +39,11 @@ from redis.retry import Retry
 from stack import redis_acl
 from stack.native import write_private
 from stack.native_config import Component, Layout, addressed_secrets, components, ports
-from stack.processes import Running, launch, stop
+from stack.processes import Running, free_port, launch, stop
 from stack.project import Project
 from stack.secrets import EXAMPLE, prepare
 from stack.settings import read_env_file
-from tests.service.backends import free_port, resp
+from tests.service.backends import resp
 
 from .conftest import Attack
 

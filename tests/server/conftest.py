@@ -25,19 +25,14 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.samples import Sample
 
+from stack.processes import free_port
+
 REPO = Path(__file__).resolve().parents[2]
 APP = "tests.server.app:app"
 HOST = "127.0.0.1"
 START_TIMEOUT = 15.0
 STOP_TIMEOUT = 10.0
 PID_HEADER = "x-worker-pid"
-
-
-def free_port() -> int:
-    """A port the kernel reports free right now (bind to port 0, then release it)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((HOST, 0))
-        return int(sock.getsockname()[1])
 
 
 @dataclass

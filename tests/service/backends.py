@@ -34,6 +34,7 @@ import asyncpg
 
 from stack import redis_acl
 from stack.native_postgres import initdb, secure_sockets
+from stack.processes import free_port
 
 HOST = "127.0.0.1"
 START_TIMEOUT = 20.0
@@ -51,22 +52,6 @@ except (OSError, AttributeError):  # not Linux/glibc: no parent-death signal
 
 class BackendError(RuntimeError):
     """A backend could not be found, started or reached; the message says what to do."""
-
-
-def free_port() -> int:
-    """A port the kernel reports free right now (bind to port 0, then release it)."""
-    return distinct_free_ports(1)[0]
-
-
-def distinct_free_ports(count: int) -> list[int]:
-    """``count`` different ports the kernel reports free right now: each held until all are
-    chosen (released one at a time, the same port can be handed out twice)."""
-    with contextlib.ExitStack() as held:
-        socks = [held.enter_context(socket.socket(socket.AF_INET, socket.SOCK_STREAM))
-                 for _ in range(count)]  # fmt: skip
-        for sock in socks:
-            sock.bind((HOST, 0))
-        return [int(sock.getsockname()[1]) for sock in socks]
 
 
 def postgres_bin_dir(base: Path = Path("/usr/lib/postgresql")) -> Path:

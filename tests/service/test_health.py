@@ -16,7 +16,8 @@ import httpx
 import pytest
 
 from assistant import Settings
-from tests.service.backends import Postgres, Redis, free_port
+from stack.processes import free_port
+from tests.service.backends import Postgres, Redis
 
 from .harness import API, TOKEN, InProcess, metric
 

@@ -17,9 +17,9 @@ from typing import NamedTuple
 import pytest
 
 from stack import ROOT, runbooks
+from stack.processes import free_port
 from stack.render import alertmanager_config
 from stack.tools import checkable
-from tests.service.backends import free_port
 
 from .conftest import Process
 from .test_receiver import notifications

@@ -15,9 +15,9 @@ import yaml
 
 from stack import ENVIRONMENTS, ROOT, compose, lint, longterm, native, render
 from stack.native_config import Layout, components, grafana_provisioning, ports, prometheus_config
+from stack.processes import free_port
 from stack.project import Project
 from stack.services import debian_binaries
-from tests.service.backends import free_port
 
 from .conftest import Process, edit
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from stack import ROOT
-from tests.service.backends import free_port
+from stack.processes import free_port
 
 from .conftest import Process
 

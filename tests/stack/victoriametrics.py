@@ -11,9 +11,8 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from stack.backup import Store
-from stack.processes import http_ok, launch, log_tail, stop
+from stack.processes import free_port, http_ok, launch, log_tail, stop
 from stack.webauth import USER, authorization
-from tests.service.backends import free_port
 
 BINARY = "victoria-metrics"
 START_TIMEOUT = 15.0
