@@ -37,6 +37,7 @@ PACKAGES = {
     "newuidmap": "uidmap",
     "catatonit": "catatonit",
     "iptables": "iptables",
+    "ip": "iproute2",  # the bridge pinner follows `ip monitor link` and sets MACs with it
     "debootstrap": "debootstrap",
     "/usr/lib/python3/dist-packages/pip": "python3-pip",  # wheels for Debian's Python (images)
 }

@@ -23,6 +23,9 @@ from .settings import StackError
 # Beside the services' own binaries (stack/services.toml): Debian's Compose v1, which merges
 # and interpolates the Compose files for the native runtime and checks them in make lint
 TOOLS = {"docker-compose": "docker-compose"}
+# and for `make test` alone: iproute2, whose `ip monitor` the local engine's bridge pinner
+# follows, which tests/stack runs without the engine (a bare Debian 12 has no `ip`)
+TEST_TOOLS = {"ip": "iproute2"}
 VENV_PACKAGE = "python3-venv"  # Debian's Python has no ensurepip without it
 PURPOSES = ("venv", "up", "test")
 
@@ -79,6 +82,8 @@ def needed(purpose: str, runtime: str = "auto", env: str = "dev") -> list[str]:
     missing = venv_missing()
     if purpose == "test" or (purpose == "up" and _runs_natively(runtime, env)):
         missing += runtime_missing()
+    if purpose == "test":
+        missing += missing_binaries(TEST_TOOLS)
     return sorted(set(missing))
 
 

@@ -170,7 +170,7 @@ def test_the_pinner_stopped_by_pid_leaves_no_process_behind() -> None:
             deadline = time.monotonic() + 10
             while not (monitor := children(pinner.pid)) and time.monotonic() < deadline:
                 time.sleep(0.05)
-            assert monitor, "the pinner started no `ip monitor` within 10 s"
+            assert monitor, f"no `ip monitor` within 10 s (the pinner's exit: {pinner.poll()})"
             pinner.send_signal(signal.SIGTERM)
             assert pinner.wait(timeout=10) == 0
             deadline = time.monotonic() + 5

@@ -41,9 +41,9 @@ def test_up_needs_the_native_runtimes_packages_unless_it_runs_compose(
 
 
 @pytest.mark.usefixtures("nothing_installed")
-def test_test_needs_the_runtime_and_the_compose_validator(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_test_needs_the_runtime_the_validator_and_ip(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(packages, "venv_missing", lambda: [])
-    assert packages.needed("test") == runtime_packages()
+    assert packages.needed("test") == sorted([*runtime_packages(), "iproute2"])
     assert "postgresql" in runtime_packages() and "prometheus" in runtime_packages()
     assert packages.needed("venv") == []
 
