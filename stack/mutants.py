@@ -31,9 +31,11 @@ FUNCTIONS = {"rate": ("irate", "increase"), "irate": ("rate",), "increase": ("ra
 # over values that are never negative, these are above 0 together, and 0 together (min is
 # not: all above 0)
 SOME = {"sum", "avg", "max"}
-# never negative: counters (`_total`) and states (`up`, `pg_up`, `redis_rdb_last_bgsave_status`:
-# 0 or 1), as the exporters and app_metrics name them
-NOT_NEGATIVE_SUFFIXES = ("_total", "_up", "_status")
+# never negative: counters (`_total`) and states (`up`, `pg_up`, `redis_rdb_last_bgsave_status`,
+# vmalert's `vmalert_alerting_rules_error`: 0 or 1), as the exporters and app_metrics name them
+NOT_NEGATIVE_SUFFIXES = ("_total", "_up", "_status", "_error")
+# of values never negative, these are never negative either
+OVER_TIME = ("max_over_time", "min_over_time", "last_over_time", "avg_over_time")
 # gauges that count things, never between two integers: `< 1` and `< 0.5` agree on them
 WHOLE_SUFFIXES = ("_discovered",)
 # rate and increase differ by a constant factor: the same sign
@@ -141,7 +143,9 @@ def _sign_only(item: _Node) -> bool:
         if isinstance(ancestor, pp.AggregateExpr) and _op(ancestor) in AGGREGATIONS:
             continue
         if isinstance(ancestor, pp.ParenExpr) or (
-            isinstance(ancestor, pp.BinaryExpr) and _op(ancestor) == "+" and _not_negative(ancestor)
+            isinstance(ancestor, pp.BinaryExpr)
+            and _op(ancestor) in ("+", "or")
+            and _not_negative(ancestor)
         ):
             continue
         if _comparison_with_number(ancestor) or _state_of_number(ancestor):
@@ -170,6 +174,8 @@ def _not_negative(node: Any) -> bool:
     if isinstance(node, pp.Call):
         if node.func.name in ("label_replace", "label_join"):
             return _not_negative(node.args[0])
+        if node.func.name in OVER_TIME and isinstance(node.args[0], pp.MatrixSelector):
+            return _not_negative(node.args[0].vector_selector)
         return node.func.name in FUNCTIONS
     if isinstance(node, pp.AggregateExpr):
         return _op(node) in AGGREGATIONS and _op(node) != "count" and _not_negative(node.expr)

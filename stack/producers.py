@@ -13,8 +13,8 @@ never guessed from the name's prefix:
   dashboard or runbook reads, and on a name read or named by a runbook without a producer;
 - PER_TARGET: the series Prometheus itself writes for every scrape target.
 
-A job's target is named as prometheus/prometheus.yml names it: a Compose service, or
-Prometheus itself for ``localhost``.
+A job's target is named as prometheus/prometheus.yml (or, for the HA topology's own jobs,
+prometheus/ha.yml) names it: a Compose service, or Prometheus itself for ``localhost``.
 """
 
 from __future__ import annotations
@@ -82,6 +82,12 @@ EXPOSED = {
         "alertmanager_alerts", "alertmanager_config_last_reload_successful",
         "alertmanager_notifications_total", "alertmanager_notifications_failed_total",
     ),
+    # the HA topology's; a rule's failure: a gauge per rule in Debian's 1.79, counters from 1.96
+    "vmalert": (
+        "vmalert_alerting_rules_error", "vmalert_recording_rules_error",
+        "vmalert_alerting_rules_errors_total", "vmalert_recording_rules_errors_total",
+        "vmalert_remotewrite_errors_total", "vmalert_alerts_send_errors_total",
+    ),
 }  # fmt: skip
 PER_TARGET = ("up", "scrape_duration_seconds", "scrape_samples_scraped",
               "scrape_samples_post_metric_relabeling", "scrape_series_added")  # fmt: skip
@@ -99,9 +105,12 @@ def produced(root: Path = ROOT) -> dict[str, Produced]:
 
 def scrape_targets(root: Path = ROOT) -> dict[str, list[str]]:
     """``{job: the hosts of its targets, or the names it discovers}`` from
-    prometheus/prometheus.yml."""
-    config = load_yaml((root / "prometheus" / "prometheus.yml").read_text())
-    return {job["job_name"]: sorted(job_hosts(job)) for job in config["scrape_configs"]}
+    prometheus/prometheus.yml, then the jobs only the HA topology has (prometheus/ha.yml)."""
+    found: dict[str, list[str]] = {}
+    for name in ("ha.yml", "prometheus.yml"):  # prometheus.yml's hosts where both have the job
+        config = load_yaml((root / "prometheus" / name).read_text())
+        found |= {job["job_name"]: sorted(job_hosts(job)) for job in config["scrape_configs"]}
+    return found
 
 
 def _exposed_by(job: str, targets: dict[str, list[str]]) -> str:

@@ -8,6 +8,9 @@ import time
 
 import pytest
 
+from stack import ROOT
+from stack.rules import alerts, read
+
 from ..conftest import FIGURES, get, until
 from ..runtimes import Stack
 from .conftest import url_of
@@ -63,3 +66,19 @@ def test_the_replicas_neither_load_nor_hold_the_anomaly_rules(ha: Stack) -> None
         assert not GROUPS & {g["name"] for g in groups}, replica
         held = get(f"{url}/api/v1/query", query='count({__name__=~"signal:.+"})')
         assert held["data"]["result"] == [], f"{replica} holds anomaly series: {held}"
+
+
+def test_each_replica_reads_vmalerts_failures_and_finds_none(ha: Stack) -> None:
+    """VmalertFailing reads what the running vmalert exports: its expression less its `> 0`
+    answers 0 for vmalert on each replica (nothing at all: a metric name or label that this
+    vmalert does not have, and the alert could never fire)."""
+    document = read(ROOT / "prometheus" / "rules" / "platform.rules.yml")
+    (rule,) = [a for a in alerts(document) if a["alert"] == "VmalertFailing"]
+    failures = rule["expr"].strip().removesuffix("> 0")
+    assert failures != rule["expr"].strip(), "VmalertFailing no longer ends in `> 0`"
+    for replica in REPLICAS:
+        url = f"{url_of(ha, replica)}/api/v1/query"
+        (found,) = until(lambda u=url: get(u, query=failures)["data"]["result"], WRITTEN, 1.0,
+                         f"{replica}: VmalertFailing's failures of vmalert")  # fmt: skip
+        assert found["metric"]["job"] == "vmalert", found
+        assert float(found["value"][1]) == 0, f"{replica}: vmalert fails: {found}"
