@@ -47,10 +47,15 @@ PanelT = TypeVar("PanelT", sdk_stat.Panel, sdk_timeseries.Panel, sdk_table.Panel
 
 
 def scrape_interval(job: str, path: Path = PROMETHEUS) -> str | None:
-    """A scrape job's own ``scrape_interval`` in prometheus/prometheus.yml (its one home), or
-    None when it scrapes at the global interval: the datasource's ``timeInterval``."""
-    config = load_yaml(path.read_text())
-    found = next(j for j in config["scrape_configs"] if j["job_name"] == job)
+    """A scrape job's own ``scrape_interval`` in prometheus/prometheus.yml (its one home; the
+    HA topology's own jobs: ha.yml beside it), or None when it scrapes at the global interval:
+    the datasource's ``timeInterval``."""
+    jobs = [
+        j
+        for p in (path, path.parent / "ha.yml")
+        for j in load_yaml(p.read_text())["scrape_configs"]
+    ]
+    found = next(j for j in jobs if j["job_name"] == job)
     return found.get("scrape_interval")
 
 
