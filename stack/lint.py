@@ -312,6 +312,37 @@ def long_term_store(root: Path, work: Path) -> Iterator[Check]:
         yield Check(f"long-term store ({described(project)})", problems)
 
 
+PEER_TIMEOUT = "--cluster.peer-timeout"
+DEFAULT_PEER_TIMEOUT = "15s"  # Alertmanager's
+
+
+def alertmanager_turns(root: Path, work: Path) -> Iterator[Check]:
+    """In the HA topology each Alertmanager peer waits its place in the cluster times the peer
+    timeout, then sends what no peer before it has logged as sent. The last peer's turn must
+    come before the group's next tick (GROUP_INTERVAL): else a newer state goes out meanwhile
+    and the late peer sends the one it saw, a "firing" after the "resolved"
+    (prometheus/alertmanager#2447)."""
+    for project in composed(p for p in projects(root, work) if p.ha):
+        services = project.services()
+        peers = sorted(n for n in services if n.partition("-")[0] == "alertmanager")
+        interval = environment_settings(project.env, root).get("GROUP_INTERVAL", "")
+        problems = []
+        for name in peers:
+            flags = dict(a.partition("=")[::2] for a in services[name].get("command") or [])
+            timeout = flags.get(PEER_TIMEOUT, DEFAULT_PEER_TIMEOUT)
+            last = (len(peers) - 1) * seconds(timeout)
+            if last >= seconds(interval):
+                problems.append(
+                    f"{name}: the last of {len(peers)} peers sends {last:g} s after a tick "
+                    f"({PEER_TIMEOUT}={timeout}), not before GROUP_INTERVAL={interval}: lower "
+                    f"ALERTMANAGER_PEER_TIMEOUT in compose/env/{project.env}.env"
+                )
+        if not peers:
+            problems.append("no Alertmanager peer")
+        yield Check(f"Alertmanager peers send within a group interval ({described(project)})",
+                    problems)  # fmt: skip
+
+
 def dashboards(root: Path, work: Path) -> Iterator[Check]:
     problems: list[str] = []
     datasources = load_yaml(
@@ -474,6 +505,7 @@ CHECKS: list[Callable[[Path, Path], Iterator[Check]]] = [
     ports_agree,
     web_authentication,
     long_term_store,
+    alertmanager_turns,
     global_rules,
     dashboards,
 ]

@@ -242,6 +242,16 @@ MISTAKES = {
         "compose/env/dev.env: HA_RETENTION_TIME=4d does not cover "
         "prometheus/generated/rules/anomaly.rules.yml",
     ),
+    "an Alertmanager peer's turn after the next group tick": Mistake(
+        "compose/env/dev.env", "ALERTMANAGER_PEER_TIMEOUT=2s", "ALERTMANAGER_PEER_TIMEOUT=3s",
+        "alertmanager_turns", "alertmanager: the last of 3 peers sends 6 s after a tick "
+        "(--cluster.peer-timeout=3s), not before GROUP_INTERVAL=5s",
+    ),
+    "an Alertmanager peer at the default peer timeout in dev": Mistake(
+        "compose/compose.ha.yaml", "      - --cluster.peer-timeout=${ALERTMANAGER_PEER_TIMEOUT:?",
+        "      - --cluster.peer-timeout-was=${ALERTMANAGER_PEER_TIMEOUT:?",
+        "alertmanager_turns", "sends 30 s after a tick (--cluster.peer-timeout=15s)",
+    ),
     "single retention shorter than the anomaly baselines": Mistake(
         "compose/env/stage.env", "\nRETENTION_TIME=22d", "\nRETENTION_TIME=7d",
         "single_retention", "compose/env/stage.env: RETENTION_TIME=7d does not cover "

@@ -11,6 +11,9 @@ from typing import Any
 
 import pytest
 
+from stack.promql import seconds
+from stack.settings import environment_settings
+
 from ..conftest import FIGURES, get, until
 from ..faults import FAULTS, Fault, wait_for
 from ..runtimes import Stack
@@ -23,9 +26,15 @@ PEERS = ("alertmanager", "alertmanager-2", "alertmanager-3")
 # replica): a page after its minute's `for:`, the shortest of the faults
 FAULT = FAULTS["the API stopped"]
 FIRING_TIMEOUT = 150.0  # the `for:` and a loaded machine's slack
-# how long a duplicate could still come: each peer waits its position times the cluster's
-# peer timeout (15 s) before it sends what the others have not logged as sent
-DUPLICATE_WINDOW = 2 * 15.0 + 10.0
+# how long a duplicate could still come: each peer waits its place times the cluster's peer
+# timeout before it sends what the others have not logged as sent, and a stale state would
+# come at the latest at the next group tick; then some slack
+SETTINGS = environment_settings("dev")
+DUPLICATE_WINDOW = (
+    (len(PEERS) - 1) * seconds(SETTINGS["ALERTMANAGER_PEER_TIMEOUT"])
+    + seconds(SETTINGS["GROUP_INTERVAL"])
+    + 10.0
+)
 
 
 def deliveries(stack: Stack, fault: Fault, status: str, since: float) -> list[str]:
@@ -59,12 +68,16 @@ def every_peer_joined(stack: Stack) -> None:
 
 def exactly_once(stack: Stack, status: str, since: float) -> float:
     """Waits for the notification, then for the window a duplicate could come in; returns the
-    seconds from ``since`` to the delivery. The alert keeps its state meanwhile: a peer whose
-    turn comes after a change would send its stale notification (its log entry differs)."""
+    seconds from ``since`` to the delivery. The alert keeps its state meanwhile, so nothing
+    else may come: neither the same again nor the state before it (a peer whose turn came
+    after the change, sending what it saw before: a "firing" after the "resolved")."""
     first = wait_for(stack, FAULT, status, since)["received_at"]
     time.sleep(DUPLICATE_WINDOW)
     sent = deliveries(stack, FAULT, status, since)
     assert len(sent) == 1, f"{FAULT.alertname} {status}: {len(sent)} notifications, not 1: {sent}"
+    before = "firing" if status == "resolved" else "resolved"
+    stale = deliveries(stack, FAULT, before, first)
+    assert stale == [], f"{FAULT.alertname} {before} again after {status}: {stale}"
     return first - since  # type: ignore[no-any-return]
 
 
